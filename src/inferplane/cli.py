@@ -1,0 +1,268 @@
+"""The ``inferplane`` command line.
+
+Commands: ``serve``, ``pull``, ``models``, ``runtimes``, ``config``, ``bench``, ``status``.
+Flags map onto config fields (``inferplane config schema`` prints them all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from inferplane import __version__
+from inferplane.config.models import (
+    ConfigError,
+    InferplaneConfig,
+    config_json_schema,
+    env_overrides,
+    load_config,
+    parse_config,
+)
+
+__all__ = ["main"]
+
+
+def _err(msg: str) -> int:
+    print(f"inferplane: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve models behind one OpenAI-compatible endpoint",
+                       description="Serve the default model (smollm2) with no arguments, a GGUF file with "
+                                   "--model, or a deployment file with --config.")
+    p.add_argument("--config", "-c", type=Path, help="deployment file (YAML); see `inferplane config schema`")
+    p.add_argument("--model", "-m", help="GGUF path or model-store name (default: smollm2)")
+    p.add_argument("--name", help="model name clients send (default: the file's stem, or the store name)")
+    p.add_argument("--runtime", default="embedded", help="runtime adapter (default: embedded)")
+    p.add_argument("--host", help="listen address (default 127.0.0.1; env INFERPLANE_HOST)")
+    p.add_argument("--port", type=int, help="listen port (default 8000; env INFERPLANE_PORT)")
+    p.add_argument("--replicas", type=int, default=1, help="local replicas of the model (default 1)")
+    p.add_argument("--parallel", type=int, default=4, help="concurrent sequences per replica (default 4)")
+    p.add_argument("--ctx-size", type=int, help="context tokens per sequence (default 4096)")
+    p.add_argument("--threads", type=int, help="CPU threads per replica (default: free cores / replicas)")
+    p.add_argument("--policy", default="least_load",
+                   choices=["least_load", "round_robin", "power_of_two", "session", "prefix"])
+    p.add_argument("--api-key", action="append", default=[], help="require this bearer key (repeatable)")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    p.add_argument("--ready-timeout", type=float, help="seconds to wait for replicas (default 300)")
+    p.add_argument("--log-dir", type=Path, help="replica logs (default ~/.cache/inferplane/logs)")
+    p.add_argument("--verbose", "-v", action="store_true")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _serve_config(args: argparse.Namespace) -> InferplaneConfig:
+    env = env_overrides()
+    gateway: dict[str, Any] = {}
+    host = args.host or env.get("INFERPLANE_HOST")
+    port = args.port if args.port is not None else env.get("INFERPLANE_PORT")
+    if host:
+        gateway["host"] = host
+    if port is not None:
+        gateway["port"] = int(port)
+    keys = args.api_key or [k for k in env.get("INFERPLANE_API_KEYS", "").split(",") if k]
+    if keys:
+        gateway["api_keys"] = keys
+    if args.max_body_bytes:
+        gateway["max_body_bytes"] = args.max_body_bytes
+    if args.ready_timeout:
+        gateway["ready_timeout_s"] = args.ready_timeout
+    if args.config:
+        if args.model:
+            raise ConfigError("use either --config or --model, not both")
+        base = load_config(args.config)
+        merged = {**base.gateway.model_dump(), **gateway}
+        return base.model_copy(update={"gateway": type(base.gateway).model_validate(merged)})
+    model = args.model or "smollm2"
+    name = args.name or (Path(model).stem if model.endswith(".gguf") else model)
+    dep: dict[str, Any] = {
+        "name": name, "runtime": args.runtime, "model": model, "replicas": args.replicas,
+        "max_concurrent_sequences": args.parallel, "policy": args.policy,
+    }
+    if args.ctx_size:
+        dep["context_length_tokens"] = args.ctx_size
+    if args.threads:
+        dep["threads"] = args.threads
+    return parse_config({"gateway": gateway, "deployments": [dep]}, source="command line")
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from inferplane.models import ModelStore
+    from inferplane.server import ServeError, prepare_deployments, run_server
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        config = _serve_config(args)
+        deployments = prepare_deployments(config, ModelStore(), _say)
+    except (ConfigError, ServeError) as exc:
+        return _err(str(exc))
+    log_dir = args.log_dir or Path.home() / ".cache" / "inferplane" / "logs"
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        return asyncio.run(run_server(config, deployments, log_dir=log_dir, say=_say))
+    except ServeError as exc:
+        return _err(str(exc))
+
+
+# -- models ----------------------------------------------------------------------------------
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="fetch a named model into the local store")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_pull)
+    p = sub.add_parser("models", help="list the named models and which are in the local store")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from inferplane.models import ModelError, ModelStore
+
+    try:
+        path = ModelStore().resolve(args.name, progress=_say)
+    except ModelError as exc:
+        return _err(str(exc))
+    print(path)
+    return 0
+
+
+def _cmd_models(_args: argparse.Namespace) -> int:
+    from inferplane.models import CATALOG, ModelError, ModelStore
+
+    store = ModelStore()
+    print(f"{'NAME':<14} {'SIZE':>8}  {'LOCAL':<5}  DESCRIPTION")
+    for m in CATALOG.values():
+        try:
+            store.get(m, fetch=False)
+            local = "yes"
+        except ModelError:
+            local = "no"
+        print(f"{m.name:<14} {m.size_bytes / 2**20:>6.0f}Mi  {local:<5}  {m.description}")
+    return 0
+
+
+# -- runtimes, config, status -------------------------------------------------------------------
+
+def _add_runtimes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runtimes", help="the runtimes inferplane drives, and what each supports")
+    p.add_argument("--check", action="store_true", help="also say which are usable on this machine, and why not")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_runtimes)
+
+
+def _cmd_runtimes(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from inferplane.runtimes import adapter_names, get_adapter
+
+    rows = []
+    for name in adapter_names():
+        a = get_adapter(name)
+        row: dict[str, Any] = {"runtime": name, **asdict(a.capabilities())}
+        if args.check:
+            av = a.availability()
+            row["usable"], row["reason"] = av.usable, av.reason
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    flags = ["multi_gpu", "prefix_caching", "speculative_decoding", "structured_output", "lora", "embeddings",
+             "pd_disaggregation"]
+    head = f"{'RUNTIME':<10} {'FORMATS':<18} {'HARDWARE':<22} " + " ".join(f[:6] for f in flags)
+    print(head + ("  USABLE HERE" if args.check else ""))
+    for r in rows:
+        line = (f"{r['runtime']:<10} {','.join(r['weight_formats']):<18} {','.join(r['hardware']):<22} "
+                + " ".join(("yes" if r[f] else "-").ljust(6) for f in flags))
+        if args.check:
+            line += f"  {'yes' if r['usable'] else 'no'}: {r['reason']}"
+        print(line)
+    return 0
+
+
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="print the deployment file's JSON schema, or validate a file")
+    csub = p.add_subparsers(dest="config_cmd", required=True)
+    csub.add_parser("schema", help="print the JSON schema").set_defaults(func=_cmd_config_schema)
+    v = csub.add_parser("validate", help="validate a deployment file")
+    v.add_argument("file", type=Path)
+    v.set_defaults(func=_cmd_config_validate)
+
+
+def _cmd_config_schema(_args: argparse.Namespace) -> int:
+    print(json.dumps(config_json_schema(), indent=2))
+    return 0
+
+
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        return _err(str(exc))
+    print(f"{args.file}: ok ({len(cfg.deployments)} deployment(s): {', '.join(d.name for d in cfg.deployments)})")
+    return 0
+
+
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show the replicas of a running gateway")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    try:
+        with urllib.request.urlopen(args.url.rstrip("/") + "/admin/endpoints", timeout=5) as resp:
+            data = json.load(resp)
+    except (urllib.error.URLError, OSError) as exc:
+        return _err(f"cannot reach {args.url}: {exc}")
+    print(f"{'ENDPOINT':<16} {'RUNTIME':<10} {'READY':<6} {'IN-FLIGHT':>9} {'REQUESTS':>9}  URL")
+    for e in data["endpoints"]:
+        print(f"{e['id']:<16} {e['runtime']:<10} {'yes' if e['ready'] else 'no':<6} {e['in_flight']:>9} "
+              f"{e['requests_total']:>9}  {e['url']}")
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    try:
+        from inferplane.bench import cli as bench_cli
+    except ImportError:
+        return
+    p = sub.add_parser("bench", help="load-test an OpenAI-compatible endpoint (BENCH_SPEC metrics)")
+    bench_cli.add_arguments(p)
+    p.set_defaults(func=bench_cli.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferplane", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"inferplane {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_models(sub)
+    _add_runtimes(sub)
+    _add_config(sub)
+    _add_status(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,215 @@
+"""Pydantic models of the deployment file.
+
+A deployment file is YAML (or JSON)::
+
+    gateway:
+      host: 127.0.0.1
+      port: 8000
+    deployments:
+      - name: smollm2            # the model name clients send
+        runtime: embedded        # a registered RuntimeAdapter name
+        model: smollm2           # a local path, or a model-store name (see inferplane.models)
+        replicas: 1
+        max_concurrent_sequences: 4
+
+``INFERPLANE_*`` environment variables are read here and nowhere else
+(:func:`env_overrides`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DeploymentConfig",
+    "GatewayConfig",
+    "InferplaneConfig",
+    "ReplicaTarget",
+    "config_json_schema",
+    "env_overrides",
+    "load_config",
+]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says what to change."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayConfig(_Strict):
+    """The HTTP gateway."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 = any free port).")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes; larger gets 413."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Upstream TCP connect timeout, seconds.")
+    first_byte_timeout_s: float = Field(
+        600.0, gt=0, description="Longest wait for an upstream's response headers, seconds."
+    )
+    max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per request across replicas before the first byte was sent."
+    )
+    api_keys: tuple[str, ...] = Field(
+        (), description="If set, clients must send 'Authorization: Bearer <one of these>'."
+    )
+    ready_timeout_s: float = Field(
+        300.0, gt=0, description="How long `serve` waits for a replica to become ready, seconds."
+    )
+    scrape_interval_s: float = Field(
+        5.0, gt=0, description="How often each endpoint's /metrics and health are polled, seconds."
+    )
+
+
+class ReplicaTarget(_Strict):
+    """An endpoint that already runs somewhere: inferplane routes to it but does not launch it."""
+
+    url: str = Field(description="Base URL of the runtime, e.g. http://127.0.0.1:8080 (no /v1).")
+    region: str | None = Field(None, description="Region label, for tiered routing.")
+    priority: int = Field(0, description="Tier; lower is preferred.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return v.rstrip("/").removesuffix("/v1")
+
+
+class DeploymentConfig(_Strict):
+    """One served model name, its runtime, settings and replicas."""
+
+    name: str = Field(description="Model name clients send in the 'model' field.")
+    runtime: str = Field("embedded", description="Runtime adapter: see `inferplane runtimes`.")
+    model: str = Field(
+        "smollm2",
+        description="Model to load: a local path (GGUF file or HF folder), a model-store name "
+        "(`inferplane models`), or a runtime-specific id.",
+    )
+    replicas: int = Field(1, ge=0, le=64, description="Local replicas to launch.")
+    endpoints: tuple[ReplicaTarget, ...] = Field(
+        (), description="Already-running endpoints of this deployment (not launched by inferplane)."
+    )
+    context_length_tokens: int | None = Field(
+        None, ge=64, description="Context window per sequence, tokens (runtime default if unset)."
+    )
+    max_concurrent_sequences: int = Field(
+        4, ge=1, le=1024, description="Sequences a replica decodes at once (llama.cpp slots, vLLM max-num-seqs)."
+    )
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads per replica (default: the cores that are free, split across replicas)."
+    )
+    dtype: str | None = Field(None, description="Weights/activation dtype, e.g. float32, bfloat16, auto.")
+    quantization: str | None = Field(None, description="Quantization method, runtime-specific (e.g. awq, fp8).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica for tensor parallelism.")
+    gpu_memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="Fraction of GPU memory a replica may use."
+    )
+    prefix_caching: bool = Field(True, description="Reuse KV cache across requests sharing a prefix.")
+    executable: str | None = Field(
+        None, description="Path of the runtime's server binary, where the runtime has one (e.g. llama-server)."
+    )
+    extra_args: tuple[str, ...] = Field((), description="Arguments appended verbatim to the runtime's command line.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the runtime process.")
+    region: str | None = Field(None, description="Region label of the launched replicas.")
+    priority: int = Field(0, description="Tier of the launched replicas; lower is preferred.")
+    ready_timeout_s: float | None = Field(
+        None, gt=0, description="Readiness wait for this deployment's replicas, seconds (default: gateway's)."
+    )
+    policy: Literal["least_load", "round_robin", "power_of_two", "session", "prefix"] = Field(
+        "least_load", description="Routing policy among this deployment's replicas."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("name must be 1-128 characters of letters, digits and . _ : / -, starting alphanumeric")
+        return v
+
+    @model_validator(mode="after")
+    def _has_replicas(self) -> DeploymentConfig:
+        if self.replicas == 0 and not self.endpoints:
+            raise ValueError(
+                f"deployment {self.name!r} has no replicas: set replicas >= 1 or list endpoints"
+            )
+        return self
+
+
+class InferplaneConfig(_Strict):
+    """The whole deployment file."""
+
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)  # type: ignore[arg-type]
+    deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> InferplaneConfig:
+        seen: set[str] = set()
+        for d in self.deployments:
+            if d.name in seen:
+                raise ValueError(f"deployment name {d.name!r} is used twice; names must be unique")
+            seen.add(d.name)
+        return self
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON schema of the deployment file (``inferplane config schema``)."""
+    return InferplaneConfig.model_json_schema()
+
+
+def load_config(path: str | Path) -> InferplaneConfig:
+    """Read and validate a deployment file.
+
+    Raises ConfigError with a message naming the file and each bad field.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping with 'deployments', got {type(data).__name__}")
+    return parse_config(data, source=str(p))
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config") -> InferplaneConfig:
+    try:
+        return InferplaneConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from exc
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``INFERPLANE_*`` settings the CLI honours, read from the environment.
+
+    ``INFERPLANE_HOST``, ``INFERPLANE_PORT``, ``INFERPLANE_MODEL_CACHE`` (model store
+    folder), ``INFERPLANE_API_KEYS`` (comma-separated).
+    """
+    env = os.environ if environ is None else environ
+    keys = ("INFERPLANE_HOST", "INFERPLANE_PORT", "INFERPLANE_MODEL_CACHE", "INFERPLANE_API_KEYS")
+    return {k: env[k] for k in keys if env.get(k)}

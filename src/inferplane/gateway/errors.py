@@ -1,0 +1,37 @@
+"""OpenAI error responses: the gateway's only way to say no."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from inferplane.protocol.errors import error_body
+
+__all__ = ["error_response"]
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=error_body(message, _TYPES.get(status, "server_error"), param=param, code=code),
+        content_type="application/json",
+        headers=headers,
+    )

@@ -1,0 +1,1 @@
+"""Metrics registry, normalized runtime metrics, tracing."""

@@ -1,0 +1,127 @@
+"""The gateway's Prometheus metrics, in a registry owned by one app (no globals).
+
+Request metrics are recorded by the proxy; endpoint metrics are read at scrape time
+from the endpoint registry (normalized runtime stats), so they cost nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from inferplane.routing.registry import EndpointRegistry
+
+__all__ = ["GatewayMetrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
+                    1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+_ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1,
+                0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+
+
+class GatewayMetrics:
+    """All metrics one gateway exports on ``/metrics``."""
+
+    def __init__(self, endpoints: EndpointRegistry) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "inferplane_requests", "Requests answered, by model, API route and HTTP status.",
+            ["model", "route", "status"], registry=r,
+        )
+        self.in_flight = Gauge(
+            "inferplane_requests_in_flight", "Requests being served now.", ["model"], registry=r
+        )
+        self.ttft = Histogram(
+            "inferplane_time_to_first_token_seconds",
+            "Time from request arrival to the first content chunk sent to the client (streams).",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.itl = Histogram(
+            "inferplane_inter_token_latency_seconds",
+            "Gap between consecutive content chunks of a stream (llama.cpp and vLLM send one token per chunk).",
+            ["model"], buckets=_ITL_BUCKETS, registry=r,
+        )
+        self.e2e = Histogram(
+            "inferplane_e2e_request_latency_seconds", "Time from request arrival to the last byte sent.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "inferplane_prompt_tokens", "Prompt tokens, from the runtimes' usage reports.", ["model"], registry=r
+        )
+        self.completion_tokens = Counter(
+            "inferplane_completion_tokens", "Completion tokens, from the runtimes' usage reports.",
+            ["model"], registry=r,
+        )
+        self.upstream_errors = Counter(
+            "inferplane_upstream_errors",
+            "Failed attempts to reach a replica, by kind (connect, timeout, disconnect, status_5xx, stream_broken).",
+            ["model", "endpoint", "kind"], registry=r,
+        )
+        self.retries = Counter(
+            "inferplane_retries", "Requests re-sent to another replica (or a fresh connection) before the first byte.",
+            ["model", "reason"], registry=r,
+        )
+        self.client_disconnects = Counter(
+            "inferplane_client_disconnects", "Requests whose client went away before the end; the upstream was cancelled.",
+            ["model"], registry=r,
+        )
+        r.register(_EndpointCollector(endpoints))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _EndpointCollector(Collector):
+    """Normalized per-endpoint state, read from the registry at scrape time."""
+
+    def __init__(self, endpoints: EndpointRegistry) -> None:
+        self._endpoints = endpoints
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["deployment", "endpoint", "runtime"]
+        fams = {
+            "ready": GaugeMetricFamily("inferplane_endpoint_ready", "1 if the endpoint takes traffic.", labels=labels),
+            "in_flight": GaugeMetricFamily(
+                "inferplane_endpoint_in_flight", "Requests the gateway has in flight there.", labels=labels
+            ),
+            "running": GaugeMetricFamily(
+                "inferplane_endpoint_running", "Requests running in the runtime (scraped).", labels=labels
+            ),
+            "waiting": GaugeMetricFamily(
+                "inferplane_endpoint_waiting", "Requests queued in the runtime (scraped).", labels=labels
+            ),
+            "kv_cache_usage": GaugeMetricFamily(
+                "inferplane_endpoint_kv_cache_usage_ratio", "KV-cache usage 0..1 (scraped).", labels=labels
+            ),
+            "prefix_cache_hits": GaugeMetricFamily(
+                "inferplane_endpoint_prefix_cache_hits", "Prefix-cache hits (scraped counter; tokens).", labels=labels
+            ),
+            "prefix_cache_queries": GaugeMetricFamily(
+                "inferplane_endpoint_prefix_cache_queries", "Prefix-cache lookups (scraped counter; tokens).",
+                labels=labels,
+            ),
+            "prompt_tokens": GaugeMetricFamily(
+                "inferplane_endpoint_prompt_tokens", "Prompt tokens processed (scraped counter).", labels=labels
+            ),
+            "generation_tokens": GaugeMetricFamily(
+                "inferplane_endpoint_generation_tokens", "Tokens generated (scraped counter).", labels=labels
+            ),
+        }
+        for ep in self._endpoints:
+            lv = [ep.deployment, ep.id, ep.runtime]
+            fams["ready"].add_metric(lv, 1.0 if ep.ready else 0.0)
+            fams["in_flight"].add_metric(lv, float(ep.in_flight))
+            s = ep.stats
+            for key in ("running", "waiting", "kv_cache_usage", "prefix_cache_hits", "prefix_cache_queries",
+                        "prompt_tokens", "generation_tokens"):
+                value = getattr(s, key)
+                if value is not None:
+                    fams[key].add_metric(lv, float(value))
+        yield from fams.values()

@@ -1,0 +1,1 @@
+"""Where replicas run: the local process supervisor (and, later, a Ray backend)."""

@@ -1,0 +1,24 @@
+"""OpenAI-style error bodies.
+
+``{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`` is what the
+official OpenAI SDKs parse into ``APIError.message`` / ``.code`` / ``.param``.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+__all__ = ["error_body", "sse_error_event"]
+
+
+def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> bytes:
+    """Serialized OpenAI error body."""
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
+def sse_error_event(message: str, type_: str = "upstream_error", *, code: str | None = None) -> bytes:
+    """An SSE event carrying an OpenAI error body, used to end a broken stream explicitly.
+
+    The OpenAI Python SDK raises ``APIError`` when a stream event has an ``error`` key.
+    """
+    return b"data: " + error_body(message, type_, code=code) + b"\n\n"

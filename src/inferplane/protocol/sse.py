@@ -1,0 +1,54 @@
+"""Server-sent events: incremental decoding of ``data:`` events from a byte stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+__all__ = ["DONE", "SSEDecoder"]
+
+DONE = b"[DONE]"
+
+
+class SSEDecoder:
+    """Splits a byte stream into SSE event payloads (the joined ``data:`` lines).
+
+    Feed it chunks in arrival order; each call yields the payloads of the events that
+    the chunk completed. Comments (``:`` lines) and non-data fields are skipped.
+    Not thread-safe; one decoder per stream.
+    """
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n")
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            payload = _event_data(buf[start:end])
+            if payload is not None:
+                yield payload
+            start = end + 2
+        self._buf = buf[start:]
+
+    def flush(self) -> Iterator[bytes]:
+        """Payload of a final event that was not terminated by a blank line."""
+        if self._buf.strip():
+            payload = _event_data(self._buf)
+            self._buf = b""
+            if payload is not None:
+                yield payload
+
+
+def _event_data(block: bytes) -> bytes | None:
+    lines = [line[5:].lstrip(b" ") if line.startswith(b"data:") else None for line in block.split(b"\n")]
+    data = [line for line in lines if line is not None]
+    if not data:
+        return None
+    return b"\n".join(data)

@@ -1,0 +1,1 @@
+"""Endpoint registry, routing policies, health and breakers."""

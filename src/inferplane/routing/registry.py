@@ -1,0 +1,123 @@
+"""The endpoint registry: every replica the gateway may send traffic to.
+
+Endpoints are added by the placement backend (launched replicas) or from the config
+(existing URLs); readiness and scraped stats are written by the health checker; the
+gateway reads snapshots and acquires endpoints for requests. Everything here runs on
+the gateway's event loop: no locks, not thread-safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from inferplane.routing.types import Candidate
+from inferplane.runtimes.base import Dialect, EndpointStats
+
+__all__ = ["Endpoint", "EndpointRegistry", "Release"]
+
+Release = Callable[[], None]
+
+
+@dataclass(slots=True, eq=False)
+class Endpoint:
+    """One running replica of a deployment, reachable at ``url``."""
+
+    id: str
+    deployment: str
+    runtime: str
+    url: str
+    dialect: Dialect
+    capacity: int = 1
+    region: str | None = None
+    priority: int = 0
+    managed: bool = False
+    """Launched and supervised by inferplane (vs an existing URL from the config)."""
+    ready: bool = False
+    in_flight: int = 0
+    stats: EndpointStats = field(default_factory=EndpointStats)
+    consecutive_failures: int = 0
+    requests_total: int = 0
+
+    def candidate(self) -> Candidate:
+        s = self.stats
+        return Candidate(
+            endpoint_id=self.id,
+            in_flight=self.in_flight,
+            waiting=int(s.waiting or 0),
+            running=int(s.running or 0),
+            kv_cache_usage=s.kv_cache_usage,
+            capacity=self.capacity,
+            region=self.region,
+            priority=self.priority,
+        )
+
+
+class EndpointRegistry:
+    """Endpoints by deployment, with acquire/release accounting of in-flight requests."""
+
+    def __init__(self) -> None:
+        self._by_deployment: dict[str, list[Endpoint]] = {}
+        self._by_id: dict[str, Endpoint] = {}
+        self._ids = itertools.count(1)
+        self._listeners: list[Callable[[Endpoint], None]] = []
+
+    def new_id(self, deployment: str) -> str:
+        return f"{deployment}-{next(self._ids)}"
+
+    def add(self, endpoint: Endpoint) -> None:
+        if endpoint.id in self._by_id:
+            raise ValueError(f"endpoint id {endpoint.id!r} already registered")
+        self._by_id[endpoint.id] = endpoint
+        self._by_deployment.setdefault(endpoint.deployment, []).append(endpoint)
+
+    def remove(self, endpoint_id: str) -> None:
+        ep = self._by_id.pop(endpoint_id, None)
+        if ep is not None:
+            self._by_deployment[ep.deployment].remove(ep)
+            for fn in self._listeners:
+                fn(ep)
+
+    def on_removed(self, fn: Callable[[Endpoint], None]) -> None:
+        """Call ``fn(endpoint)`` whenever an endpoint leaves the pool (removed or unready)."""
+        self._listeners.append(fn)
+
+    def set_ready(self, endpoint: Endpoint, ready: bool) -> None:
+        was = endpoint.ready
+        endpoint.ready = ready
+        if was and not ready:
+            for fn in self._listeners:
+                fn(endpoint)
+
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        return self._by_id.get(endpoint_id)
+
+    def endpoints(self, deployment: str | None = None) -> list[Endpoint]:
+        if deployment is None:
+            return list(self._by_id.values())
+        return list(self._by_deployment.get(deployment, ()))
+
+    def ready(self, deployment: str) -> list[Endpoint]:
+        return [e for e in self._by_deployment.get(deployment, ()) if e.ready]
+
+    def any_ready(self) -> bool:
+        return any(e.ready for e in self._by_id.values())
+
+    def __iter__(self) -> Iterator[Endpoint]:
+        return iter(list(self._by_id.values()))
+
+    @staticmethod
+    def acquire(endpoint: Endpoint) -> Release:
+        """Count a request in flight on ``endpoint``; call the returned function exactly once."""
+        endpoint.in_flight += 1
+        endpoint.requests_total += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                endpoint.in_flight -= 1
+
+        return release

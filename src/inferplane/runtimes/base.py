@@ -1,0 +1,162 @@
+"""The runtime adapter contract: everything inferplane knows about one kind of engine.
+
+An adapter is a stateless object; the gateway, supervisor and scraper use it like this:
+
+1. ``capabilities()`` - static facts (formats, hardware, features), used by ``choose``
+   and by ``inferplane runtimes``.
+2. ``availability()`` - whether the runtime can be launched on this machine, and why not.
+3. ``launch_spec(deployment, port, resources)`` - pure: the argv, env and probe of one
+   replica. The supervisor runs it; nothing else starts runtime processes.
+4. ``probe`` (a ``ProbeSpec``) - the request that tells the replica is ready for traffic.
+5. ``parse_metrics(text)`` - the runtime's Prometheus text mapped onto ``EndpointStats``.
+6. ``dialect`` - how the gateway talks to it; OpenAI-speaking runtimes pass bytes through.
+
+Adapters never do I/O in ``launch_spec`` or ``parse_metrics`` and raise only
+``LaunchError`` (bad deployment for this runtime) from ``launch_spec``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from inferplane.config import DeploymentConfig
+
+__all__ = [
+    "Availability",
+    "Capabilities",
+    "Dialect",
+    "EndpointStats",
+    "LaunchError",
+    "LaunchSpec",
+    "OPENAI_DIALECT",
+    "ProbeSpec",
+    "Resources",
+    "RuntimeAdapter",
+]
+
+
+class LaunchError(ValueError):
+    """The deployment cannot be launched on this runtime; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a runtime supports, as data."""
+
+    architectures: tuple[str, ...]
+    """Model families, e.g. ("llama", "qwen2", "gemma3"), or ("*",) for 'most HF decoder models'."""
+    weight_formats: tuple[str, ...]
+    """e.g. ("gguf",), ("safetensors",), ("mlc",), ("trt-engine", "safetensors")."""
+    quantizations: tuple[str, ...]
+    hardware: tuple[str, ...]
+    """Any of "cpu", "nvidia", "amd", "intel-gpu", "apple", "ascend", "tpu"."""
+    multi_gpu: bool = False
+    prefix_caching: bool = False
+    speculative_decoding: bool = False
+    structured_output: bool = False
+    lora: bool = False
+    embeddings: bool = False
+    pd_disaggregation: bool = False
+    streams_usage: bool = True
+    """Honours ``stream_options.include_usage``."""
+    max_choices: int = 1
+    """Largest ``n`` (choices per request) the runtime honours."""
+    needs_local_model_file: bool = False
+    """The model must be resolved to a local file before launch (GGUF runtimes)."""
+    install_hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    usable: bool
+    reason: str
+    """Why not, or what was found (version, path)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the placement backend grants one replica."""
+
+    threads: int | None = None
+    gpu_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """The HTTP request that says a replica can take traffic: a 2xx answer means ready."""
+
+    path: str = "/health"
+    method: str = "GET"
+    body: bytes | None = None
+    """For runtimes whose /health answers before the model works: a tiny real request."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """How to start one replica. Pure data."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    probe: ProbeSpec = field(default_factory=ProbeSpec)
+    metrics_path: str = "/metrics"
+    metrics_port: int | None = None
+    """When the runtime serves metrics on another port than its API."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStats:
+    """One endpoint's state, normalized across runtimes. None = the runtime does not say."""
+
+    running: float | None = None
+    waiting: float | None = None
+    kv_cache_usage: float | None = None
+    """0..1"""
+    prefix_cache_hits: float | None = None
+    """Counter; tokens (or blocks: see ``prefix_cache_unit``)."""
+    prefix_cache_queries: float | None = None
+    prefix_cache_unit: str = "tokens"
+    prompt_tokens: float | None = None
+    """Counter of prompt tokens, cached ones included."""
+    generation_tokens: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How the gateway talks to a runtime's API."""
+
+    name: str = "openai"
+    passthrough: bool = True
+    """Request and response bytes are forwarded unchanged (OpenAI-speaking runtimes)."""
+    chat_path: str = "/v1/chat/completions"
+    completions_path: str = "/v1/completions"
+    models_path: str = "/v1/models"
+
+
+OPENAI_DIALECT = Dialect()
+
+
+class RuntimeAdapter(ABC):
+    """Base of all adapters. Subclasses set ``name`` and implement the abstract methods."""
+
+    name: ClassVar[str]
+    dialect: ClassVar[Dialect] = OPENAI_DIALECT
+
+    @abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abstractmethod
+    def availability(self) -> Availability: ...
+
+    @abstractmethod
+    def launch_spec(self, deployment: DeploymentConfig, port: int, resources: Resources) -> LaunchSpec: ...
+
+    @abstractmethod
+    def parse_metrics(self, text: str) -> EndpointStats: ...
+
+    def probe(self) -> ProbeSpec:
+        """The readiness request for a replica of this runtime (also used for existing URLs)."""
+        return ProbeSpec()

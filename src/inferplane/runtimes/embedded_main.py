@@ -1,0 +1,67 @@
+"""Child-process entry of the embedded runtime: runs xllamacpp's server until SIGTERM.
+
+Usage (the supervisor builds this argv; see ``EmbeddedAdapter.launch_spec``)::
+
+    python -m inferplane.runtimes.embedded_main --model M.gguf --alias NAME --port P \
+        [--host 127.0.0.1] [--parallel 4] [--ctx-size 16384] [--threads N] [--no-cache-prompt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="inferplane.runtimes.embedded_main")
+    p.add_argument("--model", required=True)
+    p.add_argument("--alias", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--parallel", type=int, default=4)
+    p.add_argument("--ctx-size", type=int, default=16384)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=0)
+    p.add_argument("--no-cache-prompt", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    import xllamacpp  # imported late: its import is the slow part and --help should not pay it
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.model_alias = {args.alias}
+    params.hostnames = [args.host]
+    params.port = args.port
+    params.n_parallel = args.parallel
+    params.n_ctx = args.ctx_size
+    params.cont_batching = True
+    params.cache_prompt = not args.no_cache_prompt
+    params.endpoint_metrics = True
+    params.endpoint_slots = True
+    params.ui = False
+    if args.threads > 0:
+        params.cpuparams.n_threads = args.threads
+        params.cpuparams_batch.n_threads = args.threads
+    if args.batch_size > 0:
+        params.n_batch = args.batch_size
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    server = xllamacpp.Server(params)  # starts the HTTP server threads and returns
+    print(f"embedded runtime listening on {server.listening_address}", flush=True)
+    stop.wait()
+    # llama.cpp's server shutdown can block on in-flight slots; the process is going
+    # away and holds no state worth flushing, so leave without running destructors.
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Adapters by runtime name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from inferplane.runtimes.base import RuntimeAdapter
+from inferplane.runtimes.embedded import EmbeddedAdapter
+
+__all__ = ["UnknownRuntimeError", "adapter_names", "get_adapter"]
+
+_FACTORIES: dict[str, Callable[[], RuntimeAdapter]] = {
+    EmbeddedAdapter.name: EmbeddedAdapter,
+}
+
+
+class UnknownRuntimeError(KeyError):
+    def __str__(self) -> str:
+        return f"unknown runtime {self.args[0]!r}; known: {', '.join(adapter_names())}"
+
+
+def adapter_names() -> tuple[str, ...]:
+    return tuple(sorted(_FACTORIES))
+
+
+def get_adapter(name: str) -> RuntimeAdapter:
+    try:
+        return _FACTORIES[name]()
+    except KeyError:
+        raise UnknownRuntimeError(name) from None

@@ -1,0 +1,173 @@
+"""``inferplane serve``: builds the gateway, launches and supervises replicas, runs until a signal.
+
+Order of events:
+1. Models that must be local files are resolved (and pulled into the store if missing);
+   every deployment is checked against its runtime (installed? launchable?) before
+   anything starts, so a bad config fails fast with a clear message.
+2. The gateway starts listening (``/health`` answers at once, ``/ready`` says 503 until
+   replicas are ready).
+3. Replicas are launched and supervised; existing endpoints from the config are probed.
+4. On SIGINT/SIGTERM: stop accepting, stop every replica (SIGTERM, then SIGKILL), exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from inferplane.config import DeploymentConfig, InferplaneConfig
+from inferplane.gateway.app import Gateway
+from inferplane.models import ModelError, ModelStore
+from inferplane.placement.cpu import threads_per_replica
+from inferplane.placement.local import SupervisedReplica
+from inferplane.routing.health import HealthChecker
+from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.runtimes.base import LaunchError, Resources
+from inferplane.runtimes.registry import UnknownRuntimeError, get_adapter
+
+__all__ = ["ServeError", "prepare_deployments", "run_server"]
+
+log = logging.getLogger("inferplane")
+
+
+class ServeError(Exception):
+    """The server cannot start; the message says why and what to do."""
+
+
+def prepare_deployments(config: InferplaneConfig, store: ModelStore,
+                        progress: Callable[[str], None]) -> tuple[DeploymentConfig, ...]:
+    """Deployments with local model paths resolved, each checked against its runtime."""
+    out = []
+    local_replicas = sum(d.replicas for d in config.deployments)
+    for dep in config.deployments:
+        try:
+            adapter = get_adapter(dep.runtime)
+        except UnknownRuntimeError as exc:
+            raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
+        if dep.replicas > 0:
+            avail = adapter.availability()
+            if not avail.usable:
+                raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} is not usable here: {avail.reason}")
+            if adapter.capabilities().needs_local_model_file:
+                try:
+                    path = store.resolve(dep.model, progress=progress)
+                except ModelError as exc:
+                    raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
+                dep = dep.model_copy(update={"model": str(path)})
+            threads = threads_per_replica(local_replicas, dep.threads)
+            dep = dep.model_copy(update={"threads": threads})
+            try:
+                adapter.launch_spec(dep, 0, Resources(threads=threads))
+            except LaunchError as exc:
+                raise ServeError(str(exc)) from exc
+        out.append(dep)
+    return tuple(out)
+
+
+async def run_server(
+    config: InferplaneConfig,
+    deployments: tuple[DeploymentConfig, ...],
+    *,
+    log_dir: Path,
+    say: Callable[[str], None],
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code."""
+    gw_cfg = config.gateway
+    registry = EndpointRegistry()
+    gateway = Gateway(gw_cfg, deployments, registry)
+    runner = web.AppRunner(gateway.app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, gw_cfg.host, gw_cfg.port, backlog=1024, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
+    bound = runner.addresses[0] if runner.addresses else (gw_cfg.host, gw_cfg.port)
+    say(f"gateway listening on http://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    replicas: list[SupervisedReplica] = []
+    for dep in deployments:
+        adapter = get_adapter(dep.runtime)
+        for target in dep.endpoints:
+            registry.add(Endpoint(
+                id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url=target.url,
+                dialect=adapter.dialect, capacity=dep.max_concurrent_sequences,
+                region=target.region, priority=target.priority, managed=False,
+            ))
+        for _ in range(dep.replicas):
+            ep = Endpoint(
+                id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url="",
+                dialect=adapter.dialect, capacity=dep.max_concurrent_sequences,
+                region=dep.region, priority=dep.priority, managed=True,
+            )
+            registry.add(ep)
+            replicas.append(SupervisedReplica(
+                replica_id=ep.id, adapter=adapter, deployment=dep,
+                resources=Resources(threads=dep.threads), on_state=_state_setter(registry, ep),
+                log_dir=log_dir, ready_timeout_s=dep.ready_timeout_s or gw_cfg.ready_timeout_s,
+            ))
+    for r in replicas:
+        r.start()
+    checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s)
+    checker.start()
+
+    code = 0
+    try:
+        waiting = asyncio.ensure_future(_announce_ready(replicas, deployments, say))
+        stopped = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting in done and not waiting.result():
+            code = 1
+        else:
+            await stopped
+        waiting.cancel()
+    finally:
+        say("shutting down")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await site.stop()
+        await asyncio.gather(*(r.stop() for r in replicas), return_exceptions=True)
+        await checker.stop()
+        await runner.cleanup()
+    return code
+
+
+def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[str | None], None]:
+    def on_state(url: str | None) -> None:
+        if url is not None:
+            ep.url = url
+        registry.set_ready(ep, url is not None)
+
+    return on_state
+
+
+async def _announce_ready(replicas: list[SupervisedReplica], deployments: tuple[DeploymentConfig, ...],
+                          say: Callable[[str], None]) -> bool:
+    """Report each replica's first readiness; False if some deployment got no replica up."""
+    results = await asyncio.gather(*(r.wait_ready() for r in replicas), return_exceptions=True)
+    up: dict[str, int] = {}
+    for r, res in zip(replicas, results):
+        if isinstance(res, BaseException):
+            say(f"replica {r.id} failed to start: {res}")
+        else:
+            up[r.deployment.name] = up.get(r.deployment.name, 0) + 1
+    failed = [d.name for d in deployments if d.replicas and not up.get(d.name) and not d.endpoints]
+    if failed:
+        say(f"no replica of {', '.join(failed)} could start; stopping")
+        return False
+    for d in deployments:
+        say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} local replica(s) "
+            f"({d.runtime}, {d.model})")
+    return True
