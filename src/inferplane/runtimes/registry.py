@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from inferplane.runtimes.base import RuntimeAdapter
 from inferplane.runtimes.embedded import EmbeddedAdapter
+from inferplane.runtimes.openai_compat import OpenAICompatAdapter
 
 __all__ = ["UnknownRuntimeError", "adapter_names", "get_adapter"]
 
 _FACTORIES: dict[str, Callable[[], RuntimeAdapter]] = {
     EmbeddedAdapter.name: EmbeddedAdapter,
+    OpenAICompatAdapter.name: OpenAICompatAdapter,
 }
 
 
