@@ -1,0 +1,207 @@
+"""Discrete-event simulation of N replicas behind one routing policy.
+
+Each replica has ``slots`` concurrent sequences, a FIFO queue, and an LRU prefix cache of
+``cache_blocks`` blocks (the simulated runtime's real cache, independent of the policy's
+estimate). A request's service time is ``prefill_s_per_token * uncached_tokens +
+decode_s_per_token * output_tokens``; TTFT = queueing + prefill. The policy sees
+``Candidate`` snapshots built from this state, exactly as the gateway would build them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import statistics
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sim_workloads import SimRequest
+
+from inferplane.routing.types import Candidate, Policy, RouteRequest
+
+__all__ = ["RunStats", "SimParams", "simulate"]
+
+
+class Source(Protocol):
+    def next(self, now_s: float) -> SimRequest: ...
+
+    def finished(self, request: SimRequest, now_s: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SimParams:
+    """Cost model and cluster shape."""
+
+    slots: int = 8
+    cache_blocks: int = 512
+    block_chars: int = 256
+    chars_per_token: float = 4.0
+    prefill_s_per_token: float = 0.0004
+    decode_s_per_token: float = 0.02
+    warmup_fraction: float = 0.1
+    """Leading share of requests left out of the statistics (cold caches)."""
+    feedback: bool = True
+    """Report observed cached blocks back to policies that take it (``observe_cached``)."""
+
+
+@dataclass(slots=True)
+class _Job:
+    request: SimRequest
+    route: RouteRequest
+    arrival_s: float
+    replica: int
+    counted: bool
+    cached_blocks: int = 0
+
+
+@dataclass(slots=True)
+class _Replica:
+    endpoint_id: str
+    running: int = 0
+    queue: deque[_Job] = field(default_factory=deque)
+    cache: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    served: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """What one simulated run measured (after warm-up)."""
+
+    requests: int
+    hit_rate: float
+    """Prompt tokens served from cache / all prompt tokens."""
+    predicted_hit_rate: float | None
+    """What the policy predicted (prefix policy only)."""
+    ttft_p50_s: float
+    ttft_p99_s: float
+    max_over_mean: float
+    """Requests on the busiest replica / mean requests per replica."""
+    cv: float
+    """Coefficient of variation of requests per replica."""
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    k = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def _cache_lookup_and_fill(replica: _Replica, hashes: tuple[int, ...], limit: int) -> int:
+    cache = replica.cache
+    hit = 0
+    for h in hashes:
+        if h not in cache:
+            break
+        hit += 1
+    for h in reversed(hashes):  # tails are evicted before shared heads
+        cache[h] = None
+        cache.move_to_end(h)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+    return hit
+
+
+def simulate(
+    policy: Policy,
+    source: Source,
+    *,
+    replicas: int,
+    rate_per_s: float,
+    requests: int,
+    params: SimParams,
+    seed: int,
+) -> RunStats:
+    """Replay ``requests`` Poisson arrivals at ``rate_per_s`` through ``policy``."""
+    rng = random.Random(seed)
+    reps = [_Replica(f"replica-{i}") for i in range(replicas)]
+    by_id = {r.endpoint_id: i for i, r in enumerate(reps)}
+    observe = getattr(policy, "observe_cached", None) if params.feedback else None
+    events: list[tuple[float, int, _Job | None]] = [(rng.expovariate(rate_per_s), 0, None)]
+    seq = 1
+    issued = 0
+    warmup = int(requests * params.warmup_fraction)
+    ttfts: list[float] = []
+    prompt_tokens = cached_tokens = predicted_tokens = 0
+    token_per_block = params.block_chars / params.chars_per_token
+    served_counted = [0] * replicas
+    predicted_any = False
+
+    def start(job: _Job, now: float) -> None:
+        nonlocal seq, cached_tokens, prompt_tokens
+        rep = reps[job.replica]
+        rep.running += 1
+        hit = _cache_lookup_and_fill(rep, job.request.hashes, params.cache_blocks)
+        job.cached_blocks = hit
+        req = job.request
+        cached = min(req.prompt_tokens, int(hit * token_per_block))
+        prefill = params.prefill_s_per_token * (req.prompt_tokens - cached)
+        decode = params.decode_s_per_token * req.output_tokens
+        if job.counted:
+            ttfts.append(now - job.arrival_s + prefill)
+            prompt_tokens += req.prompt_tokens
+            cached_tokens += cached
+        heapq.heappush(events, (now + prefill + decode, seq, job))
+        seq += 1
+
+    while events:
+        now, _, job = heapq.heappop(events)
+        if job is None:  # arrival
+            request = source.next(now)
+            route = RouteRequest(
+                model="sim", prefix_hashes=request.hashes, session_key=request.session_key
+            )
+            candidates = [
+                Candidate(
+                    r.endpoint_id,
+                    in_flight=r.running + len(r.queue),
+                    waiting=len(r.queue),
+                    running=r.running,
+                    capacity=params.slots,
+                )
+                for r in reps
+            ]
+            decision = policy.choose(route, candidates)
+            policy.on_routed(route, decision.endpoint_id)
+            counted = issued >= warmup
+            new = _Job(request, route, now, by_id[decision.endpoint_id], counted)
+            predicted = getattr(decision, "predicted_blocks", None)
+            if counted and predicted is not None:
+                predicted_any = True
+                predicted_tokens += min(request.prompt_tokens, int(predicted * token_per_block))
+            rep = reps[new.replica]
+            rep.served += 1
+            if counted:
+                served_counted[new.replica] += 1
+            if rep.running < params.slots:
+                start(new, now)
+            else:
+                rep.queue.append(new)
+            issued += 1
+            if issued < requests:
+                heapq.heappush(events, (now + rng.expovariate(rate_per_s), seq, None))
+                seq += 1
+            continue
+        rep = reps[job.replica]  # completion
+        rep.running -= 1
+        source.finished(job.request, now)
+        if observe is not None:
+            observe(rep.endpoint_id, job.route, job.cached_blocks)
+        if rep.queue:
+            start(rep.queue.popleft(), now)
+
+    ttfts.sort()
+    mean_served = statistics.fmean(served_counted) if served_counted else 0.0
+    return RunStats(
+        requests=len(ttfts),
+        hit_rate=cached_tokens / prompt_tokens if prompt_tokens else 0.0,
+        predicted_hit_rate=(
+            predicted_tokens / prompt_tokens if predicted_any and prompt_tokens else None
+        ),
+        ttft_p50_s=_percentile(ttfts, 0.50),
+        ttft_p99_s=_percentile(ttfts, 0.99),
+        max_over_mean=max(served_counted) / mean_served if mean_served else math.nan,
+        cv=statistics.pstdev(served_counted) / mean_served if mean_served else math.nan,
+    )

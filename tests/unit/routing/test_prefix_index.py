@@ -1,0 +1,166 @@
+"""Prefix block hashing and the bounded per-endpoint prefix index."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+
+from inferplane.routing.prefix import PrefixIndex, prefix_block_hashes
+
+
+@pytest.mark.parametrize(
+    ("text", "block_chars", "blocks"),
+    [
+        ("", 4, 0),
+        ("abc", 4, 0),
+        ("abcd", 4, 1),
+        ("abcdefg", 4, 1),
+        ("abcdefgh", 4, 2),
+        ("x" * 10_240, 256, 40),
+        ("é" * 9, 4, 2),
+    ],
+)
+def test_hashes_cover_full_blocks_only(text: str, block_chars: int, blocks: int) -> None:
+    assert len(prefix_block_hashes(text, block_chars)) == blocks
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "shared"),
+    [
+        ("system prompt AAAA question 1", "system prompt AAAA answer 22", 4),
+        ("aaaabbbbcccc", "aaaabbbbcccc", 3),
+        ("aaaabbbbcccc", "aaaaXbbbcccc", 1),
+        ("aaaabbbbcccc", "Xaaabbbbcccc", 0),
+        ("aaaabbbbcccc", "aaaabbbb", 2),
+    ],
+)
+def test_hashes_identify_prefixes(a: str, b: str, shared: int) -> None:
+    ha, hb = prefix_block_hashes(a, 4), prefix_block_hashes(b, 4)
+    common = 0
+    for x, y in zip(ha, hb, strict=False):
+        if x != y:
+            break
+        common += 1
+    assert common == shared
+    # chained: a later block never matches once an earlier one differs
+    assert all(x != y for x, y in zip(ha[common:], hb[common:], strict=False))
+
+
+def test_hashes_are_stable_values() -> None:
+    # Stable across processes (no salted hash()): pin one value.
+    assert prefix_block_hashes("abcd", 4) == prefix_block_hashes("abcd", 4)
+    assert prefix_block_hashes("abcd", 4)[0] == (0xED82CD11 << 32) | 0x03D8018B
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_hashes_reject_bad_block_size(bad: int) -> None:
+    with pytest.raises(ValueError, match="block_chars"):
+        prefix_block_hashes("abcd", bad)
+
+
+@pytest.mark.parametrize(
+    ("stored", "query", "matched"),
+    [
+        ((1, 2, 3), (1, 2, 3, 4), 3),
+        ((1, 2, 3), (1, 2), 2),
+        ((1, 2, 3), (9, 2, 3), 0),
+        ((1, 3), (1, 2, 3), 1),
+        ((), (1, 2), 0),
+    ],
+)
+def test_match_is_longest_present_prefix(
+    stored: tuple[int, ...], query: tuple[int, ...], matched: int
+) -> None:
+    index = PrefixIndex(max_blocks=16)
+    index.insert("e1", stored)
+    assert index.match("e1", query) == matched
+    assert index.match("other", query) == 0
+
+
+@pytest.mark.parametrize(
+    ("max_blocks", "inserts", "expected_size"),
+    [
+        (4, [(1, 2, 3)], 3),
+        (4, [(1, 2, 3), (1, 2, 3, 4, 5)], 4),
+        (4, [tuple(range(100))], 4),
+        (10, [(i, i + 1000) for i in range(50)], 10),
+    ],
+)
+def test_lru_bound_is_respected(
+    max_blocks: int, inserts: list[tuple[int, ...]], expected_size: int
+) -> None:
+    index = PrefixIndex(max_blocks=max_blocks)
+    for hashes in inserts:
+        index.insert("e1", hashes)
+        assert index.size("e1") <= max_blocks
+    assert index.size("e1") == expected_size
+
+
+def test_lru_evicts_least_recent_and_tails_first() -> None:
+    index = PrefixIndex(max_blocks=4)
+    index.insert("e1", (1, 2))  # conversation A
+    index.insert("e1", (7, 8))  # conversation B
+    index.insert("e1", (1, 2))  # A used again: B is now least recent
+    index.insert("e1", (5,))  # evicts B's tail (8) before its head (7)
+    assert index.match("e1", (1, 2)) == 2
+    assert index.match("e1", (7, 8)) == 1
+    index.insert("e1", (6,))
+    assert index.match("e1", (7, 8)) == 0
+    assert index.match("e1", (1, 2)) == 2
+
+
+@pytest.mark.parametrize(
+    ("keep", "after"),
+    [(0, 0), (2, 2), (4, 4), (9, 4)],
+)
+def test_truncate_forgets_the_tail(keep: int, after: int) -> None:
+    index = PrefixIndex(max_blocks=16)
+    index.insert("e1", (1, 2, 3, 4))
+    index.truncate("e1", (1, 2, 3, 4), keep)
+    assert index.match("e1", (1, 2, 3, 4)) == after
+
+
+def test_remove_forgets_endpoint() -> None:
+    index = PrefixIndex(max_blocks=16)
+    index.insert("e1", (1, 2))
+    index.insert("e2", (1, 2))
+    index.remove("e1")
+    assert index.match("e1", (1, 2)) == 0
+    assert index.match("e2", (1, 2)) == 2
+    assert list(index.endpoints()) == ["e2"]
+
+
+@pytest.mark.parametrize("keep", [0, 1, 3, 5])
+def test_truncate_shortens_chains_sharing_the_cut_blocks(keep: int) -> None:
+    index = PrefixIndex(max_blocks=64)
+    a = prefix_block_hashes("a" * 24 + "bbbb", 4)  # 7 blocks
+    b = prefix_block_hashes("a" * 24 + "cccc" * 4, 4)  # shares a's first 6 blocks
+    index.insert("e1", b)
+    index.insert("e1", a)
+    index.truncate("e1", a, keep)
+    assert index.match("e1", b) == keep
+    assert index.match("e1", a) == keep
+
+
+@pytest.mark.parametrize("prefix_chars", [0, 4, 40, 400])
+def test_match_equals_a_reference_lru_with_linear_scan(prefix_chars: int) -> None:
+    index = PrefixIndex(max_blocks=50)
+    reference: OrderedDict[int, None] = OrderedDict()
+    texts = [f"{'s' * prefix_chars}{i:03d}" + "x" * (8 * (i % 5)) for i in range(40)]
+    for text in texts:
+        hashes = prefix_block_hashes(text, 4)
+        index.insert("e1", hashes)
+        for h in reversed(hashes):
+            reference[h] = None
+            reference.move_to_end(h)
+        while len(reference) > 50:
+            reference.popitem(last=False)
+    for text in texts:
+        hashes = prefix_block_hashes(text + "tail", 4)
+        expected = 0
+        for h in hashes:
+            if h not in reference:
+                break
+            expected += 1
+        assert index.match("e1", hashes) == expected
