@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import ServeProcess, start_serve  # noqa: E402
+from helpers import ServeProcess, start_serve
 
 
 @pytest.fixture(scope="session")

@@ -158,7 +158,7 @@ async def _announce_ready(replicas: list[SupervisedReplica], deployments: tuple[
     """Report each replica's first readiness; False if some deployment got no replica up."""
     results = await asyncio.gather(*(r.wait_ready() for r in replicas), return_exceptions=True)
     up: dict[str, int] = {}
-    for r, res in zip(replicas, results):
+    for r, res in zip(replicas, results, strict=False):
         if isinstance(res, BaseException):
             say(f"replica {r.id} failed to start: {res}")
         else:

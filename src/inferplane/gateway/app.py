@@ -47,8 +47,6 @@ class _Served:
     capabilities: Capabilities
     policy: Policy
     created: int
-    chat_path: str
-    completions_path: str
 
 
 class Gateway:
@@ -68,10 +66,7 @@ class Gateway:
         self.served: dict[str, _Served] = {}
         for d in deployments:
             adapter = get_adapter(d.runtime)
-            self.served[d.name] = _Served(
-                d, adapter.capabilities(), make_policy(d.policy), now,
-                adapter.dialect.chat_path, adapter.dialect.completions_path,
-            )
+            self.served[d.name] = _Served(d, adapter.capabilities(), make_policy(d.policy), now)
         self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._auth = {f"Bearer {k}" for k in config.api_keys}
         registry.on_removed(self._endpoint_removed)
@@ -136,14 +131,13 @@ class Gateway:
             return error_response(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
                                   param="model", code="model_not_found", headers=headers)
         stream = data.get("stream") is True
-        path = served.chat_path if route == "chat" else served.completions_path
         model = served.config.name
         route_request = self._route_request(served, model, data, request)
         gauge = self.metrics.in_flight.labels(model)
         gauge.inc()
         try:
             return await self.forwarder.forward(
-                request, model=model, route=route, path=path, body=body, stream=stream,
+                request, model=model, route=route, data=data, body=body, stream=stream,
                 pick=lambda tried: self._pick(served, route_request, tried),
                 headers=headers, t_start=t_start,
             )

@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -28,6 +29,7 @@ from inferplane.gateway.errors import error_response
 from inferplane.observability.metrics import GatewayMetrics
 from inferplane.protocol.errors import sse_error_event
 from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.runtimes.base import UnsupportedRequest
 
 __all__ = ["Forwarder", "UpstreamPool"]
 
@@ -140,7 +142,7 @@ class Forwarder:
         *,
         model: str,
         route: str,
-        path: str,
+        data: dict[str, Any],
         body: bytes,
         stream: bool,
         pick: Callable[[set[str]], Endpoint | None],
@@ -154,9 +156,19 @@ class Forwarder:
             ep = pick(tried)
             if ep is None:
                 break
+            dialect = ep.dialect
+            if dialect.passthrough:
+                path, send = (dialect.chat_path if route == "chat" else dialect.completions_path), body
+            else:
+                try:
+                    path, send = dialect.request(route, data, body)
+                except UnsupportedRequest as exc:
+                    self.metrics.requests.labels(model, route, "400").inc()
+                    return error_response(400, f"{ep.runtime}: {exc}", param=exc.param,
+                                          code="unsupported_parameter", headers=headers)
             release = self.registry.acquire(ep)
             try:
-                resp = await self._open(ep, path, body, model)
+                resp = await self._open(ep, path, send, model)
             except UpstreamFailure as exc:
                 release()
                 self._failed(ep, model, exc.kind)
@@ -213,6 +225,11 @@ class Forwarder:
             a.release()
         status = a.response.status
         headers["Content-Type"] = a.response.headers.get("Content-Type", "application/json")
+        dialect = a.endpoint.dialect
+        if not dialect.passthrough:
+            status, data = dialect.response(route, model, status, data)
+            headers["Content-Type"] = "application/json"
+
         m = self.metrics
         m.requests.labels(model, route, str(status)).inc()
         if status == 200:
@@ -232,7 +249,7 @@ class Forwarder:
                             headers: dict[str, str], t_start: float) -> web.StreamResponse:
         m = self.metrics
         upstream = a.response
-        headers["Content-Type"] = upstream.headers.get("Content-Type", "text/event-stream")
+        headers["Content-Type"] = "text/event-stream"
         headers["Cache-Control"] = "no-cache"
         out = web.StreamResponse(status=200, headers=headers)
         first: float | None = None
@@ -240,10 +257,15 @@ class Forwarder:
         tail: list[bytes] = []
         clean = False
         itl = m.itl.labels(model)
+        translator = a.endpoint.dialect.stream(route, model)
         try:
             await out.prepare(request)
             try:
                 async for chunk in upstream.content.iter_any():
+                    if translator is not None:
+                        chunk = translator.feed(chunk)
+                        if not chunk:
+                            continue
                     if _has_content(chunk):
                         now = time.perf_counter()
                         if first is None:
@@ -256,6 +278,8 @@ class Forwarder:
                     if len(tail) > 4:
                         del tail[0]
                     await out.write(chunk)
+                if translator is not None:
+                    await out.write(translator.end())
                 clean = True
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._failed(a.endpoint, model, "stream_broken")

@@ -19,22 +19,24 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from inferplane.config import DeploymentConfig
 
 __all__ = [
+    "OPENAI_DIALECT",
     "Availability",
     "Capabilities",
     "Dialect",
     "EndpointStats",
     "LaunchError",
     "LaunchSpec",
-    "OPENAI_DIALECT",
     "ProbeSpec",
     "Resources",
     "RuntimeAdapter",
+    "StreamTranslator",
+    "UnsupportedRequest",
 ]
 
 
@@ -124,16 +126,56 @@ class EndpointStats:
     generation_tokens: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """How the gateway talks to a runtime's API."""
+class StreamTranslator(Protocol):
+    """Turns a runtime's streamed response bytes into OpenAI SSE bytes, chunk by chunk."""
 
-    name: str = "openai"
-    passthrough: bool = True
-    """Request and response bytes are forwarded unchanged (OpenAI-speaking runtimes)."""
-    chat_path: str = "/v1/chat/completions"
-    completions_path: str = "/v1/completions"
-    models_path: str = "/v1/models"
+    def feed(self, chunk: bytes) -> bytes:
+        """OpenAI SSE bytes for this upstream chunk (may be empty while buffering)."""
+        ...
+
+    def end(self) -> bytes:
+        """Bytes to send after the upstream ended cleanly (e.g. ``data: [DONE]``)."""
+        ...
+
+
+class Dialect:
+    """How the gateway talks to a runtime's API.
+
+    The default speaks OpenAI: ``passthrough`` is True and the gateway forwards request
+    and response bytes unchanged, never calling the translation methods. A runtime with
+    another API (Ollama's native one, TGI's ``/generate``) subclasses this, sets
+    ``passthrough = False`` and translates; clients only ever see OpenAI.
+    Implementations are stateless and shared; ``stream()`` returns a fresh translator.
+    """
+
+    name = "openai"
+    passthrough = True
+    chat_path = "/v1/chat/completions"
+    completions_path = "/v1/completions"
+    models_path = "/v1/models"
+
+    def request(self, route: str, body: dict[str, Any], raw: bytes) -> tuple[str, bytes]:
+        """(upstream path, upstream body) for a validated OpenAI request. ``route``: chat | completions.
+
+        May raise ``UnsupportedRequest`` for a parameter the runtime cannot honour.
+        """
+        return (self.chat_path if route == "chat" else self.completions_path), raw
+
+    def response(self, route: str, model: str, status: int, body: bytes) -> tuple[int, bytes]:
+        """(status, OpenAI body) for a non-streamed upstream answer."""
+        return status, body
+
+    def stream(self, route: str, model: str) -> StreamTranslator | None:
+        """A translator for a streamed answer, or None to pass bytes through."""
+        return None
+
+
+class UnsupportedRequest(ValueError):
+    """The runtime cannot honour a parameter of the request (the gateway answers 400)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 OPENAI_DIALECT = Dialect()

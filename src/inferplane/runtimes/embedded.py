@@ -28,7 +28,7 @@ from inferplane.runtimes.llamacpp_metrics import parse_llamacpp_metrics
 if TYPE_CHECKING:
     from inferplane.config import DeploymentConfig
 
-__all__ = ["DEFAULT_CONTEXT_TOKENS", "EmbeddedAdapter", "GGUF_CAPABILITIES"]
+__all__ = ["DEFAULT_CONTEXT_TOKENS", "GGUF_CAPABILITIES", "EmbeddedAdapter"]
 
 DEFAULT_CONTEXT_TOKENS = 4096
 """Per sequence, when the deployment does not say."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from inferplane.runtimes.base import ProbeSpec
@@ -23,5 +21,5 @@ async def probe_once(session: aiohttp.ClientSession, base_url: str, probe: Probe
         ) as resp:
             await resp.read()
             return 200 <= resp.status < 300
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return False

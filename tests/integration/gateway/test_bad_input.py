@@ -8,6 +8,7 @@ import urllib.request
 
 import openai
 import pytest
+
 from helpers import ServeProcess
 
 pytestmark = pytest.mark.integration

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import openai
 import pytest
+
 from helpers import alive, start_serve
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,7 @@ import urllib.request
 
 import openai
 import pytest
+
 from helpers import ServeProcess, http_get
 
 pytestmark = pytest.mark.integration
@@ -188,8 +189,8 @@ def test_client_disconnect_cancels_the_generation(served: ServeProcess) -> None:
     processing = None
     while time.monotonic() < deadline:
         _, body = http_get(ep["url"] + "/metrics")
-        processing = [float(x.split()[1]) for x in body.decode().splitlines()
-                      if x.startswith("llamacpp:requests_processing ")][0]
+        processing = next(float(x.split()[1]) for x in body.decode().splitlines()
+                      if x.startswith("llamacpp:requests_processing "))
         if processing == 0 and _metric(served, "inferplane_client_disconnects_total", model=MODEL) > before:
             break
         time.sleep(0.25)

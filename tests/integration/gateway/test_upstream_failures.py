@@ -11,6 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 import yaml
+
 from helpers import ServeProcess, free_port, http_get, start_serve
 
 pytestmark = pytest.mark.integration

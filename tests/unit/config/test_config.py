@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from inferplane.config.models import ConfigError, config_json_schema, env_overrides, load_config, parse_config
+from inferplane.config.models import (
+    ConfigError,
+    config_json_schema,
+    env_overrides,
+    load_config,
+    parse_config,
+)
 
 
 def test_minimal_deployment_gets_documented_defaults() -> None:
