@@ -13,14 +13,14 @@ Order of events:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import web
-
 from inferplane.config import DeploymentConfig, InferplaneConfig
+from inferplane.gateway import http1
 from inferplane.gateway.app import Gateway
 from inferplane.models import ModelError, ModelStore
 from inferplane.placement.cpu import threads_per_replica
@@ -50,7 +50,7 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore,
         except UnknownRuntimeError as exc:
             raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
         if dep.replicas > 0:
-            avail = adapter.availability()
+            avail = adapter.availability_for(dep)
             if not avail.usable:
                 raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} is not usable here: {avail.reason}")
             if adapter.capabilities().needs_local_model_file:
@@ -81,15 +81,11 @@ async def run_server(
     gw_cfg = config.gateway
     registry = EndpointRegistry()
     gateway = Gateway(gw_cfg, deployments, registry)
-    runner = web.AppRunner(gateway.app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, gw_cfg.host, gw_cfg.port, backlog=1024, reuse_address=True)
     try:
-        await site.start()
+        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, max_body_bytes=gw_cfg.max_body_bytes)
     except OSError as exc:
-        await runner.cleanup()
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
-    bound = runner.addresses[0] if runner.addresses else (gw_cfg.host, gw_cfg.port)
+    bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
     say(f"gateway listening on http://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
 
     stop = stop or asyncio.Event()
@@ -103,13 +99,13 @@ async def run_server(
         for target in dep.endpoints:
             registry.add(Endpoint(
                 id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url=target.url,
-                dialect=adapter.dialect, capacity=dep.max_concurrent_sequences,
+                dialect=adapter.dialect_for(dep), capacity=dep.max_concurrent_sequences,
                 region=target.region, priority=target.priority, managed=False,
             ))
         for _ in range(dep.replicas):
             ep = Endpoint(
                 id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url="",
-                dialect=adapter.dialect, capacity=dep.max_concurrent_sequences,
+                dialect=adapter.dialect_for(dep), capacity=dep.max_concurrent_sequences,
                 region=dep.region, priority=dep.priority, managed=True,
             )
             registry.add(ep)
@@ -123,6 +119,11 @@ async def run_server(
     checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s)
     checker.start()
 
+    # Everything built so far lives as long as the server: keep it out of the cyclic GC's
+    # generations, and collect young objects less often (the hot path allocates little that
+    # forms cycles), which cuts GC pauses from the tail latency.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     code = 0
     try:
         waiting = asyncio.ensure_future(_announce_ready(replicas, deployments, say))
@@ -137,10 +138,10 @@ async def run_server(
         say("shutting down")
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await site.stop()
+        site.close()
         await asyncio.gather(*(r.stop() for r in replicas), return_exceptions=True)
         await checker.stop()
-        await runner.cleanup()
+        gateway.close()
     return code
 
 

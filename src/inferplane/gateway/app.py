@@ -1,4 +1,4 @@
-"""The gateway's aiohttp application: routes, validation, routing and the proxy.
+"""The gateway's request handling: routes, validation, routing and the proxy.
 
 Routes:
 - ``POST /v1/chat/completions``, ``POST /v1/completions`` - proxied to a replica.
@@ -16,17 +16,19 @@ from __future__ import annotations
 import collections
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from inferplane.config import DeploymentConfig, GatewayConfig
 from inferplane.gateway.errors import error_response
-from inferplane.gateway.proxy import Forwarder, UpstreamPool
+from inferplane.gateway.http1 import Request, Responder
+from inferplane.gateway.proxy import Forwarder
+from inferplane.gateway.upstream import UpstreamPool
 from inferplane.observability.metrics import GatewayMetrics
-from inferplane.protocol.openai import RequestProblem, check_chat, check_completion
+from inferplane.protocol.openai import check_chat, check_completion
 from inferplane.routing.policies import make_policy
 from inferplane.routing.prefix import prefix_block_hashes
 from inferplane.routing.registry import Endpoint, EndpointRegistry
@@ -70,23 +72,35 @@ class Gateway:
         self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self._auth = {f"Bearer {k}" for k in config.api_keys}
         registry.on_removed(self._endpoint_removed)
-        self.app = self._build_app()
+        self._routes = self._build_routes()
 
-    def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes)
-        app.router.add_post("/v1/chat/completions", self.chat)
-        app.router.add_post("/v1/completions", self.completions)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/ready", self.ready)
-        app.router.add_get("/metrics", self.prometheus)
-        app.router.add_get("/admin/endpoints", self.admin_endpoints)
-        app.router.add_get("/admin/routing", self.admin_routing)
-        app.on_cleanup.append(self._cleanup)
-        return app
+    def _build_routes(self) -> dict[str, dict[str, Callable[[Request, Responder], Awaitable[None]]]]:
+        return {
+            "/v1/chat/completions": {"POST": self.chat},
+            "/v1/completions": {"POST": self.completions},
+            "/v1/models": {"GET": self.models},
+            "/health": {"GET": self.health},
+            "/ready": {"GET": self.ready},
+            "/metrics": {"GET": self.prometheus},
+            "/admin/endpoints": {"GET": self.admin_endpoints},
+            "/admin/routing": {"GET": self.admin_routing},
+        }
 
-    async def _cleanup(self, _app: web.Application) -> None:
-        await self.pool.close()
+    async def handle(self, request: Request, out: Responder) -> None:
+        """The one entry point the HTTP server calls for every request."""
+        methods = self._routes.get(request.path)
+        if methods is None:
+            error_response(out, 404, f"no route {request.path}", code="not_found")
+            return
+        handler = methods.get(request.method)
+        if handler is None:
+            error_response(out, 405, f"{request.method} is not allowed on {request.path}",
+                           code="method_not_allowed", headers=[("Allow", ", ".join(methods))])
+            return
+        await handler(request, out)
+
+    def close(self) -> None:
+        self.pool.close()
 
     def _endpoint_removed(self, ep: Endpoint) -> None:
         served = self.served.get(ep.deployment)
@@ -95,62 +109,58 @@ class Gateway:
 
     # -- inference -----------------------------------------------------------------------
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._inference(request, "chat")
+    async def chat(self, request: Request, out: Responder) -> None:
+        await self._inference(request, out, "chat")
 
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._inference(request, "completions")
+    async def completions(self, request: Request, out: Responder) -> None:
+        await self._inference(request, out, "completions")
 
-    async def _inference(self, request: web.Request, route: str) -> web.StreamResponse:
+    async def _inference(self, request: Request, out: Responder, route: str) -> None:
         t_start = time.perf_counter()
         rid = request.headers.get("x-request-id") or os.urandom(12).hex()
-        headers = {"x-request-id": rid}
-        if self._auth and request.headers.get("Authorization") not in self._auth:
-            return error_response(401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                                  code="invalid_api_key", headers=headers)
-        length = request.content_length
-        if length is not None and length > self.config.max_body_bytes:
-            return self._too_large(headers)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._too_large(headers)
+        headers = [("x-request-id", rid)]
+        if self._auth and request.headers.get("authorization") not in self._auth:
+            error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                           code="invalid_api_key", headers=headers)
+            return
+        if request.body_too_large:
+            error_response(out, 413, f"request body is larger than the limit of {self.config.max_body_bytes} bytes",
+                           code="request_too_large", headers=headers)
+            return
+        body = request.body
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return error_response(400, f"request body is not valid JSON: {exc}", code="invalid_json",
-                                  headers=headers)
+            error_response(out, 400, f"request body is not valid JSON: {exc}", code="invalid_json", headers=headers)
+            return
         if not isinstance(data, dict):
-            return error_response(400, "request body must be a JSON object", code="invalid_json", headers=headers)
+            error_response(out, 400, "request body must be a JSON object", code="invalid_json", headers=headers)
+            return
         model = data.get("model")
         served = self.served.get(model) if isinstance(model, str) else None
         problem = _CHECKS[route](data, max_n=128 if served is None else _max_n(served.capabilities))
         if problem is not None:
-            return _bad_request(problem, headers)
+            error_response(out, 400, problem.message, param=problem.param, code=problem.code, headers=headers)
+            return
         if served is None:
-            return error_response(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
-                                  param="model", code="model_not_found", headers=headers)
+            error_response(out, 404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
+                           param="model", code="model_not_found", headers=headers)
+            return
         stream = data.get("stream") is True
         model = served.config.name
         route_request = self._route_request(served, model, data, request)
-        gauge = self.metrics.in_flight.labels(model)
+        gauge = self.metrics.model(model).in_flight
         gauge.inc()
         try:
-            return await self.forwarder.forward(
-                request, model=model, route=route, data=data, body=body, stream=stream,
+            await self.forwarder.forward(
+                out, model=model, route=route, data=data, body=body, stream=stream,
                 pick=lambda tried: self._pick(served, route_request, tried),
                 headers=headers, t_start=t_start,
             )
         finally:
             gauge.dec()
 
-    def _too_large(self, headers: dict[str, str]) -> web.Response:
-        return error_response(
-            413, f"request body is larger than the limit of {self.config.max_body_bytes} bytes",
-            code="request_too_large", headers=headers,
-        )
-
-    def _route_request(self, served: _Served, model: str, data: dict[str, Any], request: web.Request) -> RouteRequest:
+    def _route_request(self, served: _Served, model: str, data: dict[str, Any], request: Request) -> RouteRequest:
         policy = served.policy.name
         if policy == "prefix":
             return RouteRequest(model, prefix_hashes=prefix_block_hashes(_prompt_text(data)))
@@ -173,45 +183,48 @@ class Gateway:
 
     # -- the rest ------------------------------------------------------------------------
 
-    async def models(self, _request: web.Request) -> web.Response:
+    async def models(self, _request: Request, out: Responder) -> None:
         data = [
             {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
              "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}
             for name, s in self.served.items()
         ]
-        return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+        _json(out, 200, {"object": "list", "data": data})
 
-    async def health(self, _request: web.Request) -> web.Response:
-        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+    async def health(self, _request: Request, out: Responder) -> None:
+        out.send(200, b'{"status":"ok"}', _JSON)
 
-    async def ready(self, _request: web.Request) -> web.Response:
+    async def ready(self, _request: Request, out: Responder) -> None:
         per = {name: len(self.registry.ready(name)) for name in self.served}
         ok = all(per.values())
         body = {"status": "ready" if ok else "not_ready", "ready_replicas": per}
-        return web.Response(status=200 if ok else 503, body=orjson.dumps(body), content_type="application/json")
+        _json(out, 200 if ok else 503, body)
 
-    async def prometheus(self, _request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+    async def prometheus(self, _request: Request, out: Responder) -> None:
+        out.send(200, self.metrics.render(), [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
 
-    async def admin_endpoints(self, _request: web.Request) -> web.Response:
+    async def admin_endpoints(self, _request: Request, out: Responder) -> None:
         eps = [
             {"id": e.id, "deployment": e.deployment, "runtime": e.runtime, "url": e.url, "ready": e.ready,
              "managed": e.managed, "in_flight": e.in_flight, "requests_total": e.requests_total,
              "region": e.region, "priority": e.priority, "stats": e.stats}
             for e in self.registry
         ]
-        return web.Response(body=orjson.dumps({"endpoints": eps}), content_type="application/json")
+        _json(out, 200, {"endpoints": eps})
 
-    async def admin_routing(self, _request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"decisions": list(self.decisions)}), content_type="application/json")
+    async def admin_routing(self, _request: Request, out: Responder) -> None:
+        _json(out, 200, {"decisions": list(self.decisions)})
 
 
 def _max_n(caps: Capabilities) -> int:
     return caps.max_choices
 
 
-def _bad_request(problem: RequestProblem, headers: dict[str, str]) -> web.Response:
-    return error_response(400, problem.message, param=problem.param, code=problem.code, headers=headers)
+_JSON = [("Content-Type", "application/json")]
+
+
+def _json(out: Responder, status: int, obj: Any) -> None:
+    out.send(status, orjson.dumps(obj), _JSON)
 
 
 def _prompt_text(data: dict[str, Any]) -> str:

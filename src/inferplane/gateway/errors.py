@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from inferplane.gateway.http1 import Responder
 from inferplane.protocol.errors import error_body
 
 __all__ = ["error_response"]
@@ -22,16 +21,14 @@ _TYPES = {
 
 
 def error_response(
+    out: Responder,
     status: int,
     message: str,
     *,
     param: str | None = None,
     code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
-    return web.Response(
-        status=status,
-        body=error_body(message, _TYPES.get(status, "server_error"), param=param, code=code),
-        content_type="application/json",
-        headers=headers,
-    )
+    headers: list[tuple[str, str]] | None = None,
+) -> None:
+    """Answer with an OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    body = error_body(message, _TYPES.get(status, "server_error"), param=param, code=code)
+    out.send(status, body, [*(headers or ()), ("Content-Type", "application/json")])

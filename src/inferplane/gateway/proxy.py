@@ -6,11 +6,12 @@ Byte scans (``bytes.find``) stand in for JSON parsing where only a fact is neede
 (is there content in this chunk? what usage did the runtime report?).
 
 Failure semantics:
-- Before any byte went to the client: a stale pooled connection is retried on a fresh
+- Before any byte went to the client: a stale pooled connection is resent on a fresh
   one invisibly; connect errors, timeouts and 5xx are retried on another replica (up to
   ``max_attempts``); then the client gets 502/503/504 with an OpenAI error body.
 - After bytes went out: no retry. A broken upstream stream ends with an SSE error event.
-- The client going away closes the upstream connection, which cancels the generation.
+- The client going away cancels the handler; the upstream connection is closed, which
+  cancels the generation.
 """
 
 from __future__ import annotations
@@ -19,74 +20,32 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-
 from inferplane.gateway.errors import error_response
-from inferplane.observability.metrics import GatewayMetrics
+from inferplane.gateway.http1 import Responder
+from inferplane.gateway.upstream import (
+    ConnectFailed,
+    StaleConnection,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+)
+from inferplane.observability.metrics import GatewayMetrics, ModelMetrics
 from inferplane.protocol.errors import sse_error_event
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.runtimes.base import UnsupportedRequest
 
-__all__ = ["Forwarder", "UpstreamPool"]
+__all__ = ["Forwarder", "has_content"]
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens":\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
-_STALE_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-_JSON_HEADERS = {"Content-Type": "application/json"}
+_CONTENT_KEYS = (b'content":"', b'content": "', b'"text":"', b'"text": "')
 
 
-class UpstreamPool:
-    """One aiohttp session (a keep-alive connection pool) per upstream base URL."""
-
-    def __init__(self, *, connect_timeout_s: float, keepalive_s: float = 4.0) -> None:
-        self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=None)
-        self._keepalive_s = keepalive_s
-
-    def session(self, base_url: str) -> aiohttp.ClientSession:
-        s = self._sessions.get(base_url)
-        if s is None or s.closed:
-            # keep-alive shorter than cpp-httplib's 5 s server-side idle timeout, so the pool
-            # rarely hands out a connection the server is about to close.
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=self._keepalive_s, ttl_dns_cache=None)
-            s = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            )
-            self._sessions[base_url] = s
-        return s
-
-    async def discard(self, base_url: str) -> None:
-        s = self._sessions.pop(base_url, None)
-        if s is not None:
-            await s.close()
-
-    async def close(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for s in sessions:
-            await s.close()
-
-
-@dataclass(slots=True)
-class Attempt:
-    endpoint: Endpoint
-    response: aiohttp.ClientResponse
-    release: Callable[[], None]
-
-
-class UpstreamFailure(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def _has_content(chunk: bytes) -> bool:
+def has_content(chunk: bytes) -> bool:
     """True if an SSE chunk carries generated text, reasoning or a tool call (not role-only)."""
-    for key in (b'content":"', b'content": "', b'"text":"', b'"text": "'):
+    for key in _CONTENT_KEYS:
         i = chunk.find(key)
         while i >= 0:
             j = i + len(key)
@@ -96,62 +55,57 @@ def _has_content(chunk: bytes) -> bool:
     return b'"tool_calls":[' in chunk
 
 
+class _Failure(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class Forwarder:
     """Sends requests to replicas chosen by a callback, and relays the answers."""
 
-    def __init__(
-        self,
-        *,
-        pool: UpstreamPool,
-        registry: EndpointRegistry,
-        metrics: GatewayMetrics,
-        max_attempts: int,
-        first_byte_timeout_s: float,
-    ) -> None:
+    def __init__(self, *, pool: UpstreamPool, registry: EndpointRegistry, metrics: GatewayMetrics,
+                 max_attempts: int, first_byte_timeout_s: float) -> None:
         self.pool = pool
         self.registry = registry
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.first_byte_timeout_s = first_byte_timeout_s
 
-    async def _open(self, ep: Endpoint, path: str, body: bytes, model: str) -> aiohttp.ClientResponse:
-        """Send the request, return once response headers arrived. Raises UpstreamFailure."""
-        session = self.pool.session(ep.url)
-        url = ep.url + path
-        for fresh_try in range(3):
+    async def _open(self, ep: Endpoint, path: str, body: bytes, model: str) -> UpstreamResponse:
+        """Send the request; return once the response status arrived. Raises _Failure."""
+        for fresh in (False, True, True):
+            try:
+                resp = await self.pool.post(ep.url, path, body, fresh=fresh)
+            except ConnectFailed as exc:
+                raise _Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
             try:
                 async with asyncio.timeout(self.first_byte_timeout_s):
-                    return await session.post(url, data=body, headers=_JSON_HEADERS)
-            except _STALE_ERRORS as exc:
-                # A kept-alive connection the server had already closed: the request never
-                # got an answer. Resend on a fresh connection (the dead one left the pool).
-                if isinstance(exc, aiohttp.ClientConnectorError) or fresh_try == 2:
-                    raise UpstreamFailure("connect", f"cannot reach {ep.id}: {exc}") from exc
+                    await resp.headers()
+                return resp
+            except StaleConnection:
+                # A kept-alive connection the server had already closed: the request got no
+                # answer. Resend it on a fresh connection.
+                resp.close()
                 self.metrics.retries.labels(model, "stale_connection").inc()
             except TimeoutError as exc:
-                raise UpstreamFailure(
-                    "timeout", f"{ep.id} sent no response within {self.first_byte_timeout_s:.0f} s"
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamFailure("disconnect", f"{ep.id} failed: {exc}") from exc
-        raise AssertionError("unreachable")
+                resp.close()
+                raise _Failure("timeout", f"{ep.id} sent no response within "
+                                          f"{self.first_byte_timeout_s:.0f} s") from exc
+            except UpstreamError as exc:
+                resp.close()
+                raise _Failure("disconnect", f"{ep.id} failed: {exc}") from exc
+            except BaseException:
+                resp.close()
+                raise
+        raise _Failure("disconnect", f"{ep.id} kept closing connections before answering")
 
-    async def forward(
-        self,
-        request: web.Request,
-        *,
-        model: str,
-        route: str,
-        data: dict[str, Any],
-        body: bytes,
-        stream: bool,
-        pick: Callable[[set[str]], Endpoint | None],
-        headers: dict[str, str],
-        t_start: float,
-    ) -> web.StreamResponse:
-        """Serve one validated request; always returns a response (never raises for upstream trouble)."""
+    async def forward(self, out: Responder, *, model: str, route: str, data: dict[str, Any], body: bytes,
+                      stream: bool, pick: Callable[[set[str]], Endpoint | None],
+                      headers: list[tuple[str, str]], t_start: float) -> None:
+        """Serve one validated request; always answers (never raises for upstream trouble)."""
         tried: set[str] = set()
-        last_error: UpstreamFailure | None = None
+        last_error: _Failure | None = None
         for _ in range(self.max_attempts):
             ep = pick(tried)
             if ep is None:
@@ -163,114 +117,114 @@ class Forwarder:
                 try:
                     path, send = dialect.request(route, data, body)
                 except UnsupportedRequest as exc:
-                    self.metrics.requests.labels(model, route, "400").inc()
-                    return error_response(400, f"{ep.runtime}: {exc}", param=exc.param,
-                                          code="unsupported_parameter", headers=headers)
+                    self.metrics.model(model).request_done(route, 400)
+                    error_response(out, 400, f"{ep.runtime}: {exc}", param=exc.param,
+                                   code="unsupported_parameter", headers=headers)
+                    return
             release = self.registry.acquire(ep)
             try:
-                resp = await self._open(ep, path, send, model)
-            except UpstreamFailure as exc:
+                try:
+                    resp = await self._open(ep, path, send, model)
+                except _Failure as exc:
+                    self._failed(ep, model, exc.kind)
+                    tried.add(ep.id)
+                    last_error = exc
+                    continue
+                if resp.status >= 500:
+                    detail = (await _read_quietly(resp))[:300].decode("utf-8", "replace")
+                    resp.close()
+                    self._failed(ep, model, "status_5xx")
+                    tried.add(ep.id)
+                    last_error = _Failure("status_5xx", f"{ep.id} answered {resp.status}: {detail}")
+                    continue
+                ep.consecutive_failures = 0
+                if tried:
+                    self.metrics.retries.labels(model, last_error.kind if last_error else "retry").inc()
+                headers.append(("x-inferplane-endpoint", ep.id))
+                if stream and resp.status == 200:
+                    await self._relay_stream(out, resp, ep, model=model, route=route, headers=headers,
+                                             t_start=t_start)
+                else:
+                    await self._relay_body(out, resp, ep, model=model, route=route, headers=headers,
+                                           t_start=t_start)
+                return
+            finally:
                 release()
-                self._failed(ep, model, exc.kind)
-                tried.add(ep.id)
-                last_error = exc
-                continue
-            except BaseException:
-                release()
-                raise
-            if resp.status >= 500:
-                detail = (await _read_quietly(resp))[:300].decode("utf-8", "replace")
-                resp.release()
-                release()
-                self._failed(ep, model, "status_5xx")
-                tried.add(ep.id)
-                last_error = UpstreamFailure("status_5xx", f"{ep.id} answered {resp.status}: {detail}")
-                continue
-            ep.consecutive_failures = 0
-            if len(tried):
-                self.metrics.retries.labels(model, last_error.kind if last_error else "retry").inc()
-            headers["x-inferplane-endpoint"] = ep.id
-            attempt = Attempt(ep, resp, release)
-            if stream and resp.status == 200:
-                return await self._relay_stream(request, attempt, model=model, route=route,
-                                                headers=headers, t_start=t_start)
-            return await self._relay_body(request, attempt, model=model, route=route,
-                                          headers=headers, t_start=t_start)
         if last_error is None:
-            self.metrics.requests.labels(model, route, "503").inc()
-            return error_response(503, f"no ready replica for model {model!r}; try again shortly",
-                                  code="model_not_ready", headers=headers)
+            self.metrics.model(model).request_done(route, 503)
+            error_response(out, 503, f"no ready replica for model {model!r}; try again shortly",
+                           code="model_not_ready", headers=headers)
+            return
         status = 504 if last_error.kind == "timeout" else 502
-        self.metrics.requests.labels(model, route, str(status)).inc()
-        return error_response(status, f"upstream failed after {len(tried)} attempt(s): {last_error}",
-                              code="upstream_" + last_error.kind, headers=headers)
+        self.metrics.model(model).request_done(route, status)
+        error_response(out, status, f"upstream failed after {len(tried)} attempt(s): {last_error}",
+                       code="upstream_" + last_error.kind, headers=headers)
 
     def _failed(self, ep: Endpoint, model: str, kind: str) -> None:
         ep.consecutive_failures += 1
         self.metrics.upstream_errors.labels(model, ep.id, kind).inc()
 
-    async def _relay_body(self, request: web.Request, a: Attempt, *, model: str, route: str,
-                          headers: dict[str, str], t_start: float) -> web.StreamResponse:
+    async def _relay_body(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,
+                          route: str, headers: list[tuple[str, str]], t_start: float) -> None:
         try:
-            try:
-                data = await a.response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                a.response.close()
-                self._failed(a.endpoint, model, "disconnect")
-                self.metrics.requests.labels(model, route, "502").inc()
-                return error_response(502, f"{a.endpoint.id} broke off its response: {exc}",
-                                      code="upstream_disconnect", headers=headers)
-            a.response.release()
-        finally:
-            a.release()
-        status = a.response.status
-        headers["Content-Type"] = a.response.headers.get("Content-Type", "application/json")
-        dialect = a.endpoint.dialect
-        if not dialect.passthrough:
-            status, data = dialect.response(route, model, status, data)
-            headers["Content-Type"] = "application/json"
-
-        m = self.metrics
-        m.requests.labels(model, route, str(status)).inc()
+            data = await resp.read()
+        except UpstreamError as exc:
+            resp.close()
+            self._failed(ep, model, "disconnect")
+            self.metrics.model(model).request_done(route, 502)
+            error_response(out, 502, f"{ep.id} broke off its response: {exc}", code="upstream_disconnect",
+                           headers=headers)
+            return
+        except BaseException:
+            resp.close()
+            raise
+        resp.release()
+        status = resp.status
+        ctype = resp.content_type
+        if not ep.dialect.passthrough:
+            status, data = ep.dialect.response(route, model, status, data)
+            ctype = "application/json"
+        headers.append(("Content-Type", ctype))
+        mm = self.metrics.model(model)
+        mm.request_done(route, status)
         if status == 200:
-            m.e2e.labels(model).observe(time.perf_counter() - t_start)
-            self._count_usage(model, data)
-        return web.Response(body=data, status=status, headers=headers)
+            mm.e2e.observe(time.perf_counter() - t_start)
+            self._count_usage(mm, data)
+        out.send(status, data, headers)
 
-    def _count_usage(self, model: str, data: bytes) -> None:
+    @staticmethod
+    def _count_usage(mm: ModelMetrics, data: bytes) -> None:
         p = _PROMPT_TOKENS.search(data)
-        c = _COMPLETION_TOKENS.search(data)
         if p:
-            self.metrics.prompt_tokens.labels(model).inc(int(p.group(1)))
+            mm.prompt_tokens.inc(int(p.group(1)))
+        c = _COMPLETION_TOKENS.search(data)
         if c:
-            self.metrics.completion_tokens.labels(model).inc(int(c.group(1)))
+            mm.completion_tokens.inc(int(c.group(1)))
 
-    async def _relay_stream(self, request: web.Request, a: Attempt, *, model: str, route: str,
-                            headers: dict[str, str], t_start: float) -> web.StreamResponse:
+    async def _relay_stream(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,
+                            route: str, headers: list[tuple[str, str]], t_start: float) -> None:
         m = self.metrics
-        upstream = a.response
-        headers["Content-Type"] = "text/event-stream"
-        headers["Cache-Control"] = "no-cache"
-        out = web.StreamResponse(status=200, headers=headers)
+        mm = m.model(model)
+        headers += [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
         first: float | None = None
         last = 0.0
         tail: list[bytes] = []
         clean = False
-        itl = m.itl.labels(model)
-        translator = a.endpoint.dialect.stream(route, model)
+        itl = mm.itl
+        translator = ep.dialect.stream(route, model)
         try:
-            await out.prepare(request)
+            out.start(200, headers)
             try:
-                async for chunk in upstream.content.iter_any():
+                async for chunk in resp.chunks():
                     if translator is not None:
                         chunk = translator.feed(chunk)
                         if not chunk:
                             continue
-                    if _has_content(chunk):
+                    if has_content(chunk):
                         now = time.perf_counter()
                         if first is None:
                             first = now
-                            m.ttft.labels(model).observe(now - t_start)
+                            mm.ttft.observe(now - t_start)
                         else:
                             itl.observe(now - last)
                         last = now
@@ -281,33 +235,28 @@ class Forwarder:
                 if translator is not None:
                     await out.write(translator.end())
                 clean = True
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self._failed(a.endpoint, model, "stream_broken")
-                await out.write(sse_error_event(
-                    f"the stream from {a.endpoint.id} broke off: {exc}", code="upstream_stream_broken"))
-            await out.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError) as exc:
+            except UpstreamError as exc:
+                self._failed(ep, model, "stream_broken")
+                await out.write(sse_error_event(f"the stream from {ep.id} broke off: {exc}",
+                                                code="upstream_stream_broken"))
+            out.end()
+        except (ConnectionResetError, asyncio.CancelledError):
             # the client went away: closing the upstream connection cancels the generation
             m.client_disconnects.labels(model).inc()
-            upstream.close()
-            a.release()
-            m.requests.labels(model, route, "499").inc()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return out
+            mm.request_done(route, 499)
+            resp.close()
+            raise
         if clean:
-            upstream.release()
+            resp.release()
         else:
-            upstream.close()
-        a.release()
-        m.requests.labels(model, route, "200" if clean else "502").inc()
-        m.e2e.labels(model).observe(time.perf_counter() - t_start)
-        self._count_usage(model, b"".join(tail))
-        return out
+            resp.close()
+        mm.request_done(route, 200 if clean else 502)
+        mm.e2e.observe(time.perf_counter() - t_start)
+        self._count_usage(mm, b"".join(tail))
 
 
-async def _read_quietly(resp: aiohttp.ClientResponse) -> bytes:
+async def _read_quietly(resp: UpstreamResponse) -> bytes:
     try:
         return await resp.read()
-    except (aiohttp.ClientError, TimeoutError):
+    except UpstreamError:
         return b""

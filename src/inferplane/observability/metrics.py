@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from inferplane.routing.registry import EndpointRegistry
 
-__all__ = ["GatewayMetrics"]
+__all__ = ["GatewayMetrics", "ModelMetrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
                     1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
@@ -70,6 +70,14 @@ class GatewayMetrics:
             ["model"], registry=r,
         )
         r.register(_EndpointCollector(endpoints))
+        self._models: dict[str, ModelMetrics] = {}
+
+    def model(self, model: str) -> ModelMetrics:
+        """The per-model children, resolved once (``labels()`` costs a lock and a dict walk)."""
+        mm = self._models.get(model)
+        if mm is None:
+            mm = self._models[model] = ModelMetrics(self, model)
+        return mm
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -125,3 +133,27 @@ class _EndpointCollector(Collector):
                 if value is not None:
                     fams[key].add_metric(lv, float(value))
         yield from fams.values()
+
+
+class ModelMetrics:
+    """Label-resolved metrics of one model, for the hot path."""
+
+    __slots__ = ("_metrics", "_model", "_requests", "completion_tokens", "e2e", "in_flight", "itl",
+                 "prompt_tokens", "ttft")
+
+    def __init__(self, metrics: GatewayMetrics, model: str) -> None:
+        self._metrics = metrics
+        self._model = model
+        self._requests: dict[tuple[str, int], Counter] = {}
+        self.ttft = metrics.ttft.labels(model)
+        self.itl = metrics.itl.labels(model)
+        self.e2e = metrics.e2e.labels(model)
+        self.prompt_tokens = metrics.prompt_tokens.labels(model)
+        self.completion_tokens = metrics.completion_tokens.labels(model)
+        self.in_flight = metrics.in_flight.labels(model)
+
+    def request_done(self, route: str, status: int) -> None:
+        c = self._requests.get((route, status))
+        if c is None:
+            c = self._requests[(route, status)] = self._metrics.requests.labels(self._model, route, str(status))
+        c.inc()
