@@ -185,16 +185,22 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    flags = ["multi_gpu", "prefix_caching", "speculative_decoding", "structured_output", "lora", "embeddings",
-             "pd_disaggregation"]
-    head = f"{'RUNTIME':<10} {'FORMATS':<18} {'HARDWARE':<22} " + " ".join(f[:6] for f in flags)
-    print(head + ("  USABLE HERE" if args.check else ""))
+    flags = {"multi_gpu": "MULTI-GPU", "prefix_caching": "PREFIX", "speculative_decoding": "SPEC",
+             "structured_output": "STRUCT", "lora": "LORA", "embeddings": "EMBED", "pd_disaggregation": "PD"}
+    fmt_w = max(len(",".join(r["weight_formats"])) for r in rows)
+    hw_w = max(len(",".join(r["hardware"])) for r in rows)
+    print(f"{'RUNTIME':<9} {'API':<7} {'WEIGHTS':<{fmt_w}}  {'HARDWARE':<{hw_w}}  "
+          + " ".join(h for h in flags.values()))
     for r in rows:
-        line = (f"{r['runtime']:<10} {','.join(r['weight_formats']):<18} {','.join(r['hardware']):<22} "
-                + " ".join(("yes" if r[f] else "-").ljust(6) for f in flags))
-        if args.check:
-            line += f"  {'yes' if r['usable'] else 'no'}: {r['reason']}"
-        print(line)
+        marks = " ".join(("yes" if r[f] else "-").ljust(len(h)) for f, h in flags.items())
+        print(f"{r['runtime']:<9} {r['api']:<7} {','.join(r['weight_formats']):<{fmt_w}}  "
+              f"{','.join(r['hardware']):<{hw_w}}  {marks}".rstrip())
+    print("\nSPEC = speculative decoding, STRUCT = structured output, PD = prefill/decode disaggregation; "
+          "API openai = bytes pass through, others are translated.")
+    if args.check:
+        print("\nUSABLE HERE")
+        for r in rows:
+            print(f"  {r['runtime']:<9} {'yes' if r['usable'] else 'no ':<4} {r['reason']}")
     return 0
 
 

