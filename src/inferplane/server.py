@@ -145,10 +145,11 @@ async def run_server(
     return code
 
 
-def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[str | None], None]:
-    def on_state(url: str | None) -> None:
+def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[str | None, str | None], None]:
+    def on_state(url: str | None, metrics_url: str | None) -> None:
         if url is not None:
             ep.url = url
+            ep.metrics_url = metrics_url or url + "/metrics"
         registry.set_ready(ep, url is not None)
 
     return on_state

@@ -40,6 +40,7 @@ __all__ = ["Forwarder", "has_content"]
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens":\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
+_DONE = b"data: [DONE]\n\n"
 _CONTENT_KEYS = (b'content":"', b'content": "', b'"text":"', b'"text": "')
 
 
@@ -209,7 +210,8 @@ class Forwarder:
         first: float | None = None
         last = 0.0
         tail: list[bytes] = []
-        clean = False
+        clean = accounted = False
+        held = b""
         itl = mm.itl
         translator = ep.dialect.stream(route, model)
         try:
@@ -231,28 +233,35 @@ class Forwarder:
                     tail.append(chunk)
                     if len(tail) > 4:
                         del tail[0]
+                    if chunk.endswith(_DONE):  # held back until the request is accounted for
+                        held = chunk
+                        continue
                     await out.write(chunk)
                 if translator is not None:
-                    await out.write(translator.end())
+                    held += translator.end()
                 clean = True
             except UpstreamError as exc:
                 self._failed(ep, model, "stream_broken")
                 await out.write(sse_error_event(f"the stream from {ep.id} broke off: {exc}",
                                                 code="upstream_stream_broken"))
+            # account before the final event: a client that read it may look at /metrics at once
+            accounted = True
+            mm.request_done(route, 200 if clean else 502)
+            mm.e2e.observe(time.perf_counter() - t_start)
+            self._count_usage(mm, b"".join(tail))
+            await out.write(held)
             out.end()
         except (ConnectionResetError, asyncio.CancelledError):
             # the client went away: closing the upstream connection cancels the generation
             m.client_disconnects.labels(model).inc()
-            mm.request_done(route, 499)
+            if not accounted:
+                mm.request_done(route, 499)
             resp.close()
             raise
         if clean:
             resp.release()
         else:
             resp.close()
-        mm.request_done(route, 200 if clean else 502)
-        mm.e2e.observe(time.perf_counter() - t_start)
-        self._count_usage(mm, b"".join(tail))
 
 
 async def _read_quietly(resp: UpstreamResponse) -> bytes:

@@ -7,9 +7,9 @@ Lifecycle of one ``SupervisedReplica``:
    ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the gateway even if the gateway is
    killed with SIGKILL. stdout and stderr go to ``<log_dir>/<endpoint-id>.log``.
 2. Readiness: the launch spec's probe is polled until it answers 2xx; then the endpoint
-   is reported ready through ``on_state(url)``. If the process exits first, or the readiness timeout
+   is reported ready through ``on_state(url, metrics_url)``. If the process exits first, or the readiness timeout
    passes, the attempt failed.
-3. A watcher waits for the process to exit; ``on_state(None)`` is called at once and
+3. A watcher waits for the process to exit; ``on_state(None, None)`` is called at once and
    the process is restarted on a fresh port (llama.cpp may fail to bind the port it just
    left) after an exponential backoff (1 s doubling to 30 s, reset after 60 s of uptime).
 4. ``stop()`` sends SIGTERM to the process group, waits ``stop_grace_s``, then SIGKILL.
@@ -37,8 +37,8 @@ from inferplane.runtimes.probe import probe_once
 
 __all__ = ["ReplicaStateFn", "SupervisedReplica"]
 
-ReplicaStateFn = Callable[[str | None], None]
-"""Called with the replica's base URL when it becomes ready, and with None when it goes down."""
+ReplicaStateFn = Callable[[str | None, str | None], None]
+"""Called with (base URL, metrics URL) when the replica becomes ready, (None, None) when it goes down."""
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class SupervisedReplica:
                     break
                 if ok and self._proc is not None:
                     code = await self._proc.wait()
-                    self.on_state(None)
+                    self.on_state(None, None)
                     if self._stopping:
                         break
                     log.warning("replica %s exited with code %s; restarting", self.id, code)
@@ -151,7 +151,7 @@ class SupervisedReplica:
                 )
                 return False
             if await probe_once(session, self.url, spec.probe, timeout_s=2.0):
-                self.on_state(self.url)
+                self.on_state(self.url, self._metrics_url(spec, port))
                 if not self._first_ready.done():
                     self._first_ready.set_result(None)
                 log.info("replica %s ready at %s (pid %s)", self.id, self.url, proc.pid)
@@ -163,6 +163,10 @@ class SupervisedReplica:
             )
             await self._terminate()
         return False
+
+    @staticmethod
+    def _metrics_url(spec: LaunchSpec, port: int) -> str:
+        return f"http://127.0.0.1:{spec.metrics_port or port}{spec.metrics_path}"
 
     def _fail_first(self, message: str) -> None:
         log.error("%s", message)
@@ -185,7 +189,7 @@ class SupervisedReplica:
     async def stop(self) -> None:
         """Stop supervising and end the process (SIGTERM, then SIGKILL after the grace)."""
         self._stopping = True
-        self.on_state(None)
+        self.on_state(None, None)
         await self._terminate()
         if self._task is not None:
             self._task.cancel()

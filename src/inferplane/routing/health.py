@@ -75,7 +75,7 @@ class HealthChecker:
         if not ep.ready:
             return
         try:
-            async with self._session.get(ep.url + "/metrics") as resp:
+            async with self._session.get(ep.metrics_url or ep.url + "/metrics") as resp:
                 if resp.status != 200:
                     return
                 text = await resp.text()

@@ -32,6 +32,8 @@ class Endpoint:
     capacity: int = 1
     region: str | None = None
     priority: int = 0
+    metrics_url: str = ""
+    """Where the runtime's Prometheus metrics are (empty: ``url + "/metrics"``)."""
     managed: bool = False
     """Launched and supervised by inferplane (vs an existing URL from the config)."""
     ready: bool = False
