@@ -6,7 +6,8 @@ Run as a script: ``python tests/fake_upstream.py PORT MODE`` where MODE is
   dropped, without an answer, when the next request arrives on it - the way llama.cpp's
   server was seen dropping kept-alive connections;
 - ``break_stream``: streams two content chunks, then aborts the TCP connection;
-- ``status_500``: answers every completion with a 500.
+- ``status_500``: answers every completion with a 500;
+- ``slow``: like ok, but waits 1 s before answering.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def make_app(mode: str) -> web.Application:
             streamed.discard(request.transport)
             request.transport.abort()
             raise asyncio.CancelledError
+        if mode == "slow":
+            await asyncio.sleep(1.0)
         if mode == "status_500":
             return web.json_response({"error": {"message": "boom", "type": "server_error"}}, status=500)
         if not body.get("stream"):

@@ -54,7 +54,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parallel", type=int, default=4, help="concurrent sequences per replica (default 4)")
     p.add_argument("--ctx-size", type=int, help="context tokens per sequence (default 4096)")
     p.add_argument("--threads", type=int, help="CPU threads per replica (default: free cores / replicas)")
-    p.add_argument("--policy", default="least_load",
+    p.add_argument("--policy", default="prefix",
                    choices=["least_load", "round_robin", "power_of_two", "session", "prefix"])
     p.add_argument("--api-key", action="append", default=[], help="require this bearer key (repeatable)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")

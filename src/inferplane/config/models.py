@@ -27,11 +27,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "BreakerConfig",
     "ConfigError",
     "DeploymentConfig",
     "GatewayConfig",
     "InferplaneConfig",
     "ReplicaTarget",
+    "RetryConfig",
     "config_json_schema",
     "env_overrides",
     "load_config",
@@ -60,14 +62,14 @@ class GatewayConfig(_Strict):
     first_byte_timeout_s: float = Field(
         600.0, gt=0, description="Longest wait for an upstream's response headers, seconds."
     )
-    max_attempts: int = Field(
-        3, ge=1, le=10, description="Attempts per request across replicas before the first byte was sent."
-    )
     api_keys: tuple[str, ...] = Field(
         (), description="If set, clients must send 'Authorization: Bearer <one of these>'."
     )
     ready_timeout_s: float = Field(
         300.0, gt=0, description="How long `serve` waits for a replica to become ready, seconds."
+    )
+    preferred_region: str | None = Field(
+        None, description="Region whose replicas get traffic first (tiers: priority, then this region)."
     )
     scrape_interval_s: float = Field(
         5.0, gt=0, description="How often each endpoint's /metrics and health are polled, seconds."
@@ -87,6 +89,22 @@ class ReplicaTarget(_Strict):
         if not v.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
         return v.rstrip("/").removesuffix("/v1")
+
+
+class RetryConfig(_Strict):
+    """Retries before the first byte went to the client (never after)."""
+
+    max_attempts: int = Field(3, ge=1, le=10, description="Attempts across replicas, the first one included.")
+    backoff_s: float = Field(
+        0.05, ge=0, le=10, description="Wait before the 2nd attempt, seconds; doubles for each further one."
+    )
+
+
+class BreakerConfig(_Strict):
+    """Per-replica circuit breaker."""
+
+    failure_threshold: int = Field(5, ge=1, description="Consecutive failures that open the breaker.")
+    open_s: float = Field(10.0, gt=0, description="How long an open breaker keeps traffic away, seconds.")
 
 
 class DeploymentConfig(_Strict):
@@ -130,7 +148,23 @@ class DeploymentConfig(_Strict):
         None, gt=0, description="Readiness wait for this deployment's replicas, seconds (default: gateway's)."
     )
     policy: Literal["least_load", "round_robin", "power_of_two", "session", "prefix"] = Field(
-        "least_load", description="Routing policy among this deployment's replicas."
+        "prefix", description="Routing policy among this deployment's replicas (prefix = cache-aware with "
+        "load balancing)."
+    )
+    fallback: str | None = Field(
+        None, description="Another deployment that serves this one's requests when none of its replicas can."
+    )
+    retry: RetryConfig = Field(
+        default_factory=RetryConfig,  # type: ignore[arg-type]
+        description="Retries on another replica before the first byte went to the client.",
+    )
+    breaker: BreakerConfig = Field(
+        default_factory=BreakerConfig,  # type: ignore[arg-type]
+        description="Circuit breaker of each replica: keeps traffic away from one that keeps failing.",
+    )
+    saturation: float = Field(
+        2.0, gt=0, description="Requests in flight per sequence slot at which a tier counts as saturated "
+        "and traffic spills to the next tier."
     )
 
     @field_validator("name")
@@ -162,6 +196,12 @@ class InferplaneConfig(_Strict):
             if d.name in seen:
                 raise ValueError(f"deployment name {d.name!r} is used twice; names must be unique")
             seen.add(d.name)
+        for d in self.deployments:
+            if d.fallback is not None and (d.fallback not in seen or d.fallback == d.name):
+                raise ValueError(
+                    f"deployment {d.name!r}: fallback {d.fallback!r} must name another deployment "
+                    f"(known: {', '.join(sorted(seen - {d.name})) or 'none'})"
+                )
         return self
 
 

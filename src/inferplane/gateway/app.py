@@ -13,7 +13,6 @@ Everything the handlers need is built once in ``Gateway.__init__`` (no module st
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -27,12 +26,10 @@ from inferplane.gateway.errors import error_response
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.gateway.proxy import Forwarder
 from inferplane.gateway.upstream import UpstreamPool
-from inferplane.observability.metrics import GatewayMetrics
+from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
 from inferplane.protocol.openai import check_chat, check_completion
-from inferplane.routing.policies import make_policy
-from inferplane.routing.prefix import prefix_block_hashes
-from inferplane.routing.registry import Endpoint, EndpointRegistry
-from inferplane.routing.types import Policy, RouteRequest
+from inferplane.routing.registry import EndpointRegistry
+from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import Capabilities
 from inferplane.runtimes.registry import get_adapter
 
@@ -47,7 +44,6 @@ class _Served:
 
     config: DeploymentConfig
     capabilities: Capabilities
-    policy: Policy
     created: int
 
 
@@ -58,21 +54,23 @@ class Gateway:
                  registry: EndpointRegistry) -> None:
         self.config = config
         self.registry = registry
-        self.metrics = GatewayMetrics(registry)
+        self.router = Router(registry, deployments, preferred_region=config.preferred_region)
+        self.metrics = GatewayMetrics(self._endpoint_samples, self._routing_sample)
         self.pool = UpstreamPool(connect_timeout_s=config.connect_timeout_s)
-        self.forwarder = Forwarder(
-            pool=self.pool, registry=registry, metrics=self.metrics,
-            max_attempts=config.max_attempts, first_byte_timeout_s=config.first_byte_timeout_s,
-        )
+        self.forwarder = Forwarder(pool=self.pool, registry=registry, router=self.router, metrics=self.metrics,
+                                   first_byte_timeout_s=config.first_byte_timeout_s)
         now = int(time.time())
-        self.served: dict[str, _Served] = {}
-        for d in deployments:
-            adapter = get_adapter(d.runtime)
-            self.served[d.name] = _Served(d, adapter.capabilities(), make_policy(d.policy), now)
-        self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
+        self.served = {d.name: _Served(d, get_adapter(d.runtime).capabilities(), now) for d in deployments}
         self._auth = {f"Bearer {k}" for k in config.api_keys}
-        registry.on_removed(self._endpoint_removed)
         self._routes = self._build_routes()
+
+    def _endpoint_samples(self) -> list[EndpointSample]:
+        return [EndpointSample(e.deployment, e.id, e.runtime, e.ready, e.in_flight,
+                               int(self.router.breaker_state(e)), e.stats) for e in self.registry]
+
+    def _routing_sample(self) -> RoutingSample:
+        r = self.router
+        return RoutingSample(dict(r.decision_counts), dict(r.prefix_predicted_blocks), dict(r.prefix_observed_blocks))
 
     def _build_routes(self) -> dict[str, dict[str, Callable[[Request, Responder], Awaitable[None]]]]:
         return {
@@ -101,11 +99,6 @@ class Gateway:
 
     def close(self) -> None:
         self.pool.close()
-
-    def _endpoint_removed(self, ep: Endpoint) -> None:
-        served = self.served.get(ep.deployment)
-        if served is not None:
-                served.policy.on_removed(ep.id)
 
     # -- inference -----------------------------------------------------------------------
 
@@ -148,38 +141,15 @@ class Gateway:
             return
         stream = data.get("stream") is True
         model = served.config.name
-        route_request = self._route_request(served, model, data, request)
+        key = request.headers.get("x-session-id") or data.get("user")
+        info = RouteInfo(model, key if isinstance(key, str) else None, lambda: _prompt_text(data))
         gauge = self.metrics.model(model).in_flight
         gauge.inc()
         try:
-            await self.forwarder.forward(
-                out, model=model, route=route, data=data, body=body, stream=stream,
-                pick=lambda tried: self._pick(served, route_request, tried),
-                headers=headers, t_start=t_start,
-            )
+            await self.forwarder.forward(out, model=model, route=route, data=data, body=body, stream=stream,
+                                         info=info, retry=served.config.retry, headers=headers, t_start=t_start)
         finally:
             gauge.dec()
-
-    def _route_request(self, served: _Served, model: str, data: dict[str, Any], request: Request) -> RouteRequest:
-        policy = served.policy.name
-        if policy == "prefix":
-            return RouteRequest(model, prefix_hashes=prefix_block_hashes(_prompt_text(data)))
-        if policy == "session":
-            key = request.headers.get("x-session-id") or data.get("user")
-            return RouteRequest(model, session_key=key if isinstance(key, str) else None)
-        return RouteRequest(model)
-
-    def _pick(self, served: _Served, rr: RouteRequest, tried: set[str]) -> Endpoint | None:
-        eps = [e for e in self.registry.ready(served.config.name) if e.id not in tried]
-        if not eps:
-            return None
-        if len(eps) == 1:
-            return eps[0]
-        decision = served.policy.choose(rr, [e.candidate() for e in eps])
-        served.policy.on_routed(rr, decision.endpoint_id)
-        self.decisions.append({"time": time.time(), "model": rr.model, "endpoint": decision.endpoint_id,
-                               "policy": decision.policy, "scores": decision.scores})
-        return self.registry.get(decision.endpoint_id)
 
     # -- the rest ------------------------------------------------------------------------
 
@@ -207,13 +177,14 @@ class Gateway:
         eps = [
             {"id": e.id, "deployment": e.deployment, "runtime": e.runtime, "url": e.url, "ready": e.ready,
              "managed": e.managed, "in_flight": e.in_flight, "requests_total": e.requests_total,
-             "region": e.region, "priority": e.priority, "stats": e.stats}
+             "region": e.region, "priority": e.priority, "stats": e.stats,
+             "breaker": self.router.breaker_state(e).name.lower(), "consecutive_failures": e.consecutive_failures}
             for e in self.registry
         ]
         _json(out, 200, {"endpoints": eps})
 
     async def admin_routing(self, _request: Request, out: Responder) -> None:
-        _json(out, 200, {"decisions": list(self.decisions)})
+        _json(out, 200, {"decisions": list(self.router.decisions)})
 
 
 def _max_n(caps: Capabilities) -> int:

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
+import orjson
+
+from inferplane.config.models import RetryConfig
 from inferplane.gateway.errors import error_response
 from inferplane.gateway.http1 import Responder
 from inferplane.gateway.upstream import (
@@ -34,12 +36,14 @@ from inferplane.gateway.upstream import (
 from inferplane.observability.metrics import GatewayMetrics, ModelMetrics
 from inferplane.protocol.errors import sse_error_event
 from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import UnsupportedRequest
 
 __all__ = ["Forwarder", "has_content"]
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens":\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
+_CACHED_TOKENS = re.compile(rb'"cached_tokens":\s*(\d+)')
 _DONE = b"data: [DONE]\n\n"
 _CONTENT_KEYS = (b'content":"', b'content": "', b'"text":"', b'"text": "')
 
@@ -65,12 +69,12 @@ class _Failure(Exception):
 class Forwarder:
     """Sends requests to replicas chosen by a callback, and relays the answers."""
 
-    def __init__(self, *, pool: UpstreamPool, registry: EndpointRegistry, metrics: GatewayMetrics,
-                 max_attempts: int, first_byte_timeout_s: float) -> None:
+    def __init__(self, *, pool: UpstreamPool, registry: EndpointRegistry, router: Router,
+                 metrics: GatewayMetrics, first_byte_timeout_s: float) -> None:
         self.pool = pool
         self.registry = registry
+        self.router = router
         self.metrics = metrics
-        self.max_attempts = max_attempts
         self.first_byte_timeout_s = first_byte_timeout_s
 
     async def _open(self, ep: Endpoint, path: str, body: bytes, model: str) -> UpstreamResponse:
@@ -102,21 +106,28 @@ class Forwarder:
         raise _Failure("disconnect", f"{ep.id} kept closing connections before answering")
 
     async def forward(self, out: Responder, *, model: str, route: str, data: dict[str, Any], body: bytes,
-                      stream: bool, pick: Callable[[set[str]], Endpoint | None],
+                      stream: bool, info: RouteInfo, retry: RetryConfig,
                       headers: list[tuple[str, str]], t_start: float) -> None:
         """Serve one validated request; always answers (never raises for upstream trouble)."""
         tried: set[str] = set()
         last_error: _Failure | None = None
-        for _ in range(self.max_attempts):
-            ep = pick(tried)
-            if ep is None:
+        for attempt in range(retry.max_attempts):
+            if attempt and retry.backoff_s:
+                await asyncio.sleep(retry.backoff_s * 2 ** (attempt - 1))
+            choice = self.router.pick(info, tried)
+            if choice is None:
                 break
+            ep = choice.endpoint
             dialect = ep.dialect
+            adata, abody = data, body
+            if ep.deployment != model:  # a fallback deployment serves it under its own name
+                adata = {**data, "model": ep.deployment}
+                abody = orjson.dumps(adata)
             if dialect.passthrough:
-                path, send = (dialect.chat_path if route == "chat" else dialect.completions_path), body
+                path, send = (dialect.chat_path if route == "chat" else dialect.completions_path), abody
             else:
                 try:
-                    path, send = dialect.request(route, data, body)
+                    path, send = dialect.request(route, adata, abody)
                 except UnsupportedRequest as exc:
                     self.metrics.model(model).request_done(route, 400)
                     error_response(out, 400, f"{ep.runtime}: {exc}", param=exc.param,
@@ -138,16 +149,20 @@ class Forwarder:
                     tried.add(ep.id)
                     last_error = _Failure("status_5xx", f"{ep.id} answered {resp.status}: {detail}")
                     continue
-                ep.consecutive_failures = 0
+                self.router.succeeded(choice)
                 if tried:
                     self.metrics.retries.labels(model, last_error.kind if last_error else "retry").inc()
                 headers.append(("x-inferplane-endpoint", ep.id))
+                headers.append(("x-inferplane-policy", choice.policy))
+                if choice.fallback:
+                    headers.append(("x-inferplane-fallback", ep.deployment))
                 if stream and resp.status == 200:
-                    await self._relay_stream(out, resp, ep, model=model, route=route, headers=headers,
-                                             t_start=t_start)
+                    cached = await self._relay_stream(out, resp, ep, model=model, route=route, headers=headers,
+                                                      t_start=t_start)
                 else:
-                    await self._relay_body(out, resp, ep, model=model, route=route, headers=headers,
-                                           t_start=t_start)
+                    cached = await self._relay_body(out, resp, ep, model=model, route=route, headers=headers,
+                                                    t_start=t_start)
+                self.router.observed(choice, info, cached)
                 return
             finally:
                 release()
@@ -162,11 +177,12 @@ class Forwarder:
                        code="upstream_" + last_error.kind, headers=headers)
 
     def _failed(self, ep: Endpoint, model: str, kind: str) -> None:
-        ep.consecutive_failures += 1
+        self.router.failed(ep)
         self.metrics.upstream_errors.labels(model, ep.id, kind).inc()
 
     async def _relay_body(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,
-                          route: str, headers: list[tuple[str, str]], t_start: float) -> None:
+                          route: str, headers: list[tuple[str, str]], t_start: float) -> int | None:
+        """Relay a whole response; returns the cached prompt tokens the runtime reported, if any."""
         try:
             data = await resp.read()
         except UpstreamError as exc:
@@ -175,7 +191,7 @@ class Forwarder:
             self.metrics.model(model).request_done(route, 502)
             error_response(out, 502, f"{ep.id} broke off its response: {exc}", code="upstream_disconnect",
                            headers=headers)
-            return
+            return None
         except BaseException:
             resp.close()
             raise
@@ -188,22 +204,29 @@ class Forwarder:
         headers.append(("Content-Type", ctype))
         mm = self.metrics.model(model)
         mm.request_done(route, status)
+        cached = None
         if status == 200:
             mm.e2e.observe(time.perf_counter() - t_start)
-            self._count_usage(mm, data)
+            cached = self._count_usage(mm, data)
         out.send(status, data, headers)
+        return cached
 
     @staticmethod
-    def _count_usage(mm: ModelMetrics, data: bytes) -> None:
+    def _count_usage(mm: ModelMetrics, data: bytes) -> int | None:
+        """Count the usage a runtime reported; returns its cached prompt tokens, if it said."""
         p = _PROMPT_TOKENS.search(data)
-        if p:
-            mm.prompt_tokens.inc(int(p.group(1)))
+        if p is None:
+            return None
+        mm.prompt_tokens.inc(int(p.group(1)))
         c = _COMPLETION_TOKENS.search(data)
         if c:
             mm.completion_tokens.inc(int(c.group(1)))
+        k = _CACHED_TOKENS.search(data)
+        return int(k.group(1)) if k else None
 
     async def _relay_stream(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,
-                            route: str, headers: list[tuple[str, str]], t_start: float) -> None:
+                            route: str, headers: list[tuple[str, str]], t_start: float) -> int | None:
+        """Relay an SSE stream; returns the cached prompt tokens the runtime reported, if any."""
         m = self.metrics
         mm = m.model(model)
         headers += [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
@@ -248,7 +271,7 @@ class Forwarder:
             accounted = True
             mm.request_done(route, 200 if clean else 502)
             mm.e2e.observe(time.perf_counter() - t_start)
-            self._count_usage(mm, b"".join(tail))
+            cached = self._count_usage(mm, b"".join(tail))
             await out.write(held)
             out.end()
         except (ConnectionResetError, asyncio.CancelledError):
@@ -262,6 +285,7 @@ class Forwarder:
             resp.release()
         else:
             resp.close()
+        return cached
 
 
 async def _read_quietly(resp: UpstreamResponse) -> bytes:

@@ -6,15 +6,16 @@ from the endpoint registry (normalized runtime stats), so they cost nothing per 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from inferplane.routing.registry import EndpointRegistry
+from inferplane.observability.stats import EndpointStats
 
-__all__ = ["GatewayMetrics", "ModelMetrics"]
+__all__ = ["EndpointSample", "GatewayMetrics", "ModelMetrics", "RoutingSample"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
                     1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
@@ -25,7 +26,8 @@ _ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075
 class GatewayMetrics:
     """All metrics one gateway exports on ``/metrics``."""
 
-    def __init__(self, endpoints: EndpointRegistry) -> None:
+    def __init__(self, endpoints: Callable[[], Iterable[EndpointSample]],
+                 routing: Callable[[], RoutingSample] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -69,7 +71,7 @@ class GatewayMetrics:
             "inferplane_client_disconnects", "Requests whose client went away before the end; the upstream was cancelled.",
             ["model"], registry=r,
         )
-        r.register(_EndpointCollector(endpoints))
+        r.register(_StateCollector(endpoints, routing))
         self._models: dict[str, ModelMetrics] = {}
 
     def model(self, model: str) -> ModelMetrics:
@@ -83,21 +85,49 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-class _EndpointCollector(Collector):
-    """Normalized per-endpoint state, read from the registry at scrape time."""
+@dataclass(frozen=True, slots=True)
+class EndpointSample:
+    """One endpoint's state at scrape time; None values are not exported."""
 
-    def __init__(self, endpoints: EndpointRegistry) -> None:
+    deployment: str
+    endpoint: str
+    runtime: str
+    ready: bool
+    in_flight: int
+    breaker_state: int
+    stats: EndpointStats
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSample:
+    """Routing counters at scrape time."""
+
+    decisions: dict[tuple[str, str], int]
+    """(deployment, policy) -> decisions."""
+    prefix_predicted_blocks: dict[str, int]
+    prefix_observed_blocks: dict[str, int]
+
+
+class _StateCollector(Collector):
+    """Per-endpoint and routing state, read from providers at scrape time (free per request)."""
+
+    def __init__(self, endpoints: Callable[[], Iterable[EndpointSample]],
+                 routing: Callable[[], RoutingSample] | None) -> None:
         self._endpoints = endpoints
+        self._routing = routing
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         labels = ["deployment", "endpoint", "runtime"]
-        fams = {
+        g = {
             "ready": GaugeMetricFamily("inferplane_endpoint_ready", "1 if the endpoint takes traffic.", labels=labels),
             "in_flight": GaugeMetricFamily(
                 "inferplane_endpoint_in_flight", "Requests the gateway has in flight there.", labels=labels
+            ),
+            "breaker": GaugeMetricFamily(
+                "inferplane_endpoint_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.", labels=labels
             ),
             "running": GaugeMetricFamily(
                 "inferplane_endpoint_running", "Requests running in the runtime (scraped).", labels=labels
@@ -122,17 +152,38 @@ class _EndpointCollector(Collector):
                 "inferplane_endpoint_generation_tokens", "Tokens generated (scraped counter).", labels=labels
             ),
         }
-        for ep in self._endpoints:
-            lv = [ep.deployment, ep.id, ep.runtime]
-            fams["ready"].add_metric(lv, 1.0 if ep.ready else 0.0)
-            fams["in_flight"].add_metric(lv, float(ep.in_flight))
-            s = ep.stats
+        for e in self._endpoints():
+            lv = [e.deployment, e.endpoint, e.runtime]
+            g["ready"].add_metric(lv, 1.0 if e.ready else 0.0)
+            g["in_flight"].add_metric(lv, float(e.in_flight))
+            g["breaker"].add_metric(lv, float(e.breaker_state))
             for key in ("running", "waiting", "kv_cache_usage", "prefix_cache_hits", "prefix_cache_queries",
                         "prompt_tokens", "generation_tokens"):
-                value = getattr(s, key)
+                value = getattr(e.stats, key)
                 if value is not None:
-                    fams[key].add_metric(lv, float(value))
-        yield from fams.values()
+                    g[key].add_metric(lv, float(value))
+        yield from g.values()
+        if self._routing is None:
+            return
+        r = self._routing()
+        dec = CounterMetricFamily("inferplane_routing_decisions", "Routing decisions by deployment and policy "
+                                  "('only': one candidate left; 'tier': one candidate in the chosen tier).",
+                                  labels=["deployment", "policy"])
+        for (dep, pol), n in sorted(r.decisions.items()):
+            dec.add_metric([dep, pol], float(n))
+        yield dec
+        pred = CounterMetricFamily("inferplane_prefix_predicted_cached_blocks",
+                                   "Prompt blocks the prefix policy predicted cached on its choice.",
+                                   labels=["deployment"])
+        obs = CounterMetricFamily("inferplane_prefix_observed_cached_blocks",
+                                  "Prompt blocks the runtime reported cached (usage cached_tokens), same requests.",
+                                  labels=["deployment"])
+        for dep, n in sorted(r.prefix_predicted_blocks.items()):
+            pred.add_metric([dep], float(n))
+        for dep, n in sorted(r.prefix_observed_blocks.items()):
+            obs.add_metric([dep], float(n))
+        yield pred
+        yield obs
 
 
 class ModelMetrics:

@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from inferplane.observability.stats import EndpointStats
+
 if TYPE_CHECKING:
     from inferplane.config import DeploymentConfig
 
@@ -111,23 +113,6 @@ class LaunchSpec:
     metrics_path: str = "/metrics"
     metrics_port: int | None = None
     """When the runtime serves metrics on another port than its API."""
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointStats:
-    """One endpoint's state, normalized across runtimes. None = the runtime does not say."""
-
-    running: float | None = None
-    waiting: float | None = None
-    kv_cache_usage: float | None = None
-    """0..1"""
-    prefix_cache_hits: float | None = None
-    """Counter; tokens (or blocks: see ``prefix_cache_unit``)."""
-    prefix_cache_queries: float | None = None
-    prefix_cache_unit: str = "tokens"
-    prompt_tokens: float | None = None
-    """Counter of prompt tokens, cached ones included."""
-    generation_tokens: float | None = None
 
 
 class StreamTranslator(Protocol):

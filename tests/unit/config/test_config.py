@@ -17,7 +17,7 @@ def test_minimal_deployment_gets_documented_defaults() -> None:
     cfg = parse_config({"deployments": [{"name": "smollm2"}]})
     (d,) = cfg.deployments
     assert (d.runtime, d.model, d.replicas, d.max_concurrent_sequences, d.policy) == (
-        "embedded", "smollm2", 1, 4, "least_load")
+        "embedded", "smollm2", 1, 4, "prefix")
     assert (cfg.gateway.host, cfg.gateway.port) == ("127.0.0.1", 8000)
 
 

@@ -1,0 +1,168 @@
+"""The router: which replica serves a request, with tiers, breakers and fallback.
+
+Owns, per deployment, its policy; per endpoint, its circuit breaker; and a bounded log
+of recent decisions for ``GET /admin/routing``. ``pick`` is synchronous and does no I/O;
+the gateway reports each attempt's outcome back (``succeeded`` / ``failed``) so the
+breakers and the prefix index learn.
+
+Order of choice for one attempt:
+1. ready endpoints of the deployment, minus those already tried for this request and
+   those whose breaker is open;
+2. if none: the same for the deployment's ``fallback`` deployment (one hop);
+3. among them, the best tier (priority, then preferred region) that is not saturated;
+4. within the tier, the deployment's policy (skipped when only one candidate is left).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inferplane.config import DeploymentConfig
+from inferplane.routing.breaker import Breaker, BreakerState
+from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_policy
+from inferplane.routing.prefix import DEFAULT_BLOCK_CHARS, prefix_block_hashes
+from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.routing.tiers import select_tier
+from inferplane.routing.types import Policy, RouteRequest
+
+__all__ = ["Choice", "RouteInfo", "Router"]
+
+_CHARS_PER_TOKEN = 4
+"""Rough characters per token, to turn reported cached tokens into prompt blocks."""
+
+
+@dataclass(slots=True)
+class RouteInfo:
+    """What routing needs to know of one request, computed lazily (hashing costs)."""
+
+    model: str
+    session_key: str | None
+    prompt: Callable[[], str]
+    _request: RouteRequest | None = None
+
+    def request(self, policy: Policy) -> RouteRequest:
+        if self._request is None:
+            hashes = prefix_block_hashes(self.prompt()) if policy.name == "prefix" else ()
+            self._request = RouteRequest(self.model, prefix_hashes=hashes, session_key=self.session_key)
+        return self._request
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    endpoint: Endpoint
+    policy: str
+    fallback: bool
+    predicted_cached_blocks: int | None = None
+
+
+class Router:
+    def __init__(self, registry: EndpointRegistry, deployments: Sequence[DeploymentConfig], *,
+                 preferred_region: str | None = None, log_size: int = 200,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = registry
+        self.deployments = {d.name: d for d in deployments}
+        self.policies: dict[str, Policy] = {d.name: make_policy(d.policy) for d in deployments}
+        self.preferred_region = preferred_region
+        self.breakers: dict[str, Breaker] = {}
+        self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=log_size)
+        self.decision_counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.prefix_predicted_blocks: collections.Counter[str] = collections.Counter()
+        self.prefix_observed_blocks: collections.Counter[str] = collections.Counter()
+        self._clock = clock
+        registry.on_removed(self._removed)
+
+    def breaker(self, ep: Endpoint) -> Breaker:
+        b = self.breakers.get(ep.id)
+        if b is None:
+            cfg = self.deployments[ep.deployment].breaker
+            b = self.breakers[ep.id] = Breaker(failure_threshold=cfg.failure_threshold, open_s=cfg.open_s)
+        return b
+
+    def breaker_state(self, ep: Endpoint) -> BreakerState:
+        b = self.breakers.get(ep.id)
+        return BreakerState.CLOSED if b is None else b.state
+
+    def _removed(self, ep: Endpoint) -> None:
+        policy = self.policies.get(ep.deployment)
+        if policy is not None:
+            policy.on_removed(ep.id)
+
+    def _usable(self, deployment: str, tried: set[str], now: float) -> list[Endpoint]:
+        out = []
+        for e in self.registry.ready(deployment):
+            if e.id in tried:
+                continue
+            b = self.breakers.get(e.id)
+            if b is None or b.would_allow(now):
+                out.append(e)
+        return out
+
+    def pick(self, info: RouteInfo, tried: set[str]) -> Choice | None:
+        """The endpoint for the next attempt, or None when nothing can serve the request."""
+        dep = self.deployments[info.model]
+        now = self._clock()
+        eps = self._usable(dep.name, tried, now)
+        fallback = False
+        if not eps and dep.fallback is not None:
+            eps = self._usable(dep.fallback, tried, now)
+            fallback = True
+        if not eps:
+            return None
+        owner = eps[0].deployment
+        policy = self.policies[owner]
+        if len(eps) == 1:
+            ep = eps[0]
+            choice = Choice(ep, "only", fallback)
+        else:
+            cands = [e.candidate() for e in eps]
+            tier = select_tier(cands, preferred_region=self.preferred_region,
+                               saturation=self.deployments[owner].saturation)
+            if len(tier) == 1:
+                ep = self.registry.get(tier[0].endpoint_id) or eps[0]
+                choice = Choice(ep, "tier", fallback)
+            else:
+                rr = info.request(policy)
+                decision = policy.choose(rr, tier)
+                policy.on_routed(rr, decision.endpoint_id)
+                ep = self.registry.get(decision.endpoint_id) or eps[0]
+                predicted = decision.predicted_blocks if isinstance(decision, PrefixDecision) else None
+                choice = Choice(ep, decision.policy, fallback, predicted)
+                self.decisions.append({
+                    "time": time.time(), "model": info.model, "endpoint": ep.id, "policy": decision.policy,
+                    "fallback": fallback, "scores": decision.scores,
+                    "tier": [c.endpoint_id for c in tier],
+                    "excluded": sorted(tried), "predicted_cached_blocks": predicted,
+                })
+        b = self.breakers.get(ep.id)
+        if b is not None:
+            b.allow(now)  # takes the half-open trial slot
+        self.decision_counts[(owner, choice.policy)] += 1
+        return choice
+
+    def succeeded(self, choice: Choice) -> None:
+        """The endpoint answered (any status below 500)."""
+        ep = choice.endpoint
+        b = self.breakers.get(ep.id)
+        if b is not None:
+            b.record_success()
+        ep.consecutive_failures = 0
+
+    def observed(self, choice: Choice, info: RouteInfo, cached_tokens: int | None) -> None:
+        """What the runtime reported as cached for a served request (usage.prompt_tokens_details)."""
+        ep = choice.endpoint
+        if choice.predicted_cached_blocks is None or cached_tokens is None:
+            return
+        policy = self.policies[ep.deployment]
+        observed = cached_tokens * _CHARS_PER_TOKEN // DEFAULT_BLOCK_CHARS
+        self.prefix_predicted_blocks[ep.deployment] += choice.predicted_cached_blocks
+        self.prefix_observed_blocks[ep.deployment] += observed
+        if isinstance(policy, PrefixPolicy):
+            policy.observe_cached(ep.id, info.request(policy), observed)
+
+    def failed(self, ep: Endpoint) -> None:
+        ep.consecutive_failures += 1
+        self.breaker(ep).record_failure(self._clock())
