@@ -10,6 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 import yaml
+
 from helpers import ServeProcess, free_port, http_get, start_serve
 
 pytestmark = pytest.mark.integration
@@ -103,7 +104,7 @@ def test_fallback_deployment_serves_when_every_replica_is_down(tmp_path: Path, f
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            status, body = http_get(sp.url + "/ready", timeout=1) if _up(sp) else (0, b"")
+            _, body = http_get(sp.url + "/ready", timeout=1) if _up(sp) else (0, b"")
             if b'"small":1' in body:
                 break
             time.sleep(0.1)
