@@ -139,6 +139,17 @@ class StreamParser:
         self.last = now
 
 
+async def _post_once_more_if_stale(
+    session: aiohttp.ClientSession, cfg: ClientConfig, body: bytes
+) -> aiohttp.ClientResponse:
+    try:
+        return await session.post(cfg.url, data=body, headers=cfg.headers())
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            raise
+        return await session.post(cfg.url, data=body, headers=cfg.headers())
+
+
 async def send_request(
     session: aiohttp.ClientSession,
     cfg: ClientConfig,
@@ -154,6 +165,11 @@ async def send_request(
     """Send one request; never raises for request failures (they become ``ok=False`` records).
 
     Returns the record and the output text (needed for multi-turn history; not logged).
+
+    A request that fails on a reused keep-alive connection before any response byte
+    (llama.cpp's server drops kept-alive connections after streamed responses) is resent
+    once on a fresh connection, as the OpenAI SDK would; its latency still counts from the
+    first send.
     """
     p = StreamParser()
     status: int | None = None
@@ -161,7 +177,8 @@ async def send_request(
     chat = cfg.api == "chat"
     t_send = _now()
     try:
-        async with session.post(cfg.url, data=body, headers=cfg.headers()) as resp:
+        resp_cm = await _post_once_more_if_stale(session, cfg, body)
+        async with resp_cm as resp:
             status = resp.status
             if status != 200:
                 raw = await resp.read()
