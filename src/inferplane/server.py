@@ -24,7 +24,7 @@ from inferplane.gateway import http1
 from inferplane.gateway.app import Gateway
 from inferplane.models import ModelError, ModelStore
 from inferplane.placement.cpu import threads_per_replica
-from inferplane.placement.local import SupervisedReplica
+from inferplane.placement.local import ReplicaUp, SupervisedReplica
 from inferplane.routing.health import HealthChecker
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.runtimes.base import LaunchError, Resources
@@ -145,12 +145,11 @@ async def run_server(
     return code
 
 
-def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[str | None, str | None], None]:
-    def on_state(url: str | None, metrics_url: str | None) -> None:
-        if url is not None:
-            ep.url = url
-            ep.metrics_url = metrics_url or url + "/metrics"
-        registry.set_ready(ep, url is not None)
+def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[ReplicaUp | None], None]:
+    def on_state(up: ReplicaUp | None) -> None:
+        if up is not None:
+            ep.url, ep.metrics_url, ep.pid = up.url, up.metrics_url, up.pid
+        registry.set_ready(ep, up is not None)
 
     return on_state
 

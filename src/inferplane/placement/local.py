@@ -7,9 +7,9 @@ Lifecycle of one ``SupervisedReplica``:
    ``PR_SET_PDEATHSIG`` = SIGKILL, so it dies with the gateway even if the gateway is
    killed with SIGKILL. stdout and stderr go to ``<log_dir>/<endpoint-id>.log``.
 2. Readiness: the launch spec's probe is polled until it answers 2xx; then the endpoint
-   is reported ready through ``on_state(url, metrics_url)``. If the process exits first, or the readiness timeout
+   is reported ready through ``on_state(ReplicaUp(...))``. If the process exits first, or the readiness timeout
    passes, the attempt failed.
-3. A watcher waits for the process to exit; ``on_state(None, None)`` is called at once and
+3. A watcher waits for the process to exit; ``on_state(None)`` is called at once and
    the process is restarted on a fresh port (llama.cpp may fail to bind the port it just
    left) after an exponential backoff (1 s doubling to 30 s, reset after 60 s of uptime).
 4. ``stop()`` sends SIGTERM to the process group, waits ``stop_grace_s``, then SIGKILL.
@@ -26,6 +26,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -35,10 +36,17 @@ from inferplane.placement.ports import free_port
 from inferplane.runtimes.base import LaunchSpec, Resources, RuntimeAdapter
 from inferplane.runtimes.probe import probe_once
 
-__all__ = ["ReplicaStateFn", "SupervisedReplica"]
+__all__ = ["ReplicaStateFn", "ReplicaUp", "SupervisedReplica"]
 
-ReplicaStateFn = Callable[[str | None, str | None], None]
-"""Called with (base URL, metrics URL) when the replica becomes ready, (None, None) when it goes down."""
+ReplicaStateFn = Callable[["ReplicaUp | None"], None]
+"""Called with where the replica serves when it becomes ready, and with None when it goes down."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaUp:
+    url: str
+    metrics_url: str
+    pid: int
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +113,7 @@ class SupervisedReplica:
                     break
                 if ok and self._proc is not None:
                     code = await self._proc.wait()
-                    self.on_state(None, None)
+                    self.on_state(None)
                     if self._stopping:
                         break
                     log.warning("replica %s exited with code %s; restarting", self.id, code)
@@ -151,7 +159,7 @@ class SupervisedReplica:
                 )
                 return False
             if await probe_once(session, self.url, spec.probe, timeout_s=2.0):
-                self.on_state(self.url, self._metrics_url(spec, port))
+                self.on_state(ReplicaUp(self.url, self._metrics_url(spec, port), proc.pid))
                 if not self._first_ready.done():
                     self._first_ready.set_result(None)
                 log.info("replica %s ready at %s (pid %s)", self.id, self.url, proc.pid)
@@ -189,7 +197,7 @@ class SupervisedReplica:
     async def stop(self) -> None:
         """Stop supervising and end the process (SIGTERM, then SIGKILL after the grace)."""
         self._stopping = True
-        self.on_state(None, None)
+        self.on_state(None)
         await self._terminate()
         if self._task is not None:
             self._task.cancel()

@@ -35,6 +35,8 @@ class Endpoint:
     metrics_url: str = ""
     """Where the runtime's Prometheus metrics are (empty: ``url + "/metrics"``)."""
     managed: bool = False
+    pid: int | None = None
+    """Process id of a launched replica's runtime (None for existing URLs)."""
     """Launched and supervised by inferplane (vs an existing URL from the config)."""
     ready: bool = False
     in_flight: int = 0
