@@ -24,9 +24,11 @@ from inferplane.gateway import http1
 from inferplane.gateway.app import Gateway
 from inferplane.models import ModelError, ModelStore
 from inferplane.placement.cpu import threads_per_replica
+from inferplane.placement.gpus import GpuShortage, assign_gpus
 from inferplane.placement.local import ReplicaUp, SupervisedReplica
 from inferplane.routing.health import HealthChecker
 from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.runtimes._common import nvidia_gpu_ids
 from inferplane.runtimes.base import LaunchError, Resources
 from inferplane.runtimes.registry import UnknownRuntimeError, get_adapter
 
@@ -93,6 +95,7 @@ async def run_server(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    grants = iter(_gpu_grants(deployments))
     replicas: list[SupervisedReplica] = []
     for dep in deployments:
         adapter = get_adapter(dep.runtime)
@@ -111,7 +114,7 @@ async def run_server(
             registry.add(ep)
             replicas.append(SupervisedReplica(
                 replica_id=ep.id, adapter=adapter, deployment=dep,
-                resources=Resources(threads=dep.threads), on_state=_state_setter(registry, ep),
+                resources=Resources(threads=dep.threads, gpu_ids=next(grants)), on_state=_state_setter(registry, ep),
                 log_dir=log_dir, ready_timeout_s=dep.ready_timeout_s or gw_cfg.ready_timeout_s,
             ))
     for r in replicas:
@@ -143,6 +146,20 @@ async def run_server(
         await checker.stop()
         gateway.close()
     return code
+
+
+def _gpu_grants(deployments: tuple[DeploymentConfig, ...]) -> list[tuple[int, ...]]:
+    """GPUs for each local replica in launch order: tensor_parallel_size each for runtimes that
+    run on NVIDIA GPUs, when this host has any; none otherwise (CPU mode)."""
+    available = nvidia_gpu_ids()
+    requests = []
+    for dep in deployments:
+        gpu_runtime = "nvidia" in get_adapter(dep.runtime).capabilities().hardware
+        requests += [(dep.name, dep.tensor_parallel_size if gpu_runtime and available else 0)] * dep.replicas
+    try:
+        return assign_gpus(available, requests)
+    except GpuShortage as exc:
+        raise ServeError(str(exc)) from exc
 
 
 def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[ReplicaUp | None], None]:

@@ -116,13 +116,16 @@ def _check_one(models: Sequence[ModelInfo], hw: Hardware, facts: RuntimeFacts) -
 
 
 def _install(facts: RuntimeFacts) -> tuple[str, ...]:
-    return () if facts.availability.usable else (facts.availability.reason,)
+    # the adapters' probes add a GPU remark about *this* host; the hardware check above owns that
+    reason = facts.availability.reason.removesuffix(" - and it needs an NVIDIA GPU")
+    return () if facts.availability.usable else (reason,)
 
 
 def _on_device(models: Sequence[ModelInfo], hw: Hardware, facts: RuntimeFacts, device: str) -> Verdict:
     caps, name, label = facts.capabilities, facts.name, runtime_label(facts.name)
     excluded = _FORMATS_NOT_ON_DEVICE.get((name, device), frozenset())
-    loadable = [m for m in models if m.weight_format in caps.weight_formats and m.weight_format not in excluded]
+    loadable = sorted((m for m in models if m.weight_format in caps.weight_formats and m.weight_format not in excluded),
+                      key=lambda m: caps.weight_formats.index(m.weight_format))  # the runtime's native format first
     if not loadable:
         return Verdict(name, False, (_format_reason(label, caps, models, device, excluded),), device=device)
     problems: list[tuple[ModelInfo, list[str]]] = []
@@ -167,7 +170,8 @@ def _model_reasons(label: str, caps: Capabilities, m: ModelInfo) -> list[str]:
 
 def _quant_note(caps: Capabilities, m: ModelInfo) -> str | None:
     q = m.quantization
-    if m.weight_format == "gguf" and q and q not in _UNQUANTIZED and q not in caps.quantizations:
+    gguf_native = caps.weight_formats[:1] == ("gguf",) and "gguf" not in caps.quantizations
+    if gguf_native and m.weight_format == "gguf" and q and q not in _UNQUANTIZED and q not in caps.quantizations:
         return f"GGUF type {q} is not among the tested ones ({', '.join(caps.quantizations)})"
     return None
 

@@ -79,3 +79,11 @@ def test_registry_names() -> None:
     assert {"embedded", "openai"} <= set(adapter_names())
     with pytest.raises(KeyError, match="unknown runtime 'nope'"):
         get_adapter("nope")
+
+
+def test_gpus_are_granted_disjointly_and_a_shortage_says_how_many() -> None:
+    from inferplane.placement.gpus import GpuShortage, assign_gpus
+
+    assert assign_gpus([0, 1, 2, 3], [("a", 2), ("b", 0), ("c", 1)]) == [(0, 1), (), (2,)]
+    with pytest.raises(GpuShortage, match="need 3 GPU"):
+        assign_gpus([0, 1], [("a", 2), ("b", 1)])
