@@ -22,6 +22,7 @@ __all__ = [
     "nvidia_gpu_ids",
     "program",
     "reject_settings",
+    "setting_flags",
     "which_availability",
 ]
 
@@ -43,6 +44,33 @@ def program(deployment: DeploymentConfig, default: Iterable[str], *, module: str
     if module is not None and Path(exe).name.startswith("python"):
         return [exe, "-m", module]
     return [exe]
+
+
+def setting_flags(
+    d: DeploymentConfig,
+    *,
+    context_length: str | None = None,
+    dtype: str | None = None,
+    quantization: str | None = None,
+    tensor_parallel: str | None = None,
+    gpu_memory_fraction: str | None = None,
+) -> list[str]:
+    """``[flag, value, ...]`` for the deployment settings that are set, with the runtime's flag names.
+
+    A setting whose flag is None is not passed (the caller refuses or handles it).
+    """
+    values = (
+        (context_length, d.context_length_tokens),
+        (dtype, d.dtype),
+        (quantization, d.quantization),
+        (tensor_parallel, d.tensor_parallel_size if d.tensor_parallel_size != 1 else None),
+        (gpu_memory_fraction, d.gpu_memory_fraction),
+    )
+    out: list[str] = []
+    for flag, value in values:
+        if flag is not None and value is not None:
+            out += [flag, str(value)]
+    return out
 
 
 def nvidia_gpu_ids() -> tuple[int, ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, program, which_availability
+from inferplane.runtimes._common import HOST, gpu_env, program, setting_flags, which_availability
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -77,16 +77,7 @@ class LmdeployAdapter(RuntimeAdapter):
             "--server-port", str(port),
             "--max-batch-size", str(d.max_concurrent_sequences),
         ]
-        if d.context_length_tokens:
-            argv += ["--session-len", str(d.context_length_tokens)]
-        if d.dtype:
-            argv += ["--dtype", d.dtype]
-        if d.quantization:
-            argv += ["--model-format", d.quantization]
-        if d.tensor_parallel_size != 1:
-            argv += ["--tp", str(d.tensor_parallel_size)]
-        if d.gpu_memory_fraction is not None:
-            argv += ["--cache-max-entry-count", str(d.gpu_memory_fraction)]
+        argv += setting_flags(d, context_length="--session-len", dtype="--dtype", quantization="--model-format", tensor_parallel="--tp", gpu_memory_fraction="--cache-max-entry-count")
         if d.prefix_caching:
             argv.append("--enable-prefix-caching")
         argv += ["--enable-metrics", *d.extra_args]

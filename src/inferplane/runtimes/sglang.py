@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, module_availability, program
+from inferplane.runtimes._common import HOST, gpu_env, module_availability, program, setting_flags
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -89,16 +89,7 @@ class SglangAdapter(RuntimeAdapter):
             "--port", str(port),
             "--max-running-requests", str(d.max_concurrent_sequences),
         ]
-        if d.context_length_tokens:
-            argv += ["--context-length", str(d.context_length_tokens)]
-        if d.dtype:
-            argv += ["--dtype", d.dtype]
-        if d.quantization:
-            argv += ["--quantization", d.quantization]
-        if d.tensor_parallel_size != 1:
-            argv += ["--tp-size", str(d.tensor_parallel_size)]
-        if d.gpu_memory_fraction is not None:
-            argv += ["--mem-fraction-static", str(d.gpu_memory_fraction)]
+        argv += setting_flags(d, context_length="--context-length", dtype="--dtype", quantization="--quantization", tensor_parallel="--tp-size", gpu_memory_fraction="--mem-fraction-static")
         if not d.prefix_caching:
             argv.append("--disable-radix-cache")
         argv += ["--enable-metrics", "--enable-cache-report", *d.extra_args]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, program, which_availability
+from inferplane.runtimes._common import HOST, gpu_env, program, setting_flags, which_availability
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -78,16 +78,7 @@ class TgiAdapter(RuntimeAdapter):
             "--port", str(port),
             "--max-batch-size", str(d.max_concurrent_sequences),
         ]
-        if d.context_length_tokens:
-            argv += ["--max-total-tokens", str(d.context_length_tokens)]
-        if d.dtype:
-            argv += ["--dtype", d.dtype]
-        if d.quantization:
-            argv += ["--quantize", d.quantization]
-        if d.tensor_parallel_size != 1:
-            argv += ["--num-shard", str(d.tensor_parallel_size)]
-        if d.gpu_memory_fraction is not None:
-            argv += ["--cuda-memory-fraction", str(d.gpu_memory_fraction)]
+        argv += setting_flags(d, context_length="--max-total-tokens", dtype="--dtype", quantization="--quantize", tensor_parallel="--num-shard", gpu_memory_fraction="--cuda-memory-fraction")
         argv += d.extra_args
         env = gpu_env(resources)
         if not d.prefix_caching:

@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, program, reject_settings, which_availability
+from inferplane.runtimes._common import (
+    HOST,
+    gpu_env,
+    program,
+    reject_settings,
+    setting_flags,
+    which_availability,
+)
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -104,12 +111,7 @@ class TrtllmAdapter(RuntimeAdapter):
             "--backend", "pytorch",
             "--max_batch_size", str(d.max_concurrent_sequences),
         ]
-        if d.context_length_tokens:
-            argv += ["--max_seq_len", str(d.context_length_tokens)]
-        if d.tensor_parallel_size != 1:
-            argv += ["--tp_size", str(d.tensor_parallel_size)]
-        if d.gpu_memory_fraction is not None:
-            argv += ["--kv_cache_free_gpu_memory_fraction", str(d.gpu_memory_fraction)]
+        argv += setting_flags(d, context_length="--max_seq_len", tensor_parallel="--tp_size", gpu_memory_fraction="--kv_cache_free_gpu_memory_fraction")
         argv += d.extra_args
         return LaunchSpec(argv=tuple(argv), env={**gpu_env(resources), **d.env}, probe=self.probe(),
                           metrics_path="/prometheus/metrics")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, module_availability, program
+from inferplane.runtimes._common import HOST, gpu_env, module_availability, program, setting_flags
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -94,17 +94,10 @@ class VllmAdapter(RuntimeAdapter):
             "--port", str(port),
             "--max-num-seqs", str(d.max_concurrent_sequences),
         ]
-        if d.context_length_tokens:
-            argv += ["--max-model-len", str(d.context_length_tokens)]
+        argv += setting_flags(d, context_length="--max-model-len", quantization="--quantization", tensor_parallel="--tensor-parallel-size", gpu_memory_fraction="--gpu-memory-utilization")
         dtype = d.dtype or ("float32" if cpu else None)
         if dtype:
             argv += ["--dtype", dtype]
-        if d.quantization:
-            argv += ["--quantization", d.quantization]
-        if d.tensor_parallel_size != 1:
-            argv += ["--tensor-parallel-size", str(d.tensor_parallel_size)]
-        if d.gpu_memory_fraction is not None:
-            argv += ["--gpu-memory-utilization", str(d.gpu_memory_fraction)]
         argv.append("--enable-prefix-caching" if d.prefix_caching else "--no-enable-prefix-caching")
         if cpu:
             argv.append("--enforce-eager")
