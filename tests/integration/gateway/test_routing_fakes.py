@@ -18,40 +18,6 @@ pytestmark = pytest.mark.integration
 MSGS = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-def fakes():
-    import subprocess
-    import sys
-
-    fake = Path(__file__).parents[2] / "fake_upstream.py"
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(mode: str) -> str:
-        port = free_port()
-        p = subprocess.Popen([sys.executable, str(fake), str(port), mode])
-        url = f"http://127.0.0.1:{port}"
-        procs[url] = p
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if http_get(url + "/health", timeout=1)[0] == 200:
-                    return url
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("fake upstream did not start")
-
-    def stop(url: str) -> None:
-        procs[url].terminate()
-        procs[url].wait(10)
-
-    start.stop = stop  # type: ignore[attr-defined]
-    yield start
-    for p in procs.values():
-        if p.poll() is None:
-            p.terminate()
-            p.wait(10)
-
-
 def _serve(tmp_path: Path, deployments: list[dict], **gateway: object) -> ServeProcess:
     path = tmp_path / "deploy.yaml"
     path.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3, **gateway}, "deployments": deployments}))

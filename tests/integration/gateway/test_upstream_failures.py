@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -18,29 +15,6 @@ pytestmark = pytest.mark.integration
 
 FAKE = Path(__file__).parents[2] / "fake_upstream.py"
 MSGS = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def fakes() -> Iterator[callable]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(mode: str) -> str:
-        port = free_port()
-        p = subprocess.Popen([sys.executable, str(FAKE), str(port), mode])
-        procs.append(p)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if http_get(f"http://127.0.0.1:{port}/health", timeout=1)[0] == 200:
-                    return f"http://127.0.0.1:{port}"
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("fake upstream did not start")
-
-    yield start
-    for p in procs:
-        p.terminate()
-        p.wait(10)
 
 
 def _serve(tmp_path: Path, urls: list[str], **gateway: object) -> ServeProcess:
