@@ -4,6 +4,7 @@ Usage (the supervisor builds this argv; see ``EmbeddedAdapter.launch_spec``)::
 
     python -m inferplane.runtimes.embedded_main --model M.gguf --alias NAME --port P \
         [--host 127.0.0.1] [--parallel 4] [--ctx-size 16384] [--threads N] [--no-cache-prompt]
+        [--cache-ram-mib N] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=0)
     p.add_argument("--no-cache-prompt", action="store_true")
+    p.add_argument("--cache-ram-mib", type=int, default=-2,
+                   help="host-RAM prompt cache shared by the slots, MiB (0 = off; default: llama.cpp's)")
     return p.parse_args(argv)
 
 
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         params.cpuparams.n_threads = args.threads
         params.cpuparams_batch.n_threads = args.threads
+    if args.cache_ram_mib >= 0:
+        params.cache_ram_mib = args.cache_ram_mib
     if args.batch_size > 0:
         params.n_batch = args.batch_size
 
