@@ -256,6 +256,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=bench_cli.run)
 
 
+def _add_choose(sub: argparse._SubParsersAction) -> None:
+    try:
+        from inferplane.choose import cli as choose_cli
+    except ImportError:
+        return
+    p = sub.add_parser("choose", help="measure the runtimes that can serve a model here, rank them, write a deployment",
+                       description="Compatibility, measurement under your SLOs and a deployment file for the winner.")
+    choose_cli.add_arguments(p)
+    p.set_defaults(func=choose_cli.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inferplane", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"inferplane {__version__}")
@@ -266,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(sub)
     _add_status(sub)
     _add_bench(sub)
+    _add_choose(sub)
     return parser
 
 

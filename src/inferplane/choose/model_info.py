@@ -49,7 +49,7 @@ class ModelInfo:
         """Bytes of weights when loaded as ``dtype`` (default: as stored; quantized: file size)."""
         if dtype is None or self.quantization or not self.parameter_count:
             return self.file_size_bytes
-        return self.parameter_count * DTYPE_BYTES.get(dtype, 2)
+        return int(self.parameter_count * DTYPE_BYTES.get(dtype, 2))
 
     def describe(self) -> str:
         """One line, e.g. ``llama 135M, gguf q4_1, ctx 8192 (smollm2.gguf)``."""
@@ -177,7 +177,8 @@ def read_hf(folder: str | Path) -> ModelInfo:
     if not (d / "config.json").is_file():
         raise ModelInfoError(f"{d}: no config.json (not an HF model folder)")
     cfg = _json(d / "config.json")
-    text_cfg = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else {}
+    nested = cfg.get("text_config")  # multimodal configs keep the decoder's sizes here
+    text_cfg: dict[str, object] = nested if isinstance(nested, dict) else {}
     shards = sorted(d.glob("*.safetensors"))
     fmt = "safetensors" if shards else ("pt" if any(d.glob("*.bin")) else "safetensors")
     quant = cfg.get("quantization_config")

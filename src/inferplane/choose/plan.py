@@ -10,6 +10,7 @@ values - the very deployments that are launched and, for the winner, written out
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +34,8 @@ _SHORT = {"max_concurrent_sequences": "parallel", "context_length_tokens": "ctx"
 _NOT_SETTINGS = frozenset({"name", "runtime", "model", "endpoints", "fallback", "replicas"})
 _GGUF_NATIVE = frozenset({"embedded", "llamacpp"})
 """Runtimes cheap to start: their default grid tries one slot and the workload's concurrency."""
+_THREADED = frozenset({"embedded", "llamacpp"})
+"""Runtimes whose adapters pass a deployment's ``threads`` on (the others pick their own)."""
 
 STARTUP_S: dict[tuple[str, str], float] = {
     ("embedded", "cpu"): 5, ("llamacpp", "cpu"): 5, ("ollama", "cpu"): 10, ("vllm", "cpu"): 90,
@@ -88,7 +91,7 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        inner = ", ".join(f"{k}={v}" for k, v in self.settings)
+        inner = ", ".join(f"{k}={v}" for k, v in self.settings if k != "executable" and not k.startswith("env."))
         return f"{runtime_label(self.runtime)} [{inner}]" if inner else runtime_label(self.runtime)
 
 
@@ -127,8 +130,14 @@ def _default_grid(runtime: str, concurrency: int) -> Grid:
 
 
 def candidates(verdicts: Sequence[Verdict], grids: Mapping[str, Grid], workload: WorkloadSpec, hw: Hardware,
-               *, served_name: str, model_refs: Mapping[str, str]) -> tuple[Candidate, ...]:
+               *, served_name: str, model_refs: Mapping[str, str],
+               cpu_threads: int | None = None) -> tuple[Candidate, ...]:
     """Every viable runtime's settings grid, expanded. ``model_refs`` maps a copy's path to how the user named it.
+
+    ``cpu_threads``: given to every CPU candidate of a runtime that takes a thread count (llama.cpp)
+    and whose grid does not set ``threads``, so all are
+    measured with the same count (left to ``serve``, each would get the cores free at its own
+    start, which the previous candidate's load skews).
 
     Raises ``ValueError`` when a combination is not a valid deployment.
     """
@@ -145,6 +154,8 @@ def candidates(verdicts: Sequence[Verdict], grids: Mapping[str, Grid], workload:
         for combo in itertools.product(*(grid[k] for k in keys)):
             chosen = dict(zip(keys, combo, strict=True))
             dep = _deployment(v, chosen, served_name, model_refs)
+            if v.runtime in _THREADED and v.device == "cpu" and cpu_threads and "threads" not in chosen:
+                dep = dep.model_copy(update={"threads": cpu_threads})
             shown = tuple((_SHORT.get(k, k), val) for k, val in chosen.items())
             ident = "-".join([v.runtime, *(f"{k.replace('env.', '')}{_safe(val)}" for k, val in shown
                                             if k != "executable")])
@@ -173,6 +184,8 @@ def _deployment(v: Verdict, chosen: Mapping[str, str], served_name: str,
     for key, value in chosen.items():
         if key.startswith("env."):
             env[key[4:]] = value
+        elif key == "executable" and os.sep in value:
+            data[key] = os.path.abspath(os.path.expanduser(value))  # not resolve(): a venv's python is a symlink
         else:
             data[key] = value
     if env:
