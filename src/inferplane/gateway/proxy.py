@@ -38,6 +38,7 @@ from inferplane.protocol.errors import sse_error_event
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import UnsupportedRequest
+from inferplane.runtimes.registry import get_adapter
 
 __all__ = ["Forwarder", "has_content"]
 
@@ -76,6 +77,7 @@ class Forwarder:
         self.router = router
         self.metrics = metrics
         self.first_byte_timeout_s = first_byte_timeout_s
+        self._usage_capable: dict[str, bool] = {}
 
     async def _open(self, ep: Endpoint, path: str, body: bytes, model: str) -> UpstreamResponse:
         """Send the request; return once the response status arrived. Raises _Failure."""
@@ -122,6 +124,10 @@ class Forwarder:
             adata, abody = data, body
             if ep.deployment != model:  # a fallback deployment serves it under its own name
                 adata = {**data, "model": ep.deployment}
+            strip_usage = stream and not _asks_usage(data) and self._streams_usage(ep.runtime)
+            if strip_usage:  # ask for usage anyway (for the token metrics); the client won't see it
+                adata = {**adata, "stream_options": {**(data.get("stream_options") or {}), "include_usage": True}}
+            if adata is not data:
                 abody = orjson.dumps(adata)
             if dialect.passthrough:
                 path, send = (dialect.chat_path if route == "chat" else dialect.completions_path), abody
@@ -158,7 +164,7 @@ class Forwarder:
                     headers.append(("x-inferplane-fallback", ep.deployment))
                 if stream and resp.status == 200:
                     cached = await self._relay_stream(out, resp, ep, model=model, route=route, headers=headers,
-                                                      t_start=t_start)
+                                                      t_start=t_start, strip_usage=strip_usage)
                 else:
                     cached = await self._relay_body(out, resp, ep, model=model, route=route, headers=headers,
                                                     t_start=t_start)
@@ -175,6 +181,12 @@ class Forwarder:
         self.metrics.model(model).request_done(route, status)
         error_response(out, status, f"upstream failed after {len(tried)} attempt(s): {last_error}",
                        code="upstream_" + last_error.kind, headers=headers)
+
+    def _streams_usage(self, runtime: str) -> bool:
+        known = self._usage_capable.get(runtime)
+        if known is None:
+            known = self._usage_capable[runtime] = get_adapter(runtime).capabilities().streams_usage
+        return known
 
     def _failed(self, ep: Endpoint, model: str, kind: str) -> None:
         self.router.failed(ep)
@@ -225,7 +237,8 @@ class Forwarder:
         return int(k.group(1)) if k else None
 
     async def _relay_stream(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,
-                            route: str, headers: list[tuple[str, str]], t_start: float) -> int | None:
+                            route: str, headers: list[tuple[str, str]], t_start: float,
+                            strip_usage: bool = False) -> int | None:
         """Relay an SSE stream; returns the cached prompt tokens the runtime reported, if any."""
         m = self.metrics
         mm = m.model(model)
@@ -256,6 +269,8 @@ class Forwarder:
                     tail.append(chunk)
                     if len(tail) > 4:
                         del tail[0]
+                    if strip_usage and b'"choices":[]' in chunk:
+                        chunk = _without_usage_events(chunk)
                     if chunk.endswith(_DONE):  # held back until the request is accounted for
                         held = chunk
                         continue
@@ -286,6 +301,22 @@ class Forwarder:
         else:
             resp.close()
         return cached
+
+
+def _asks_usage(data: dict[str, Any]) -> bool:
+    opts = data.get("stream_options")
+    return isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+def _without_usage_events(chunk: bytes) -> bytes:
+    """``chunk`` minus the usage-only SSE events (``"choices":[]``) it holds whole.
+
+    Used when the gateway asked for usage the client did not; an event split across
+    chunks is left as it is (a usage-only chunk is valid OpenAI either way).
+    """
+    events = chunk.split(b"\n\n")
+    kept = [e for e in events if not (b'"choices":[]' in e and b'"usage"' in e)]
+    return b"\n\n".join(kept) if len(kept) != len(events) else chunk
 
 
 async def _read_quietly(resp: UpstreamResponse) -> bytes:

@@ -196,3 +196,14 @@ def test_client_disconnect_cancels_the_generation(served: ServeProcess) -> None:
         time.sleep(0.25)
     assert processing == 0
     assert _metric(served, "inferplane_client_disconnects_total", model=MODEL) == before + 1
+
+
+def test_streams_without_include_usage_are_still_counted_but_the_client_sees_no_usage_chunk(
+        client: openai.OpenAI, served: ServeProcess) -> None:
+    before = _metric(served, "inferplane_completion_tokens_total", model=MODEL)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=6, temperature=0,
+                                                 stream=True))
+    assert all(c.choices for c in chunks), "a usage-only chunk the client did not ask for leaked through"
+    assert all(c.usage is None for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert _metric(served, "inferplane_completion_tokens_total", model=MODEL) == before + 6
