@@ -149,3 +149,25 @@ def test_routing_decisions_are_explained(tmp_path: Path, fakes) -> None:
         assert _metric(sp, 'inferplane_routing_decisions_total{deployment="m",policy="prefix"}') == 5
     finally:
         assert sp.stop() == 0
+
+
+def test_session_affinity_keeps_a_session_on_one_replica(tmp_path: Path, fakes) -> None:
+    sp = _serve(tmp_path, [{"name": "m", "runtime": "openai", "replicas": 0, "policy": "session",
+                            "endpoints": [{"url": fakes("ok")}, {"url": fakes("ok")}, {"url": fakes("ok")}]}])
+    try:
+        _wait_ready(sp)
+        client = _client(sp)
+        by_session = {}
+        for s in range(6):
+            served = {client.chat.completions.with_raw_response.create(
+                model="m", messages=MSGS, extra_headers={"x-session-id": f"s{s}"}).headers["x-inferplane-endpoint"]
+                for _ in range(4)}
+            assert len(served) == 1, f"session s{s} moved: {served}"
+            by_session[s] = served.pop()
+        # the OpenAI `user` field is a session key too
+        users = {client.chat.completions.with_raw_response.create(
+            model="m", messages=MSGS, user="alice").headers["x-inferplane-endpoint"] for _ in range(4)}
+        assert len(users) == 1
+        assert len(set(by_session.values())) >= 2  # sessions spread over the replicas
+    finally:
+        assert sp.stop() == 0
