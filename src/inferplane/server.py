@@ -166,6 +166,7 @@ def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[Replica
     def on_state(up: ReplicaUp | None) -> None:
         if up is not None:
             ep.url, ep.metrics_url, ep.pid = up.url, up.metrics_url, up.pid
+        ep.hung, ep.probe_failures = False, 0
         registry.set_ready(ep, up is not None)
 
     return on_state

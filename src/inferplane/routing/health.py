@@ -3,7 +3,8 @@
 One task per gateway (owned by the app; cancelled on shutdown). Every
 ``interval_s``: each endpoint's ``/metrics`` is scraped and mapped by its adapter onto
 ``EndpointStats``; endpoints that inferplane did not launch are also probed for
-readiness (launched ones are probed by their supervisor).
+readiness; launched ones are probed too, so one that hangs (alive but not answering)
+leaves the pool until it answers again - its supervisor only sees exits.
 """
 
 from __future__ import annotations
@@ -24,13 +25,41 @@ log = logging.getLogger(__name__)
 
 
 class HealthChecker:
-    def __init__(self, registry: EndpointRegistry, *, interval_s: float, timeout_s: float = 2.0) -> None:
+    def __init__(self, registry: EndpointRegistry, *, interval_s: float, timeout_s: float = 2.0,
+                 fail_after: int = 3) -> None:
         self.registry = registry
+        self.fail_after = fail_after
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self._adapters: dict[str, RuntimeAdapter] = {}
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+
+    def _judge(self, ep: Endpoint, ok: bool) -> None:
+        """Readiness from probes.
+
+        Existing URLs: ready on a passing probe, not ready after ``fail_after`` failures.
+        Launched replicas: their supervisor says when the process is up or gone; the probes
+        only take a replica that stopped answering (hung, overloaded) out of the pool after
+        ``fail_after`` failures, and put it back when it answers again.
+        """
+        if ok:
+            ep.probe_failures = 0
+            if ep.managed and not ep.hung:
+                return
+            if ep.hung or not ep.ready:
+                log.info("endpoint %s answers its probe again: ready", ep.id)
+            ep.hung = False
+            self.registry.set_ready(ep, True)
+            return
+        ep.probe_failures += 1
+        if ep.probe_failures < self.fail_after or not ep.ready:
+            if not ep.managed and ep.probe_failures >= self.fail_after:
+                self.registry.set_ready(ep, False)
+            return
+        log.warning("endpoint %s failed %d probes in a row: taken out of the pool", ep.id, ep.probe_failures)
+        ep.hung = ep.managed
+        self.registry.set_ready(ep, False)
 
     def _adapter(self, runtime: str) -> RuntimeAdapter:
         a = self._adapters.get(runtime)
@@ -67,11 +96,11 @@ class HealthChecker:
         if self._session is None:
             raise RuntimeError("HealthChecker.start() was not called")
         adapter = self._adapter(ep.runtime)
-        if not ep.managed:
-            ok = await probe_once(self._session, ep.url, adapter.probe(), self.timeout_s)
-            if ok != ep.ready:
-                log.info("endpoint %s is now %s", ep.id, "ready" if ok else "NOT ready")
-            self.registry.set_ready(ep, ok)
+        url = ep.url
+        ok = await probe_once(self._session, url, adapter.probe(), self.timeout_s)
+        if url != ep.url:  # a supervised replica restarted on a new port meanwhile: stale answer
+            return
+        self._judge(ep, ok)
         if not ep.ready:
             return
         try:

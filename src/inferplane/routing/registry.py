@@ -42,6 +42,9 @@ class Endpoint:
     in_flight: int = 0
     stats: EndpointStats = field(default_factory=EndpointStats)
     consecutive_failures: int = 0
+    probe_failures: int = 0
+    hung: bool = False
+    """Taken out of the pool by failed probes while its process is up (launched replicas)."""
     requests_total: int = 0
 
     def candidate(self) -> Candidate:

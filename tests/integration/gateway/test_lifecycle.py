@@ -105,3 +105,35 @@ def test_a_crashed_runtime_is_restarted(tmp_path: Path) -> None:
         assert sp.runtime_pids() and pid not in sp.runtime_pids()
     finally:
         assert sp.stop() == 0
+
+
+def test_a_hung_replica_leaves_the_pool_and_returns_when_it_answers_again(tmp_path: Path) -> None:
+    import yaml
+
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3}, "deployments": [
+        {"name": "smollm2", "replicas": 2, "max_concurrent_sequences": 1, "threads": 1}]}))
+    sp = start_serve(["--config", str(cfg)], tmp_path)
+    victim = sp.endpoints()[0]
+    try:
+        os.kill(victim["pid"], signal.SIGSTOP)  # alive, but answers nothing
+
+        def state() -> dict:
+            return next(e for e in sp.endpoints() if e["id"] == victim["id"])
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and state()["ready"]:
+            time.sleep(0.1)
+        assert not state()["ready"]
+        client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0, timeout=30)
+        for _ in range(3):
+            raw = client.chat.completions.with_raw_response.create(model="smollm2", messages=MSGS, max_tokens=2)
+            assert raw.headers["x-inferplane-endpoint"] != victim["id"]
+        os.kill(victim["pid"], signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not state()["ready"]:
+            time.sleep(0.1)
+        assert state()["ready"] and state()["pid"] == victim["pid"]  # back, not restarted
+    finally:
+        os.kill(victim["pid"], signal.SIGCONT)
+        assert sp.stop() == 0
