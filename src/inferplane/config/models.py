@@ -59,6 +59,9 @@ class GatewayConfig(_Strict):
         8 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes; larger gets 413."
     )
     connect_timeout_s: float = Field(5.0, gt=0, description="Upstream TCP connect timeout, seconds.")
+    idle_timeout_s: float = Field(
+        75.0, gt=0, description="A client connection with no request in progress this long is closed, seconds."
+    )
     first_byte_timeout_s: float = Field(
         600.0, gt=0, description="Longest wait for an upstream's response headers, seconds."
     )

@@ -102,9 +102,11 @@ class Responder:
 class HttpServerProtocol(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, handler: Handler, max_body_bytes: int) -> None:
+    def __init__(self, handler: Handler, max_body_bytes: int, idle_timeout_s: float = 75.0) -> None:
         self._handler = handler
         self._max_body = max_body_bytes
+        self._idle_timeout_s = idle_timeout_s
+        self._idle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -126,8 +128,21 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        """Close the connection if it stays idle (no request being served) this long."""
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self._loop.call_later(self._idle_timeout_s, self._idle_close)
+
+    def _idle_close(self) -> None:
+        if self._task is None and self._transport is not None:
+            self._transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._task is None:
+            self._arm_idle()  # mid-request or between requests: the client must keep sending
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -137,6 +152,8 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._idle is not None:
+            self._idle.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._wake_drain(ConnectionResetError("client disconnected"))
@@ -214,6 +231,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 return
             if not self._queue:
                 self._task = None
+                self._arm_idle()
                 return
             req = self._queue.popleft()
 
@@ -249,8 +267,11 @@ class HttpServerProtocol(asyncio.Protocol):
 
 
 async def serve(handler: Handler, host: str, port: int, *, max_body_bytes: int,
-                backlog: int = 1024) -> asyncio.base_events.Server:
-    """Start listening; returns the asyncio server (``close()`` + ``wait_closed()`` to stop)."""
+                idle_timeout_s: float = 75.0, backlog: int = 1024) -> asyncio.base_events.Server:
+    """Start listening; returns the asyncio server (``close()`` + ``wait_closed()`` to stop).
+
+    A connection with no request in progress for ``idle_timeout_s`` is closed.
+    """
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpServerProtocol(handler, max_body_bytes), host, port,
-                                    backlog=backlog, reuse_address=True)
+    return await loop.create_server(lambda: HttpServerProtocol(handler, max_body_bytes, idle_timeout_s),
+                                    host, port, backlog=backlog, reuse_address=True)

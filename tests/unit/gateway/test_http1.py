@@ -84,3 +84,22 @@ def test_chunked_request_bodies_are_decoded() -> None:
     data = run(_exchange(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                          b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"))
     assert data.endswith(b"POST /c  5")
+
+
+def test_idle_connections_are_closed_after_the_timeout() -> None:
+    async def go() -> tuple[bytes, float]:
+        server = await http1.serve(_handler, "127.0.0.1", 0, max_body_bytes=1000, idle_timeout_s=0.3)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+            t0 = asyncio.get_running_loop().time()
+            data = await asyncio.wait_for(_read_all(reader), 5)  # returns when the server closes
+            writer.close()
+            return data, asyncio.get_running_loop().time() - t0
+        finally:
+            server.close()
+
+    data, waited = run(go())
+    assert data.endswith(b"GET /x  0")
+    assert 0.2 < waited < 3
