@@ -26,7 +26,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -126,7 +126,7 @@ class SupervisedReplica:
     async def _launch_once(self, session: aiohttp.ClientSession) -> bool:
         port = free_port()
         dep = self.deployment
-        spec = self.adapter.launch_spec(dep, port, self.resources)
+        spec = self.adapter.launch_spec(dep, port, replace(self.resources, aux_port=free_port()))
         self.last_spec = spec
         self.url = f"http://127.0.0.1:{port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

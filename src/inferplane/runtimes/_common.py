@@ -31,19 +31,22 @@ HOST = "127.0.0.1"
 
 
 def program(deployment: DeploymentConfig, default: Iterable[str], *, module: str | None = None) -> list[str]:
-    """The command that starts the runtime: ``deployment.executable`` replaces it when set.
+    """The command that starts the runtime, with ``deployment.executable`` as its program when set.
 
-    ``default`` is the whole program part of argv (e.g. ``[python, -m, sglang.launch_server]``
-    or ``[lmdeploy, serve, api_server]``); an ``executable`` stands for all of it - except
-    that for runtimes started as a Python ``module``, an executable named ``python*`` is
-    taken as the interpreter of another environment (``[exe, -m, module]``).
+    ``default`` is the program part of argv (e.g. ``[python, -m, sglang.launch_server]``,
+    ``[lmdeploy, serve, api_server]``, ``[max, serve]``). An ``executable`` replaces the binary
+    and keeps the subcommand (``[exe, serve, api_server]``). For runtimes started as a Python
+    ``module``, an executable named ``python*`` is the interpreter of another environment
+    (``[exe, -m, module]``); any other executable stands for the whole program (a launcher
+    script).
     """
     exe = deployment.executable
+    default = list(default)
     if not exe:
-        return list(default)
-    if module is not None and Path(exe).name.startswith("python"):
-        return [exe, "-m", module]
-    return [exe]
+        return default
+    if module is not None:
+        return [exe, "-m", module] if Path(exe).name.startswith("python") else [exe]
+    return [exe, *default[1:]]
 
 
 def setting_flags(

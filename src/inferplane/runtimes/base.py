@@ -90,6 +90,8 @@ class Resources:
 
     threads: int | None = None
     gpu_ids: tuple[int, ...] = ()
+    aux_port: int | None = None
+    """A second free loopback port, for runtimes that serve metrics on their own port (MAX)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,8 +113,12 @@ class MaxAdapter(RuntimeAdapter):
         if d.prefix_caching:
             argv.append("--enable-prefix-caching")
         argv += d.extra_args
-        metrics_port = int(d.env.get("MAX_SERVE_METRICS_ENDPOINT_PORT", DEFAULT_METRICS_PORT))
-        return LaunchSpec(argv=tuple(argv), env=dict(d.env), probe=self.probe(), metrics_port=metrics_port)
+        # Each replica needs its own metrics port (the default 8001 would be shared, and the
+        # second replica's metrics lost). MAX_SERVE_DISABLE_TELEMETRY would switch the metrics
+        # server off too; OTEL_SDK_DISABLED only stops telemetry leaving the machine.
+        metrics_port = int(d.env.get("MAX_SERVE_METRICS_ENDPOINT_PORT") or resources.aux_port or DEFAULT_METRICS_PORT)
+        env = {"OTEL_SDK_DISABLED": "true", "MAX_SERVE_METRICS_ENDPOINT_PORT": str(metrics_port), **d.env}
+        return LaunchSpec(argv=tuple(argv), env=env, probe=self.probe(), metrics_port=metrics_port)
 
     def probe(self) -> ProbeSpec:
         return ProbeSpec("/health")

@@ -87,3 +87,15 @@ def test_gpus_are_granted_disjointly_and_a_shortage_says_how_many() -> None:
     assert assign_gpus([0, 1, 2, 3], [("a", 2), ("b", 0), ("c", 1)]) == [(0, 1), (), (2,)]
     with pytest.raises(GpuShortage, match="need 3 GPU"):
         assign_gpus([0, 1], [("a", 2), ("b", 1)])
+
+
+def test_max_replicas_get_their_own_metrics_port_and_keep_the_serve_subcommand() -> None:
+    adapter = get_adapter("max")
+    dep = parse_config({"deployments": [{"name": "m", "runtime": "max", "model": "/hf",
+                                         "executable": "/venv/bin/max"}]}).deployments[0]
+    a = adapter.launch_spec(dep, 9000, Resources(aux_port=9100))
+    b = adapter.launch_spec(dep, 9001, Resources(aux_port=9101))
+    assert a.argv[:2] == ("/venv/bin/max", "serve")
+    assert (a.metrics_port, b.metrics_port) == (9100, 9101)
+    assert a.env["MAX_SERVE_METRICS_ENDPOINT_PORT"] == "9100"
+    assert a.env["OTEL_SDK_DISABLED"] == "true" and "MAX_SERVE_DISABLE_TELEMETRY" not in a.env
