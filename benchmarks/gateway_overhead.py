@@ -56,6 +56,8 @@ def wait_ok(url: str, timeout: float = 30) -> None:
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+CPU_PER_REQUEST: list[float] = []
+"""Gateway CPU microseconds per request, one entry per gateway run (less noise-sensitive than RPS)."""
 
 
 def _ms(text: str) -> float:
@@ -64,9 +66,20 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(url: str, conns: int, duration: int, lua: Path) -> tuple[float, float, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, conns: int, duration: int, lua: Path, cpu_pid: int | None = None) -> tuple[float, float, float]:
+    """(req/s, p50 ms, p99 ms); with ``cpu_pid``, also prints that process's CPU time per request."""
+    cpu0 = cpu_seconds(cpu_pid) if cpu_pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(lua), url],
                          capture_output=True, text=True, check=True).stdout
+    if cpu_pid:
+        n = int(re.search(r"(\d+) requests in", out).group(1))
+        CPU_PER_REQUEST.append((cpu_seconds(cpu_pid) - cpu0) / max(n, 1) * 1e6)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
@@ -123,7 +136,7 @@ def main() -> int:
             ratios, added50, rratios, radded50 = [], [], [], []
             for r in range(args.rounds):
                 d = run_wrk(upstream + "/v1/chat/completions", c, args.duration, lua)
-                g = run_wrk(gateway + "/v1/chat/completions", c, args.duration, lua)
+                g = run_wrk(gateway + "/v1/chat/completions", c, args.duration, lua, cpu_pid=procs[1].pid)
                 ratios.append(g[0] / d[0])
                 added50.append(g[1] - d[1])
                 print(f"{c:>4} {r + 1:>5} {d[0]:>11.0f} {g[0]:>12.0f} {g[0] / d[0]:>6.2f} {d[1]:>10.3f} {g[1]:>8.3f} "
@@ -137,7 +150,8 @@ def main() -> int:
                           f"{v[1]:>8.3f} {v[1] - d2[1]:>8.3f} {d2[2]:>10.3f} {v[2]:>8.3f} {v[2] - d2[2]:>8.3f}"
                           "  <- vllm-router")
             print(f"{c:>4}   inferplane: med ratio {statistics.median(ratios):.2f}  "
-                  f"added p50 {statistics.median(added50):.3f} ms")
+                  f"added p50 {statistics.median(added50):.3f} ms  "
+                  f"gateway CPU {statistics.median(CPU_PER_REQUEST[-args.rounds:]):.0f} us/request")
             if rratios:
                 print(f"{c:>4}   vllm-router: med ratio {statistics.median(rratios):.2f}  "
                       f"added p50 {statistics.median(radded50):.3f} ms")

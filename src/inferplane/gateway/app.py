@@ -13,6 +13,7 @@ Everything the handlers need is built once in ``Gateway.__init__`` (no module st
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,8 @@ class Gateway:
         now = int(time.time())
         self.served = {d.name: _Served(d, get_adapter(d.runtime).capabilities(), now) for d in deployments}
         self._auth = {f"Bearer {k}" for k in config.api_keys}
+        self._rid_prefix = os.urandom(6).hex() + "-"  # unique per gateway process; a counter after it
+        self._rid_counter = itertools.count(1)
         self._routes = self._build_routes()
 
     def _endpoint_samples(self) -> list[EndpointSample]:
@@ -110,7 +113,7 @@ class Gateway:
 
     async def _inference(self, request: Request, out: Responder, route: str) -> None:
         t_start = time.perf_counter()
-        rid = request.headers.get("x-request-id") or os.urandom(12).hex()
+        rid = request.headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
         headers = [("x-request-id", rid)]
         if self._auth and request.headers.get("authorization") not in self._auth:
             error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",

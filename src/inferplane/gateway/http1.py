@@ -107,6 +107,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._max_body = max_body_bytes
         self._idle_timeout_s = idle_timeout_s
         self._idle: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -131,18 +132,22 @@ class HttpServerProtocol(asyncio.Protocol):
         self._arm_idle()
 
     def _arm_idle(self) -> None:
-        """Close the connection if it stays idle (no request being served) this long."""
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = self._loop.call_later(self._idle_timeout_s, self._idle_close)
+        """Start the idle check; it re-arms itself for as long as the connection is in use."""
+        self._last_activity = self._loop.time()
+        self._idle = self._loop.call_later(self._idle_timeout_s, self._idle_check)
 
-    def _idle_close(self) -> None:
-        if self._task is None and self._transport is not None:
+    def _idle_check(self) -> None:
+        """Close the connection if no request was served or received for ``idle_timeout_s``."""
+        if self.closed or self._transport is None:
+            return
+        left = self._last_activity + self._idle_timeout_s - self._loop.time()
+        if self._task is not None or left > 0:
+            self._idle = self._loop.call_later(max(left, 0.05 * self._idle_timeout_s), self._idle_check)
+        else:
             self._transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if self._task is None:
-            self._arm_idle()  # mid-request or between requests: the client must keep sending
+        self._last_activity = self._loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -231,7 +236,7 @@ class HttpServerProtocol(asyncio.Protocol):
                 return
             if not self._queue:
                 self._task = None
-                self._arm_idle()
+                self._last_activity = self._loop.time()
                 return
             req = self._queue.popleft()
 

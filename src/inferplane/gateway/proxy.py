@@ -32,6 +32,7 @@ from inferplane.gateway.upstream import (
     UpstreamError,
     UpstreamPool,
     UpstreamResponse,
+    UpstreamTimeout,
 )
 from inferplane.observability.metrics import GatewayMetrics, ModelMetrics
 from inferplane.protocol.errors import sse_error_event
@@ -87,15 +88,14 @@ class Forwarder:
             except ConnectFailed as exc:
                 raise _Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
             try:
-                async with asyncio.timeout(self.first_byte_timeout_s):
-                    await resp.headers()
+                await resp.headers(self.first_byte_timeout_s)
                 return resp
             except StaleConnection:
                 # A kept-alive connection the server had already closed: the request got no
                 # answer. Resend it on a fresh connection.
                 resp.close()
                 self.metrics.retries.labels(model, "stale_connection").inc()
-            except TimeoutError as exc:
+            except UpstreamTimeout as exc:
                 resp.close()
                 raise _Failure("timeout", f"{ep.id} sent no response within "
                                           f"{self.first_byte_timeout_s:.0f} s") from exc
@@ -226,6 +226,10 @@ class Forwarder:
     @staticmethod
     def _count_usage(mm: ModelMetrics, data: bytes) -> int | None:
         """Count the usage a runtime reported; returns its cached prompt tokens, if it said."""
+        start = data.rfind(b'"usage"')
+        if start < 0:
+            return None
+        data = data[start:]
         p = _PROMPT_TOKENS.search(data)
         if p is None:
             return None

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httptools
 
 __all__ = ["ConnectFailed", "StaleConnection", "UpstreamBroken", "UpstreamError", "UpstreamPool",
-           "UpstreamResponse"]
+           "UpstreamResponse", "UpstreamTimeout"]
 
 
 class UpstreamError(Exception):
@@ -39,6 +39,10 @@ class ConnectFailed(UpstreamError):
 
 class UpstreamBroken(UpstreamError):
     """The connection broke mid-response."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """No response status within the first-byte timeout."""
 
 
 class _Conn(asyncio.Protocol):
@@ -162,8 +166,20 @@ class UpstreamResponse:
             w.set_result(None)
 
     # used by the proxy
-    async def headers(self) -> int:
-        return await self._headers_fut
+    async def headers(self, timeout_s: float) -> int:
+        """The response status, once it arrived; UpstreamTimeout after ``timeout_s``."""
+        fut = self._headers_fut
+        if fut.done():
+            return fut.result()
+        handle = asyncio.get_running_loop().call_later(timeout_s, self._timed_out, timeout_s)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+
+    def _timed_out(self, timeout_s: float) -> None:
+        if not self._headers_fut.done():
+            self._fail(UpstreamTimeout(f"no response within {timeout_s:.0f} s"))
 
     async def read(self) -> bytes:
         """The whole body."""

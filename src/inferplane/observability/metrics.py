@@ -6,11 +6,12 @@ from the endpoint registry (normalized runtime stats), so they cost nothing per 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from inferplane.observability.stats import EndpointStats
@@ -30,34 +31,6 @@ class GatewayMetrics:
                  routing: Callable[[], RoutingSample] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "inferplane_requests", "Requests answered, by model, API route and HTTP status.",
-            ["model", "route", "status"], registry=r,
-        )
-        self.in_flight = Gauge(
-            "inferplane_requests_in_flight", "Requests being served now.", ["model"], registry=r
-        )
-        self.ttft = Histogram(
-            "inferplane_time_to_first_token_seconds",
-            "Time from request arrival to the first content chunk sent to the client (streams).",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
-        )
-        self.itl = Histogram(
-            "inferplane_inter_token_latency_seconds",
-            "Gap between consecutive content chunks of a stream (llama.cpp and vLLM send one token per chunk).",
-            ["model"], buckets=_ITL_BUCKETS, registry=r,
-        )
-        self.e2e = Histogram(
-            "inferplane_e2e_request_latency_seconds", "Time from request arrival to the last byte sent.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
-        )
-        self.prompt_tokens = Counter(
-            "inferplane_prompt_tokens", "Prompt tokens, from the runtimes' usage reports.", ["model"], registry=r
-        )
-        self.completion_tokens = Counter(
-            "inferplane_completion_tokens", "Completion tokens, from the runtimes' usage reports.",
-            ["model"], registry=r,
-        )
         self.upstream_errors = Counter(
             "inferplane_upstream_errors",
             "Failed attempts to reach a replica, by kind (connect, timeout, disconnect, status_5xx, stream_broken).",
@@ -71,14 +44,15 @@ class GatewayMetrics:
             "inferplane_client_disconnects", "Requests whose client went away before the end; the upstream was cancelled.",
             ["model"], registry=r,
         )
-        r.register(_StateCollector(endpoints, routing))
         self._models: dict[str, ModelMetrics] = {}
+        r.register(_RequestCollector(self._models))
+        r.register(_StateCollector(endpoints, routing))
 
     def model(self, model: str) -> ModelMetrics:
-        """The per-model children, resolved once (``labels()`` costs a lock and a dict walk)."""
+        """The hot-path metrics of one model (created on first use)."""
         mm = self._models.get(model)
         if mm is None:
-            mm = self._models[model] = ModelMetrics(self, model)
+            mm = self._models[model] = ModelMetrics()
         return mm
 
     def render(self) -> bytes:
@@ -186,25 +160,116 @@ class _StateCollector(Collector):
         yield obs
 
 
+class FastCounter:
+    """A counter for the event-loop thread only: a plain add, no lock (rendered at scrape time)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class FastGauge(FastCounter):
+    __slots__ = ()
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+
+class FastHistogram:
+    """A histogram for the event-loop thread only; ``counts[i]`` holds values <= ``bounds[i]``
+    (the last slot: above every bound), made cumulative at scrape time."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, acc = [], 0
+        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            acc += n
+            out.append((bound, float(acc)))
+        return out
+
+
 class ModelMetrics:
-    """Label-resolved metrics of one model, for the hot path."""
+    """One model's request metrics, updated on the hot path without locks or label lookups.
 
-    __slots__ = ("_metrics", "_model", "_requests", "completion_tokens", "e2e", "in_flight", "itl",
-                 "prompt_tokens", "ttft")
+    Everything here is touched only from the gateway's event loop (handlers and the
+    /metrics handler run there), which is what makes the plain arithmetic safe.
+    """
 
-    def __init__(self, metrics: GatewayMetrics, model: str) -> None:
-        self._metrics = metrics
-        self._model = model
-        self._requests: dict[tuple[str, int], Counter] = {}
-        self.ttft = metrics.ttft.labels(model)
-        self.itl = metrics.itl.labels(model)
-        self.e2e = metrics.e2e.labels(model)
-        self.prompt_tokens = metrics.prompt_tokens.labels(model)
-        self.completion_tokens = metrics.completion_tokens.labels(model)
-        self.in_flight = metrics.in_flight.labels(model)
+    __slots__ = ("completion_tokens", "e2e", "in_flight", "itl", "prompt_tokens", "requests", "ttft")
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], FastCounter] = {}
+        self.in_flight = FastGauge()
+        self.ttft = FastHistogram(_LATENCY_BUCKETS)
+        self.itl = FastHistogram(_ITL_BUCKETS)
+        self.e2e = FastHistogram(_LATENCY_BUCKETS)
+        self.prompt_tokens = FastCounter()
+        self.completion_tokens = FastCounter()
 
     def request_done(self, route: str, status: int) -> None:
-        c = self._requests.get((route, status))
+        c = self.requests.get((route, status))
         if c is None:
-            c = self._requests[(route, status)] = self._metrics.requests.labels(self._model, route, str(status))
+            c = self.requests[(route, status)] = FastCounter()
         c.inc()
+
+
+class _RequestCollector(Collector):
+    """Renders every model's ModelMetrics in the Prometheus families clients expect."""
+
+    def __init__(self, models: dict[str, ModelMetrics]) -> None:
+        self._models = models
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        requests = CounterMetricFamily("inferplane_requests", "Requests answered, by model, API route and HTTP status.",
+                                       labels=["model", "route", "status"])
+        in_flight = GaugeMetricFamily("inferplane_requests_in_flight", "Requests being served now.", labels=["model"])
+        hists = {
+            "ttft": HistogramMetricFamily(
+                "inferplane_time_to_first_token_seconds",
+                "Time from request arrival to the first content chunk sent to the client (streams).",
+                labels=["model"]),
+            "itl": HistogramMetricFamily(
+                "inferplane_inter_token_latency_seconds",
+                "Gap between consecutive content chunks of a stream (llama.cpp and vLLM send one token per chunk).",
+                labels=["model"]),
+            "e2e": HistogramMetricFamily(
+                "inferplane_e2e_request_latency_seconds", "Time from request arrival to the last byte sent.",
+                labels=["model"]),
+        }
+        prompt = CounterMetricFamily("inferplane_prompt_tokens", "Prompt tokens, from the runtimes' usage reports.",
+                                     labels=["model"])
+        completion = CounterMetricFamily("inferplane_completion_tokens",
+                                         "Completion tokens, from the runtimes' usage reports.", labels=["model"])
+        for model, mm in sorted(self._models.items()):
+            for (route, status), c in sorted(mm.requests.items()):
+                requests.add_metric([model, route, str(status)], c.value)
+            in_flight.add_metric([model], mm.in_flight.value)
+            for key, fam in hists.items():
+                h: FastHistogram = getattr(mm, key)
+                fam.add_metric([model], h.buckets(), h.sum)
+            prompt.add_metric([model], mm.prompt_tokens.value)
+            completion.add_metric([model], mm.completion_tokens.value)
+        yield requests
+        yield in_flight
+        yield from hists.values()
+        yield prompt
+        yield completion
