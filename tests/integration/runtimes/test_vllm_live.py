@@ -172,7 +172,8 @@ def test_metrics_show_normalized_vllm_endpoint_stats(
         m = _gateway_metrics(vllm_served)
         generated = _vllm_series(m, "inferplane_endpoint_generation_tokens")
         hits = _vllm_series(m, "inferplane_endpoint_prefix_cache_hits")
-        if (generated and generated[0] > 0 and hits and hits[0] > 0) or time.monotonic() > deadline:
+        idle = _vllm_series(m, "inferplane_endpoint_running") == [0.0]  # a scrape after both finished
+        if (generated and generated[0] > 0 and hits and hits[0] > 0 and idle) or time.monotonic() > deadline:
             break
         time.sleep(1)
     assert _vllm_series(m, "inferplane_endpoint_ready") == [1.0]
