@@ -230,13 +230,20 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 def _add_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show the replicas of a running gateway")
     p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--api-key", help="bearer key, when the gateway requires one (env INFERPLANE_API_KEYS: the first)")
     p.set_defaults(func=_cmd_status)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    key = args.api_key or (env_overrides().get("INFERPLANE_API_KEYS", "").split(",")[0] or None)
+    req = urllib.request.Request(args.url.rstrip("/") + "/admin/endpoints",
+                                 headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
-        with urllib.request.urlopen(args.url.rstrip("/") + "/admin/endpoints", timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=5) as resp:
             data = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        hint = " (pass --api-key)" if exc.code == 401 else ""
+        return _err(f"{args.url} answered {exc.code} {exc.reason}{hint}")
     except (urllib.error.URLError, OSError) as exc:
         return _err(f"cannot reach {args.url}: {exc}")
     print(f"{'ENDPOINT':<16} {'RUNTIME':<10} {'READY':<6} {'IN-FLIGHT':>9} {'REQUESTS':>9}  URL")

@@ -98,6 +98,13 @@ class Gateway:
             error_response(out, 405, f"{request.method} is not allowed on {request.path}",
                            code="method_not_allowed", headers=[("Allow", ", ".join(methods))])
             return
+        # API keys guard the API and the admin views; /health, /ready and /metrics stay open
+        # for probes and scrapers.
+        if self._auth and request.path.startswith(("/v1/", "/admin/")) \
+                and request.headers.get("authorization") not in self._auth:
+            error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+                           code="invalid_api_key")
+            return
         await handler(request, out)
 
     def close(self) -> None:
@@ -115,10 +122,6 @@ class Gateway:
         t_start = time.perf_counter()
         rid = request.headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
         headers = [("x-request-id", rid)]
-        if self._auth and request.headers.get("authorization") not in self._auth:
-            error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                           code="invalid_api_key", headers=headers)
-            return
         if request.body_too_large:
             error_response(out, 413, f"request body is larger than the limit of {self.config.max_body_bytes} bytes",
                            code="request_too_large", headers=headers)

@@ -116,7 +116,13 @@ def test_api_keys_are_enforced(tmp_path: Path, fakes) -> None:
         bad = openai.OpenAI(base_url=sp.url + "/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             bad.chat.completions.create(model="m", messages=MSGS)
+        with pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+        assert http_get(sp.url + "/admin/endpoints")[0] == 401
+        assert http_get(sp.url + "/health")[0] == 200  # probes and scrapers need no key
+        assert http_get(sp.url + "/metrics")[0] == 200
         good = openai.OpenAI(base_url=sp.url + "/v1", api_key="sekret", max_retries=0)
         assert good.chat.completions.create(model="m", messages=MSGS).choices
+        assert [m.id for m in good.models.list()] == ["m"]
     finally:
         assert sp.stop() == 0
