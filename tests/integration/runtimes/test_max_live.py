@@ -23,16 +23,20 @@ Recorded behaviour: tests/fixtures/max/live/RECORDED.md.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
+from live_checks import (
+    check_max_tokens,
+    check_normalized_stats,
+    check_plain_and_stream_agree,
+    check_stop_leaves_nothing,
+)
 
-from helpers import ServeProcess, alive, free_port, http_get, start_serve
+from helpers import ServeProcess, free_port, start_serve
 
 REPO = Path(__file__).resolve().parents[3]
 MAX_VENV = Path(os.environ.get("INFERPLANE_MAX_VENV", REPO / ".venv-max"))
@@ -115,105 +119,21 @@ def client(max_served: ServeProcess) -> openai.OpenAI:
     )
 
 
-def _gateway_metrics(sp: ServeProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    status, body = http_get(sp.url + "/metrics")
-    assert status == 200
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return out
-
-
-def _max_series(metrics: dict, name: str) -> list[float]:
-    return [
-        v
-        for labels, v in metrics.get(name, {}).items()
-        if dict(labels).get("deployment") == NAME and dict(labels).get("runtime") == "max"
-    ]
-
-
 def test_models_lists_the_max_deployment(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == [NAME]
 
 
 def test_chat_plain_and_streamed_agree_at_temperature_zero(client: openai.OpenAI) -> None:
-    kw = dict(model=NAME, messages=MESSAGES, max_tokens=32, temperature=0)
-    plain = client.chat.completions.create(**kw)
-    assert plain.model == NAME
-    assert plain.choices[0].message.role == "assistant"
-    assert plain.choices[0].message.content.strip()
-    u = plain.usage
-    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
-    assert 1 <= u.completion_tokens <= 32
-
-    chunks = list(
-        client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw)
-    )
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == plain.choices[0].message.content
-    assert chunks[0].choices[0].delta.role == "assistant"
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    su = chunks[-1].usage
-    assert (su.prompt_tokens, su.completion_tokens) == (u.prompt_tokens, u.completion_tokens)
-    assert su.total_tokens == su.prompt_tokens + su.completion_tokens
-    finish = [
-        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
-    ]
-    assert finish == [plain.choices[0].finish_reason]
+    check_plain_and_stream_agree(client, NAME, MESSAGES)
 
 
 def test_max_tokens_is_respected(client: openai.OpenAI) -> None:
-    resp = client.chat.completions.create(
-        model=NAME, messages=MESSAGES, max_tokens=3, temperature=0
-    )
-    assert resp.usage.completion_tokens == 3
-    assert resp.choices[0].finish_reason == "length"
+    check_max_tokens(client, NAME, MESSAGES)
 
 
-def test_metrics_show_normalized_max_endpoint_stats(
-    max_served: ServeProcess, client: openai.OpenAI
-) -> None:
-    # scraped from MAX's separate metrics port (MAX_SERVE_METRICS_ENDPOINT_PORT)
-    prefix = " ".join(f"Fact {i}: {i} is {'even' if i % 2 == 0 else 'odd'}." for i in range(60))
-    for q in ("Is 7 odd?", "Is 8 odd?"):
-        client.chat.completions.create(
-            model=NAME,
-            max_tokens=4,
-            temperature=0,
-            messages=[{"role": "user", "content": prefix + "\n" + q}],
-        )
-    # MAX's gauges reach its metrics port through a separate metrics worker process, so a scrape
-    # right after the response can still show the request as running: wait for all of it to settle
-    deadline = time.monotonic() + 30
-    while True:
-        m = _gateway_metrics(max_served)
-        generated = _max_series(m, "inferplane_endpoint_generation_tokens")
-        hits = _max_series(m, "inferplane_endpoint_prefix_cache_hits")
-        settled = _max_series(m, "inferplane_endpoint_running") == [0.0]
-        if (generated and generated[0] > 0 and hits and hits[0] > 0 and settled) or (
-            time.monotonic() > deadline
-        ):
-            break
-        time.sleep(1)
-    assert _max_series(m, "inferplane_endpoint_ready") == [1.0]
-    assert _max_series(m, "inferplane_endpoint_running") == [0.0]
-    assert _max_series(m, "inferplane_endpoint_waiting") == [0.0]
-    kv = _max_series(m, "inferplane_endpoint_kv_cache_usage_ratio")
-    assert len(kv) == 1 and 0.0 <= kv[0] <= 1.0
-    assert generated and generated[0] > 0
-    assert _max_series(m, "inferplane_endpoint_prompt_tokens")[0] > 0
-    # the repeated ~700-token prefix fills whole 128-token KV pages, which the second request reuses
-    queries = _max_series(m, "inferplane_endpoint_prefix_cache_queries")
-    assert hits and queries and 0 < hits[0] <= queries[0]
+def test_metrics_show_normalized_max_endpoint_stats(max_served: ServeProcess, client: openai.OpenAI) -> None:
+    check_normalized_stats(max_served, client, NAME, "max")
 
 
 def test_stop_leaves_no_max_process(max_served: ServeProcess) -> None:
-    pids = max_served.runtime_pids()
-    assert pids, "the MAX replica should run as a child of inferplane serve"
-    code = max_served.stop(timeout=60)
-    assert code == 0, max_served.log()[-4000:]
-    deadline = time.monotonic() + 15
-    while [p for p in pids if alive(p)] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [p for p in pids if alive(p)], f"processes left after stop: {pids}"
+    check_stop_leaves_nothing(max_served, "max")
