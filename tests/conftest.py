@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -58,3 +59,27 @@ def fakes() -> Iterator[Callable[[str], str]]:
         if p.poll() is None:
             p.terminate()
             p.wait(10)
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., str]]:
+    """``fake_server(ttft_s=0.2, itl_s=0.02, ...)`` starts one and returns its base URL."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(**opts: object) -> str:
+        cmd = [sys.executable, "-m", "inferplane.bench.fake_server", "--port", "0"]
+        for key, value in opts.items():
+            flag = "--" + key.replace("_", "-")
+            cmd += [flag] if value is True else [flag, str(value)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), f"fake server did not start: {line!r}"
+        return line.split()[1]
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)

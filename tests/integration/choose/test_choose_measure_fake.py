@@ -45,9 +45,9 @@ def serve_pids(out_dir: Path) -> list[int]:
     return pids
 
 
-def test_each_candidate_is_measured_saved_and_stopped(fake_openai, tmp_path: Path) -> None:
-    fast = fake_openai(ttft_s=0.02, itl_s=0.005, output_len=8)
-    slow = fake_openai(ttft_s=0.3, itl_s=0.02, output_len=8)
+def test_each_candidate_is_measured_saved_and_stopped(fake_server, tmp_path: Path) -> None:
+    fast = fake_server(ttft_s=0.02, itl_s=0.005, output_len=8)
+    slow = fake_server(ttft_s=0.3, itl_s=0.02, output_len=8)
     cfg = MeasureConfig(out_dir=tmp_path, workload=WorkloadSpec(requests=6, concurrency=2, input_len=16,
                                                                 output_len=8, warmup_requests=1),
                         slos=parse_slos("ttft_p95=150ms"), nonce="t")
@@ -97,9 +97,9 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_stops_the_running_candidate_and_keeps_results(fake_openai, tmp_path: Path, sig: int) -> None:
-    fast = fake_openai(ttft_s=0.01, itl_s=0.002, output_len=4)
-    slow = fake_openai(ttft_s=0.5, itl_s=0.1, output_len=8)  # 40 sequential requests: ~50 s
+def test_interrupt_stops_the_running_candidate_and_keeps_results(fake_server, tmp_path: Path, sig: int) -> None:
+    fast = fake_server(ttft_s=0.01, itl_s=0.002, output_len=4)
+    slow = fake_server(ttft_s=0.5, itl_s=0.1, output_len=8)  # 40 sequential requests: ~50 s
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), fast, slow], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
