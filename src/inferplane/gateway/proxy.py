@@ -164,7 +164,8 @@ class Forwarder:
                     headers.append(("x-inferplane-fallback", ep.deployment))
                 if stream and resp.status == 200:
                     cached = await self._relay_stream(out, resp, ep, model=model, route=route, headers=headers,
-                                                      t_start=t_start, strip_usage=strip_usage)
+                                                      t_start=t_start, strip_usage=strip_usage,
+                                                      include_usage=strip_usage or _asks_usage(data))
                 else:
                     cached = await self._relay_body(out, resp, ep, model=model, route=route, headers=headers,
                                                     t_start=t_start)
@@ -242,7 +243,7 @@ class Forwarder:
 
     async def _relay_stream(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,
                             route: str, headers: list[tuple[str, str]], t_start: float,
-                            strip_usage: bool = False) -> int | None:
+                            include_usage: bool, strip_usage: bool) -> int | None:
         """Relay an SSE stream; returns the cached prompt tokens the runtime reported, if any."""
         m = self.metrics
         mm = m.model(model)
@@ -253,7 +254,7 @@ class Forwarder:
         clean = accounted = False
         held = b""
         itl = mm.itl
-        translator = ep.dialect.stream(route, model)
+        translator = ep.dialect.stream(route, model, include_usage=include_usage)
         try:
             out.start(200, headers)
             try:

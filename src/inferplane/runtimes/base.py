@@ -156,8 +156,11 @@ class Dialect:
         """(status, OpenAI body) for a non-streamed upstream answer."""
         return status, body
 
-    def stream(self, route: str, model: str) -> StreamTranslator | None:
-        """A translator for a streamed answer, or None to pass bytes through."""
+    def stream(self, route: str, model: str, include_usage: bool = False) -> StreamTranslator | None:
+        """A translator for a streamed answer, or None to pass bytes through.
+
+        ``include_usage``: end with OpenAI's usage-only chunk (``stream_options.include_usage``).
+        """
         return None
 
 

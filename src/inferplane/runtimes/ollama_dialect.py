@@ -12,8 +12,9 @@ Parameters Ollama cannot honour raise ``UnsupportedRequest`` (the gateway answer
 
 Answers: the final NDJSON object carries ``done_reason`` and the token counts
 (``prompt_eval_count``, ``eval_count``) that become ``finish_reason`` and ``usage``.
-Streams: Ollama does not say whether the client asked for usage, and a translator does
-not see the request, so streamed usage rides on the finish chunk (as LMDeploy sends it)
+Streams: Ollama always reports its counts on the last object; the translator turns them
+into OpenAI's usage-only chunk when the client asked for ``include_usage`` (and drops them
+otherwise)
 instead of a separate ``choices: []`` chunk that clients who did not ask would trip on.
 """
 
@@ -210,17 +211,19 @@ class OllamaDialect(Dialect):
                    "usage": _usage(obj)}
         return status, orjson.dumps(out)
 
-    def stream(self, route: str, model: str) -> OllamaStreamTranslator:
-        return OllamaStreamTranslator(route, model)
+    def stream(self, route: str, model: str, include_usage: bool = False) -> OllamaStreamTranslator:
+        return OllamaStreamTranslator(route, model, include_usage)
 
 
 class OllamaStreamTranslator:
     """NDJSON objects (split anywhere across chunks) -> OpenAI SSE chunks. One per stream."""
 
-    __slots__ = ("_buf", "_created", "_id", "_model", "_object", "_route", "_sent_role", "_tools")
+    __slots__ = ("_buf", "_created", "_id", "_include_usage", "_model", "_object", "_route", "_sent_role",
+                 "_tools")
 
-    def __init__(self, route: str, model: str) -> None:
+    def __init__(self, route: str, model: str, include_usage: bool = False) -> None:
         self._route = route
+        self._include_usage = include_usage
         self._model = model
         self._buf = b""
         self._created = int(time.time())
@@ -246,7 +249,7 @@ class OllamaStreamTranslator:
             out = self._event([{"index": 0, "text": text, "logprobs": None, "finish_reason": None}]) if text else b""
             if done:
                 out += self._event([{"index": 0, "text": "", "logprobs": None,
-                                     "finish_reason": _finish(obj, False)}], _usage(obj))
+                                     "finish_reason": _finish(obj, False)}]) + self._usage_event(obj)
             return out
         msg = obj.get("message") or {}
         delta: dict[str, Any] = {}
@@ -264,8 +267,12 @@ class OllamaStreamTranslator:
         out = self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]) if delta else b""
         if done:
             out += self._event([{"index": 0, "delta": {}, "logprobs": None,
-                                 "finish_reason": _finish(obj, self._tools > 0)}], _usage(obj))
+                                 "finish_reason": _finish(obj, self._tools > 0)}]) + self._usage_event(obj)
         return out
+
+    def _usage_event(self, obj: dict[str, Any]) -> bytes:
+        """OpenAI's usage chunk (no choices) after the finish chunk, when the client asked for it."""
+        return self._event([], _usage(obj)) if self._include_usage else b""
 
     def feed(self, chunk: bytes) -> bytes:
         buf = self._buf + chunk if self._buf else chunk

@@ -100,18 +100,27 @@ def test_native_errors_become_openai_errors() -> None:
 @pytest.mark.parametrize("step", [1, 2, 7, 64, 10_000])
 def test_ndjson_stream_split_anywhere_becomes_openai_sse(step: int) -> None:
     data = (FIX / "api_chat_stream.ndjson").read_bytes()
-    tr = D.stream("chat", "smol")
+    tr = D.stream("chat", "smol", include_usage=True)
     sse = b"".join(tr.feed(data[i : i + step]) for i in range(0, len(data), step)) + tr.end()
     dec = SSEDecoder()
     events = list(dec.feed(sse))
     assert events[-1] == DONE
     chunks = [orjson.loads(e) for e in events[:-1]]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "Hello! How can I help you today?"
-    assert [c["choices"][0]["finish_reason"] for c in chunks][-1] == "stop"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1]) == "Hello! How can I help you today?"
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]][-1] == "stop"
+    # OpenAI's order: the usage-only chunk (no choices) comes last
+    assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {"prompt_tokens": 31, "completion_tokens": 10, "total_tokens": 41}
     assert all(c["object"] == "chat.completion.chunk" and c["model"] == "smol" for c in chunks)
     assert len({c["id"] for c in chunks}) == 1
+
+
+def test_no_usage_chunk_unless_the_client_asked() -> None:
+    data = (FIX / "api_chat_stream.ndjson").read_bytes()
+    tr = D.stream("chat", "smol")
+    chunks = [orjson.loads(e) for e in SSEDecoder().feed(tr.feed(data) + tr.end()) if e != DONE]
+    assert all(c["choices"] and "usage" not in c for c in chunks)
 
 
 def test_an_error_line_mid_stream_becomes_an_error_event() -> None:
