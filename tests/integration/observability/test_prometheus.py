@@ -45,6 +45,16 @@ def test_prometheus_scrapes_the_gateway_and_every_dashboard_query_works(tmp_path
                             stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"))
     url = f"http://127.0.0.1:{prom_port}"
     try:
+        deadline = time.monotonic() + 30  # Prometheus answers 503 until its TSDB is open
+        while time.monotonic() < deadline:
+            try:
+                if http_get(url + "/-/ready", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("Prometheus did not become ready:\n" + (tmp_path / "prometheus.log").read_text())
         client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:  # keep traffic flowing until Prometheus has two samples of it
