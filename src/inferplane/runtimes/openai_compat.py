@@ -3,11 +3,12 @@
 Use it in a deployment's ``endpoints`` list for a server of a runtime inferplane has no
 adapter for (or one started by hand). Readiness is ``GET /v1/models`` answering 2xx,
 which every OpenAI-compatible server serves; metrics are read if the server exposes
-llama.cpp- or vLLM-style names on ``/metrics``.
+the names of a runtime inferplane knows on ``/metrics`` (its adapter's mapping is used).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from inferplane.runtimes.base import (
@@ -21,12 +22,28 @@ from inferplane.runtimes.base import (
     RuntimeAdapter,
 )
 from inferplane.runtimes.llamacpp_metrics import parse_llamacpp_metrics
-from inferplane.runtimes.prometheus import parse_prometheus
+from inferplane.runtimes.lmdeploy import parse_lmdeploy_metrics
+from inferplane.runtimes.max import parse_max_metrics
+from inferplane.runtimes.sglang import parse_sglang_metrics
+from inferplane.runtimes.tgi import parse_tgi_metrics
+from inferplane.runtimes.trtllm import parse_trtllm_metrics
+from inferplane.runtimes.vllm import parse_vllm_metrics
 
 if TYPE_CHECKING:
     from inferplane.config import DeploymentConfig
 
 __all__ = ["OpenAICompatAdapter"]
+
+_PARSERS: tuple[tuple[str, Callable[[str], EndpointStats]], ...] = (
+    ("llamacpp:", parse_llamacpp_metrics),
+    ("vllm:", parse_vllm_metrics),
+    ("sglang:", parse_sglang_metrics),
+    ("lmdeploy:", parse_lmdeploy_metrics),
+    ("maxserve_", parse_max_metrics),
+    ("trtllm_", parse_trtllm_metrics),
+    ("tgi_", parse_tgi_metrics),
+)
+"""Metric-name marker -> the mapping of the runtime that uses it (first match wins)."""
 
 
 class OpenAICompatAdapter(RuntimeAdapter):
@@ -49,15 +66,8 @@ class OpenAICompatAdapter(RuntimeAdapter):
         return ProbeSpec("/v1/models")
 
     def parse_metrics(self, text: str) -> EndpointStats:
-        if "llamacpp:" in text:
-            return parse_llamacpp_metrics(text)
-        m = parse_prometheus(text)
-        return EndpointStats(
-            running=m.get("vllm:num_requests_running"),
-            waiting=m.get("vllm:num_requests_waiting"),
-            kv_cache_usage=m.get("vllm:kv_cache_usage_perc"),
-            prefix_cache_hits=m.get("vllm:prefix_cache_hits_total"),
-            prefix_cache_queries=m.get("vllm:prefix_cache_queries_total"),
-            prompt_tokens=m.get("vllm:prompt_tokens_total"),
-            generation_tokens=m.get("vllm:generation_tokens_total"),
-        )
+        """The runtime is unknown: recognise it by its metric names and use its adapter's mapping."""
+        for marker, parse in _PARSERS:
+            if marker in text:
+                return parse(text)
+        return EndpointStats()

@@ -99,3 +99,15 @@ def test_max_replicas_get_their_own_metrics_port_and_keep_the_serve_subcommand()
     assert (a.metrics_port, b.metrics_port) == (9100, 9101)
     assert a.env["MAX_SERVE_METRICS_ENDPOINT_PORT"] == "9100"
     assert a.env["OTEL_SDK_DISABLED"] == "true" and "MAX_SERVE_DISABLE_TELEMETRY" not in a.env
+
+
+def test_the_generic_openai_adapter_recognises_each_runtime_by_its_metric_names() -> None:
+    from pathlib import Path
+
+    fixtures = Path(__file__).parents[2] / "fixtures"
+    generic = get_adapter("openai")
+    for runtime in ("vllm", "sglang", "lmdeploy", "trtllm", "tgi"):
+        text = (fixtures / runtime / "metrics.txt").read_text()
+        assert generic.parse_metrics(text) == get_adapter(runtime).parse_metrics(text), runtime
+    assert generic.parse_metrics(LLAMACPP_METRICS).running == 2
+    assert generic.parse_metrics("some_other_metric 1\n").running is None
