@@ -84,8 +84,7 @@ async def run_server(
     registry = EndpointRegistry()
     gateway = Gateway(gw_cfg, deployments, registry)
     try:
-        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, max_body_bytes=gw_cfg.max_body_bytes,
-                                 idle_timeout_s=gw_cfg.idle_timeout_s)
+        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits())
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)

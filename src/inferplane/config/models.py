@@ -56,7 +56,35 @@ class GatewayConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 = any free port).")
     max_body_bytes: int = Field(
-        8 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes; larger gets 413."
+        8 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes; larger gets 413 "
+        "(at once when Content-Length says so, before 100 Continue)."
+    )
+    max_url_bytes: int = Field(
+        8 * 1024, ge=256, description="Longest request target (path and query), bytes; longer gets 414 "
+        "(nginx and Apache allow 8 KiB)."
+    )
+    max_header_line_bytes: int = Field(
+        8 * 1024, ge=256, description="Longest single header field (name and value), bytes; longer gets 431 "
+        "(nginx and Apache allow 8 KiB)."
+    )
+    max_head_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest request head (request line and all headers), bytes; larger "
+        "gets 431 (nginx allows 4 x 8 KiB)."
+    )
+    max_header_count: int = Field(
+        100, ge=8, description="Most header fields in one request; more gets 431 (Apache's default)."
+    )
+    request_head_timeout_s: float = Field(
+        20.0, gt=0, description="A request head must be complete this long after its first byte, seconds, "
+        "however slowly it arrives (slowloris); else 408 and close (Apache mod_reqtimeout's default)."
+    )
+    max_connections: int = Field(
+        4096, ge=1, description="Open client connections; one more is answered 503 with Retry-After and "
+        "closed. Keep it below the process's open-file limit (ulimit -n)."
+    )
+    max_pipelined_requests: int = Field(
+        32, ge=1, description="Requests a client may queue on one connection behind the one being served "
+        "(reading pauses meanwhile); more gets 429 and close."
     )
     connect_timeout_s: float = Field(5.0, gt=0, description="Upstream TCP connect timeout, seconds.")
     idle_timeout_s: float = Field(

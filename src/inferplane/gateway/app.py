@@ -25,6 +25,7 @@ import orjson
 from inferplane.config import DeploymentConfig, GatewayConfig
 from inferplane.gateway.errors import error_response
 from inferplane.gateway.http1 import Request, Responder
+from inferplane.gateway.http_limits import HttpLimits
 from inferplane.gateway.proxy import Forwarder
 from inferplane.gateway.upstream import UpstreamPool
 from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
@@ -62,7 +63,7 @@ class Gateway:
                                    first_byte_timeout_s=config.first_byte_timeout_s)
         now = int(time.time())
         self.served = {d.name: _Served(d, get_adapter(d.runtime).capabilities(), now) for d in deployments}
-        self._auth = {f"Bearer {k}" for k in config.api_keys}
+        self._keys = frozenset(config.api_keys)
         self._rid_prefix = os.urandom(6).hex() + "-"  # unique per gateway process; a counter after it
         self._rid_counter = itertools.count(1)
         self._routes = self._build_routes()
@@ -88,24 +89,47 @@ class Gateway:
         }
 
     async def handle(self, request: Request, out: Responder) -> None:
-        """The one entry point the HTTP server calls for every request."""
-        methods = self._routes.get(request.path)
-        if methods is None:
-            error_response(out, 404, f"no route {request.path}", code="not_found")
-            return
-        handler = methods.get(request.method)
-        if handler is None:
-            error_response(out, 405, f"{request.method} is not allowed on {request.path}",
-                           code="method_not_allowed", headers=[("Allow", ", ".join(methods))])
-            return
-        # API keys guard the API and the admin views; /health, /ready and /metrics stay open
-        # for probes and scrapers.
-        if self._auth and request.path.startswith(("/v1/", "/admin/")) \
-                and request.headers.get("authorization") not in self._auth:
+        """The one entry point the HTTP server calls for every request.
+
+        With API keys configured, a request without a valid key gets 401 on every path but the
+        open ones, before routing: an unknown path or a wrong method must not tell a stranger
+        which routes exist. ``HEAD`` is served by the ``GET`` handler (the server drops the body).
+        """
+        path = request.path
+        if self._keys and path not in _OPEN_PATHS and not self._authorized(request.headers.get("authorization")):
             error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                           code="invalid_api_key")
+                           code="invalid_api_key", headers=[("WWW-Authenticate", "Bearer")])
+            return
+        methods = self._routes.get(path)
+        if methods is None:
+            error_response(out, 404, f"no route {path[:200]}", code="not_found")
+            return
+        method = request.method
+        handler = methods.get("GET" if method == "HEAD" else method)
+        if handler is None:
+            allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
+            error_response(out, 405, f"{method} is not allowed on {path}",
+                           code="method_not_allowed", headers=[("Allow", ", ".join(allowed))])
             return
         await handler(request, out)
+
+    def _authorized(self, value: str | None) -> bool:
+        """``Authorization: Bearer <key>``, the scheme matched case-insensitively (RFC 9110 11.1)."""
+        if value is None:
+            return False
+        scheme, _, token = value.partition(" ")
+        return scheme.lower() == "bearer" and token.strip(" \t") in self._keys
+
+    def http_limits(self) -> HttpLimits:
+        """What the HTTP server accepts from clients, from the gateway config."""
+        c = self.config
+        return HttpLimits(
+            max_body_bytes=c.max_body_bytes, max_url_bytes=c.max_url_bytes,
+            max_header_line_bytes=c.max_header_line_bytes, max_head_bytes=c.max_head_bytes,
+            max_header_count=c.max_header_count, head_timeout_s=c.request_head_timeout_s,
+            idle_timeout_s=c.idle_timeout_s, max_connections=c.max_connections,
+            max_pipelined_requests=c.max_pipelined_requests,
+        )
 
     def close(self) -> None:
         self.pool.close()
@@ -122,10 +146,6 @@ class Gateway:
         t_start = time.perf_counter()
         rid = request.headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
         headers = [("x-request-id", rid)]
-        if request.body_too_large:
-            error_response(out, 413, f"request body is larger than the limit of {self.config.max_body_bytes} bytes",
-                           code="request_too_large", headers=headers)
-            return
         body = request.body
         try:
             data = orjson.loads(body)
@@ -198,6 +218,8 @@ def _max_n(caps: Capabilities) -> int:
 
 
 _JSON = [("Content-Type", "application/json")]
+_OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+"""Paths that answer without an API key: for probes and scrapers."""
 
 
 def _json(out: Responder, status: int, obj: Any) -> None:

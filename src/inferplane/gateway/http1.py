@@ -1,20 +1,36 @@
 """A lean HTTP/1.1 server on asyncio protocols and httptools: the gateway's hot path.
 
 Why not a framework: a request through aiohttp's web server costs several times what the
-proxying itself costs (see ../shared/notes/GATEWAY_PERF.md); this server does only what
-the gateway needs - parse a request, hand it to one handler, write one response in one
+proxying itself costs (benchmarks/gateway_overhead.py measures ours); this server does only what the gateway
+needs - parse a request, hand it to one handler, write one response in one
 ``transport.write`` (or a chunked stream), keep the connection alive.
 
 Contract for handlers: ``handler(request, responder)`` is awaited once per request, in
-order per connection (pipelined requests wait their turn). It must answer through the
-responder exactly once (``send``), or stream (``start``, ``write``..., ``end``). If the
-client disconnects, the handler task is cancelled (``asyncio.CancelledError`` inside the
-handler); ``Responder.write`` raises ``ConnectionResetError`` on a closed connection.
+order per connection (pipelined requests wait their turn, and reading pauses while one
+waits). It must answer through the responder exactly once (``send``), or stream (``start``,
+``write``..., ``end``). If the client disconnects, the handler task is cancelled
+(``asyncio.CancelledError`` inside the handler); ``Responder.write`` raises
+``ConnectionResetError`` on a closed connection.
+
+What never reaches a handler (answered here, in OpenAI's error shape, then the connection is
+closed): malformed requests and smuggling attempts (400, httptools/llhttp in strict mode),
+heads over the :class:`~inferplane.gateway.http_limits.HttpLimits` (414, 431), heads not
+complete in time (408), bodies over the limit (413, as soon as it is known - before
+``100 Continue``), unknown transfer codings (501), too many pipelined requests (429), and
+connections over the cap (503). Such an answer waits for the responses to the requests
+before it on the connection; then the server stops writing and reads (and drops) what the
+client still sends for a moment, so that the answer is not lost to a TCP reset.
+
+Memory: nothing of a connection outlives it. The parser holds the protocol's bound methods
+(a reference cycle), and ``serve`` freezes the GC with high thresholds, so the cycle
+collector may never run: ``connection_lost`` drops the parser, the buffers, the queue and
+the task itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -22,51 +38,69 @@ from http import HTTPStatus
 
 import httptools
 
-__all__ = ["Handler", "HttpServerProtocol", "Request", "Responder", "serve"]
+from inferplane.gateway.http_limits import HttpLimits, ServerState
+from inferplane.protocol.errors import error_body
+
+__all__ = ["Handler", "HttpLimits", "HttpServerProtocol", "Request", "Responder", "serve"]
 
 log = logging.getLogger(__name__)
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LINGER_S = 3.0
+"""After an error answer, how long the client's further bytes are read and dropped before closing."""
+_SINGLE = frozenset({"authorization", "host"})
+"""Headers that must not repeat: two of them are a 400, not a guess at which one counts."""
+_ERROR_TYPES = {408: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
 
 
 class Request:
-    """One parsed request. ``headers`` has lower-cased names; ``body`` is the whole body."""
+    """One parsed request. ``headers`` has lower-cased names (repeats joined with ", ");
+    ``body`` is the whole body; ``http_version`` is "1.1" or "1.0"."""
 
-    __slots__ = ("body", "body_too_large", "headers", "keep_alive", "method", "path", "query")
+    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "query")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-                 keep_alive: bool, body_too_large: bool) -> None:
+                 keep_alive: bool, http_version: str = "1.1") -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
         self.keep_alive = keep_alive
-        self.body_too_large = body_too_large
+        self.http_version = http_version
 
 
 Handler = Callable[[Request, "Responder"], Awaitable[None]]
 
 
 class Responder:
-    """Writes the answer to one request."""
+    """Writes the answer to one request.
 
-    __slots__ = ("_chunked", "_proto", "keep_alive", "started", "status")
+    For ``HEAD`` it writes the head a ``GET`` would get and no body. For an HTTP/1.0 client a
+    stream is close-delimited (no ``Transfer-Encoding``, which HTTP/1.0 does not know; RFC 9112 6.1).
+    """
 
-    def __init__(self, proto: HttpServerProtocol, keep_alive: bool) -> None:
+    __slots__ = ("_chunked", "_head_only", "_http10", "_proto", "keep_alive", "started", "status")
+
+    def __init__(self, proto: HttpServerProtocol, keep_alive: bool, *, http10: bool = False,
+                 head_only: bool = False) -> None:
         self._proto = proto
         self.keep_alive = keep_alive
         self.started = False
         self.status = 0
         self._chunked = False
+        self._http10 = http10
+        self._head_only = head_only
 
     def _head(self, status: int, headers: list[tuple[str, str]], extra: bytes) -> bytes:
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")), self._proto.date_header()]
         for k, v in headers:
             lines.append(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")))
         if not self.keep_alive:
             lines.append(b"Connection: close\r\n")
+        elif self._http10:
+            lines.append(b"Connection: keep-alive\r\n")
         lines.append(extra)
         return b"".join(lines)
 
@@ -76,21 +110,26 @@ class Responder:
             raise RuntimeError("response already started")
         self.started = True
         self.status = status
-        self._proto.write(self._head(status, headers, b"Content-Length: %d\r\n\r\n" % len(body)) + body)
+        head = self._head(status, headers, b"Content-Length: %d\r\n\r\n" % len(body))
+        self._proto.write(head if self._head_only else head + body)
 
     def start(self, status: int, headers: list[tuple[str, str]]) -> None:
-        """Begin a chunked response (for SSE)."""
+        """Begin a streamed response (for SSE): chunked, or close-delimited for HTTP/1.0."""
         if self.started:
             raise RuntimeError("response already started")
         self.started = True
         self.status = status
-        self._chunked = True
-        self._proto.write(self._head(status, headers, b"Transfer-Encoding: chunked\r\n\r\n"))
+        if self._http10:
+            self.keep_alive = False
+            self._proto.write(self._head(status, headers, b"\r\n"))
+        else:
+            self._chunked = not self._head_only
+            self._proto.write(self._head(status, headers, b"Transfer-Encoding: chunked\r\n\r\n"))
 
     async def write(self, data: bytes) -> None:
         """One chunk of a started response; waits while the client reads slower than we write."""
-        if data:
-            self._proto.write(b"%x\r\n%s\r\n" % (len(data), data))
+        if data and not self._head_only:
+            self._proto.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
             await self._proto.drain()
 
     def end(self) -> None:
@@ -99,121 +138,253 @@ class Responder:
             self._chunked = False
 
 
-class HttpServerProtocol(asyncio.Protocol):
-    """One client connection."""
+class _Stop(Exception):
+    """Raised from a parser callback after ``_fail`` to make httptools stop parsing this input."""
 
-    def __init__(self, handler: Handler, max_body_bytes: int, idle_timeout_s: float = 75.0) -> None:
+
+class HttpServerProtocol(asyncio.Protocol):
+    """One client connection. Not thread-safe (event-loop callbacks only)."""
+
+    def __init__(self, handler: Handler, state: ServerState) -> None:
         self._handler = handler
-        self._max_body = max_body_bytes
-        self._idle_timeout_s = idle_timeout_s
-        self._idle: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
+        self._state = state
+        self._limits = state.limits
+        self._tick_s = min(state.limits.head_timeout_s, state.limits.idle_timeout_s)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._queue: deque[Request] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._paused = False
+        self._write_paused = False
+        self._read_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+        self._head_deadline: float | None = None
+        self._failure: tuple[int, str, str] | None = None  # (status, message, code) owed to the client
+        self._failing = False  # that answer is written: drop all input until closed
+        self._counted = False
+        self._eof = False  # the client half-closed: close after the responses in progress
+        self._continue_owed = False
+        self._in_head = False
+        self._in_body = False
+        self._boundary = False  # a head began or ended during the current feed
+        self._head_bytes = 0
+        self._body_wire = 0
         self.closed = False
         self._reset()
 
     def _reset(self) -> None:
         self._url = b""
         self._headers: dict[str, str] = {}
+        self._header_count = 0
         self._body: list[bytes] = []
         self._body_len = 0
-        self._too_large = False
+
+    def date_header(self) -> bytes:
+        return self._state.date_header()
 
     # -- transport callbacks ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._arm_idle()
-
-    def _arm_idle(self) -> None:
-        """Start the idle check; it re-arms itself for as long as the connection is in use."""
-        self._last_activity = self._loop.time()
-        self._idle = self._loop.call_later(self._idle_timeout_s, self._idle_check)
-
-    def _idle_check(self) -> None:
-        """Close the connection if no request was served or received for ``idle_timeout_s``."""
-        if self.closed or self._transport is None:
+        state = self._state
+        if state.connections >= self._limits.max_connections:
+            self._failing = True
+            transport.write(self._error_bytes(  # type: ignore[attr-defined]
+                503, f"the gateway has {state.connections} open connections, its limit; retry shortly",
+                "too_many_connections", b"Retry-After: 1\r\n"))
+            transport.close()
             return
-        left = self._last_activity + self._idle_timeout_s - self._loop.time()
-        if self._task is not None or left > 0:
-            self._idle = self._loop.call_later(max(left, 0.05 * self._idle_timeout_s), self._idle_check)
-        else:
-            self._transport.close()
+        state.connections += 1
+        self._counted = True
+        now = self._last_activity = self._loop.time()
+        self._head_deadline = now + self._limits.head_timeout_s
+        self._timer = self._loop.call_at(now + self._tick_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Enforce the head deadline and the idle timeout; re-arms itself at most ``_tick_s`` ahead,
+        so that starting a new head never needs an earlier timer (no per-request timer churn)."""
+        self._timer = None
+        if self.closed or self._failing:
+            return
+        now = self._loop.time()
+        due = now + self._tick_s
+        if self._task is None:
+            lim = self._limits
+            if self._head_deadline is not None:
+                if now >= self._head_deadline:
+                    self._fail(408, f"the request head was not complete within {lim.head_timeout_s:g} s",
+                               "request_timeout")
+                    return
+                due = min(due, self._head_deadline)
+            else:
+                idle_end = self._last_activity + lim.idle_timeout_s
+                if now >= idle_end:
+                    if self._in_body:
+                        self._fail(408, f"no request body bytes for {lim.idle_timeout_s:g} s", "request_timeout")
+                    elif self._transport is not None:
+                        self._transport.close()
+                    return
+                due = min(due, idle_end)
+        self._timer = self._loop.call_at(due, self._on_timer)
 
     def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None or self._failing or self._failure is not None:
+            return  # answered with an error (or paused until it is): the rest is dropped
         self._last_activity = self._loop.time()
+        self._boundary = False
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reject(400, b"upgrades are not supported")
+            self._fail(400, "upgrades are not supported", "invalid_request")
+            return
         except httptools.HttpParserError as exc:
-            self._reject(400, f"malformed HTTP request: {exc}".encode())
+            self._fail(400, f"malformed HTTP request: {exc}", "invalid_request")  # no-op after a callback's _fail
+            return
+        # What a partial head or body holds inside httptools is counted by the bytes that fed it
+        # (a feed in which a head began or ended is left out: it may hold other requests).
+        if self._in_head:
+            if not self._boundary:
+                self._head_bytes += len(data)
+                if self._head_bytes > self._limits.max_head_bytes:
+                    self._fail(431, f"the request head is larger than {self._limits.max_head_bytes} bytes",
+                               "request_header_too_large")
+        elif self._in_body and not self._boundary:
+            self._body_wire += len(data)
+            if self._body_wire > self._limits.max_body_wire_bytes:
+                self._fail(413, f"the request body is larger than {self._limits.max_body_bytes} bytes",
+                           "request_too_large")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._idle is not None:
-            self._idle.cancel()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        self._wake_drain(ConnectionResetError("client disconnected"))
+        if self._counted:
+            self._counted = False
+            self._state.connections -= 1
+        for timer in (self._timer, self._linger):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._linger = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+        # Break every link from this connection's objects back to it: the parser holds our bound
+        # methods, and the cycle collector may not run for a long time (gc.freeze + thresholds).
+        self._parser = None
+        self._transport = None
+        self._queue.clear()
+        self._reset()
+        self._wake_drain()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self._write_paused = True
 
     def resume_writing(self) -> None:
-        self._paused = False
-        self._wake_drain(None)
+        self._write_paused = False
+        self._wake_drain()
 
     # -- parser callbacks -----------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._boundary = True
+        self._head_bytes = 0
+        if self._head_deadline is None:
+            self._head_deadline = self._last_activity + self._limits.head_timeout_s
+
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self._limits.max_url_bytes:
+            self._fail(414, f"the request target is longer than {self._limits.max_url_bytes} bytes", "uri_too_long")
+            raise _Stop
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if not self._in_head:
+            return  # a chunked body's trailer: never a request header
+        lim = self._limits
+        self._header_count += 1
+        if self._header_count > lim.max_header_count:
+            self._fail(431, f"the request has more than {lim.max_header_count} header fields",
+                       "request_header_too_large")
+            raise _Stop
+        key = name.decode("latin-1").lower()
+        if len(name) + len(value) > lim.max_header_line_bytes:
+            self._fail(431, f"the header {key[:64]!r} is longer than {lim.max_header_line_bytes} bytes",
+                       "request_header_too_large")
+            raise _Stop
+        headers = self._headers
+        if key in headers:
+            if key in _SINGLE:
+                self._fail(400, f"the request has more than one {key!r} header", "invalid_request")
+                raise _Stop
+            headers[key] = f"{headers[key]}, {value.decode('latin-1')}"
+        else:
+            headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        length = self._headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._max_body:
-            self._too_large = True
-        elif self._headers.get("expect", "").lower() == "100-continue" and self._transport is not None:
-            self._transport.write(_CONTINUE)
+        self._in_head = False
+        self._in_body = True
+        self._boundary = True
+        self._head_deadline = None
+        self._body_wire = 0
+        headers = self._headers
+        coding = headers.get("transfer-encoding")
+        if coding is not None and coding.lower() != "chunked":
+            self._fail(501, f"Transfer-Encoding {coding[:64]!r} is not supported; send the body as is or "
+                       "chunked", "unsupported_transfer_encoding")
+            raise _Stop
+        length = headers.get("content-length")
+        if length is not None and int(length) > self._limits.max_body_bytes:  # llhttp checked the digits
+            self._fail(413, f"the request body ({length} bytes) is larger than the limit of "
+                       f"{self._limits.max_body_bytes} bytes", "request_too_large")
+            raise _Stop
+        if headers.get("expect", "").lower() == "100-continue":
+            if self._task is None and self._transport is not None:
+                self._transport.write(_CONTINUE)
+            else:
+                self._continue_owed = True  # after the response in progress, never inside it
 
     def on_body(self, body: bytes) -> None:
-        if self._too_large:
-            return
         self._body_len += len(body)
-        if self._body_len > self._max_body:
-            self._too_large = True
-            self._body.clear()
-        else:
-            self._body.append(body)
+        if self._body_len > self._limits.max_body_bytes:
+            self._fail(413, f"the request body is larger than the limit of {self._limits.max_body_bytes} bytes",
+                       "request_too_large")
+            raise _Stop
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_body = False
+        self._boundary = True
+        parser = self._parser
+        assert parser is not None  # only called from inside feed_data
         url = self._url
+        if url[:1] != b"/" and url.startswith((b"http://", b"https://")):  # absolute-form (RFC 9112 3.2.2)
+            slash = url.find(b"/", url.index(b"//") + 2)
+            url = b"/" if slash < 0 else url[slash:]
         q = url.find(b"?")
         path, query = (url, b"") if q < 0 else (url[:q], url[q + 1 :])
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        req = Request(self._parser.get_method().decode("latin-1"), path.decode("latin-1"),
-                      query.decode("latin-1"), self._headers, body, self._parser.should_keep_alive(),
-                      self._too_large)
+        req = Request(parser.get_method().decode("latin-1"), path.decode("latin-1"), query.decode("latin-1"),
+                      self._headers, body, parser.should_keep_alive(), parser.get_http_version())
         self._reset()
         if self._task is None:
             self._task = self._loop.create_task(self._serve(req))
-        else:
-            self._queue.append(req)
+            return
+        if len(self._queue) >= self._limits.max_pipelined_requests:
+            self._fail(429, f"more than {self._limits.max_pipelined_requests} pipelined requests wait on this "
+                       "connection; send the rest on another one", "too_many_pipelined_requests")
+            raise _Stop
+        self._queue.append(req)
+        self._pause_reading()
 
     # -- serving -------------------------------------------------------------------------------
 
     async def _serve(self, req: Request) -> None:
         while True:
-            responder = Responder(self, req.keep_alive)
+            responder = Responder(self, req.keep_alive, http10=req.http_version == "1.0",
+                                  head_only=req.method == "HEAD")
             try:
                 await self._handler(req, responder)
             except asyncio.CancelledError:
@@ -224,21 +395,32 @@ class HttpServerProtocol(asyncio.Protocol):
                 log.exception("unhandled error serving %s %s", req.method, req.path)
                 if not responder.started:
                     responder.keep_alive = False
-                    responder.send(500, b'{"error":{"message":"internal error","type":"server_error",'
-                                        b'"param":null,"code":"internal_error"}}',
+                    responder.send(500, error_body("internal error", "server_error", code="internal_error"),
                                    [("Content-Type", "application/json")])
                 else:
                     responder.keep_alive = False
-            if not responder.keep_alive or self.closed:
+            if self.closed:
+                return
+            if not responder.keep_alive or (self._eof and not self._queue):
+                self._task = None
                 if self._transport is not None:
                     self._transport.close()
-                self._task = None
                 return
-            if not self._queue:
-                self._task = None
-                self._last_activity = self._loop.time()
-                return
-            req = self._queue.popleft()
+            if self._queue:
+                req = self._queue.popleft()
+                if not self._queue:
+                    self._resume_reading()
+                continue
+            self._task = None
+            self._last_activity = self._loop.time()
+            if self._failure is not None:
+                self._send_failure()
+            else:
+                if self._continue_owed and self._transport is not None:
+                    self._transport.write(_CONTINUE)
+                self._resume_reading()
+            self._continue_owed = False
+            return
 
     def write(self, data: bytes) -> None:
         if self.closed or self._transport is None:
@@ -248,35 +430,91 @@ class HttpServerProtocol(asyncio.Protocol):
     async def drain(self) -> None:
         if self.closed:
             raise ConnectionResetError("client disconnected")
-        if not self._paused:
+        if not self._write_paused:
             return
+        # The waiter only ever gets a result, never an exception: an exception stored in it would
+        # hold this frame through its traceback, a cycle the frozen GC may never collect.
         waiter = self._loop.create_future()
         self._drain_waiter = waiter
         await waiter
+        if self.closed:
+            raise ConnectionResetError("client disconnected")
 
-    def _wake_drain(self, exc: Exception | None) -> None:
+    def _wake_drain(self) -> None:
         w, self._drain_waiter = self._drain_waiter, None
         if w is not None and not w.done():
-            if exc is None:
-                w.set_result(None)
-            else:
-                w.set_exception(exc)
+            w.set_result(None)
 
-    def _reject(self, status: int, message: bytes) -> None:
-        if self._transport is not None and not self.closed:
-            body = b'{"error":{"message":"%s","type":"invalid_request_error","param":null,"code":null}}' % (
-                message.replace(b'"', b"'"))
-            self._transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                                  b"Connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
-            self._transport.close()
+    def _pause_reading(self) -> None:
+        if not self._read_paused and not self.closed and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self.closed and self._transport is not None:
+            self._read_paused = False
+            self._transport.resume_reading()
+
+    # -- errors answered by the server itself -------------------------------------------------------
+
+    def _fail(self, status: int, message: str, code: str) -> None:
+        """Owe the client an error answer and close: now, or after the responses before it."""
+        if self._failure is not None or self._failing:
+            return
+        self._failure = (status, message, code)
+        if self._task is None:
+            self._send_failure()
+        else:
+            self._pause_reading()
+
+    def _send_failure(self) -> None:
+        assert self._failure is not None
+        status, message, code = self._failure
+        self._failing = True
+        self._reset()
+        transport = self._transport
+        if self.closed or transport is None:
+            return
+        transport.write(self._error_bytes(status, message, code))
+        # Lingering close (as nginx does): stop writing, drop what the client still sends, then close;
+        # closing at once with unread input makes the kernel reset the connection, and many clients
+        # then report the reset instead of this answer.
+        self._read_paused = True
+        self._resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._linger = self._loop.call_later(_LINGER_S, transport.close)
+        else:
+            transport.close()
+
+    def _error_bytes(self, status: int, message: str, code: str, extra: bytes = b"") -> bytes:
+        body = error_body(message, _ERROR_TYPES.get(status, "invalid_request_error"), code=code)
+        return b"HTTP/1.1 %d %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n" \
+               b"\r\n%s" % (status, _REASONS[status], self._state.date_header(), len(body), extra, body)
+
+    def eof_received(self) -> bool | None:
+        """The client is done sending: answer what it already asked (then close), else close now
+        (which also ends a lingering close early)."""
+        if self._task is not None and not self._failing:
+            self._eof = True
+            return True
+        return None
 
 
-async def serve(handler: Handler, host: str, port: int, *, max_body_bytes: int,
-                idle_timeout_s: float = 75.0, backlog: int = 1024) -> asyncio.base_events.Server:
+async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | None = None,
+                max_body_bytes: int | None = None, idle_timeout_s: float | None = None,
+                backlog: int = 1024) -> asyncio.base_events.Server:
     """Start listening; returns the asyncio server (``close()`` + ``wait_closed()`` to stop).
 
-    A connection with no request in progress for ``idle_timeout_s`` is closed.
+    ``limits`` bounds what clients may send (defaults: :class:`HttpLimits`); ``max_body_bytes``
+    and ``idle_timeout_s``, when given, override those two fields of it.
     """
+    lim = limits or HttpLimits()
+    if max_body_bytes is not None:
+        lim = dataclasses.replace(lim, max_body_bytes=max_body_bytes)
+    if idle_timeout_s is not None:
+        lim = dataclasses.replace(lim, idle_timeout_s=idle_timeout_s)
+    state = ServerState(lim)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HttpServerProtocol(handler, max_body_bytes, idle_timeout_s),
-                                    host, port, backlog=backlog, reuse_address=True)
+    return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
+                                    reuse_address=True)

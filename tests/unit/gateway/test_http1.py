@@ -8,9 +8,7 @@ from inferplane.gateway import http1
 
 
 async def _handler(req: http1.Request, out: http1.Responder) -> None:
-    if req.body_too_large:
-        out.send(413, b"too large", [("Content-Type", "text/plain")])
-    elif req.path == "/stream":
+    if req.path == "/stream":
         out.start(200, [("Content-Type", "text/event-stream")])
         for i in range(3):
             await out.write(b"data: %d\n\n" % i)
@@ -62,10 +60,11 @@ def test_chunked_stream_then_plain_response_keep_the_connection() -> None:
     assert data.endswith(b"GET /x  0")
 
 
-def test_body_over_the_limit_is_flagged_not_buffered() -> None:
+def test_body_over_the_limit_is_answered_413_and_closed() -> None:
     body = b"x" * 5000
-    data = run(_exchange(b"POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n" + body))
-    assert data.startswith(b"HTTP/1.1 413")
+    data = run(_exchange(b"POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n" + body))
+    assert data.startswith(b"HTTP/1.1 413") and b"Connection: close" in data
+    assert b'"code":"request_too_large"' in data
 
 
 def test_expect_100_continue_is_answered() -> None:

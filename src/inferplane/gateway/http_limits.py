@@ -1,0 +1,75 @@
+"""What the HTTP server accepts from a client, and the little shared state of one listening server.
+
+The defaults follow nginx and Apache, the servers most clients have already met:
+
+| limit | default | reference |
+|---|---|---|
+| request target (URL) | 8 KiB -> 414 | nginx ``large_client_header_buffers 4 8k``; Apache ``LimitRequestLine 8190`` |
+| one header line | 8 KiB -> 431 | nginx 8k buffer; Apache ``LimitRequestFieldSize 8190`` |
+| whole request head | 32 KiB -> 431 | nginx ``4 x 8k`` |
+| header fields | 100 -> 431 | Apache ``LimitRequestFields 100`` |
+| complete head within | 20 s -> 408 | Apache ``mod_reqtimeout header=20``; nginx ``client_header_timeout 60s`` |
+| open connections | 4096 -> 503 | uvicorn ``--limit-concurrency`` answers 503 the same way |
+| queued pipelined requests | 32 -> 429 | uvicorn stops reading while one waits; this bounds one read's worth |
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+
+__all__ = ["HttpLimits", "ServerState"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpLimits:
+    """Per-server limits on what one client may send (see the module table for the defaults' origin)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body; a larger one is answered 413 as soon as it is known, and the connection closed."""
+    max_url_bytes: int = 8 * 1024
+    """Longest request target; longer is 414."""
+    max_header_line_bytes: int = 8 * 1024
+    """Longest single header field (name + value); longer is 431."""
+    max_head_bytes: int = 32 * 1024
+    """Largest request head (request line + all header lines); larger is 431."""
+    max_header_count: int = 100
+    """Most header fields in one request; more is 431."""
+    head_timeout_s: float = 20.0
+    """A request head must be complete this long after its first byte (or after the connection
+    opened, for the first request), however slowly it trickles in; else 408 and close."""
+    idle_timeout_s: float = 75.0
+    """A kept-alive connection with no request, or a request body with no bytes, for this long is closed."""
+    max_connections: int = 4096
+    """Open client connections; one more is answered 503 with ``Retry-After`` and closed."""
+    max_pipelined_requests: int = 32
+    """Requests queued behind the one being served on a connection; one more is 429 and close."""
+
+    @property
+    def max_body_wire_bytes(self) -> int:
+        """Bytes a request body may take on the wire, chunk framing and trailers included."""
+        return 2 * self.max_body_bytes + self.max_head_bytes
+
+
+class ServerState:
+    """What the connections of one listening server share: the connection count and the Date header.
+
+    Not thread-safe; lives on the event loop like the connections.
+    """
+
+    __slots__ = ("_date", "_date_second", "connections", "limits")
+
+    def __init__(self, limits: HttpLimits) -> None:
+        self.limits = limits
+        self.connections = 0
+        self._date_second = -1
+        self._date = b""
+
+    def date_header(self) -> bytes:
+        """``Date: <IMF-fixdate>\\r\\n``, formatted at most once a second (RFC 9110 6.6.1)."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
+        return self._date
