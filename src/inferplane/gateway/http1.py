@@ -191,11 +191,9 @@ class HttpServerProtocol(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         state = self._state
         if state.connections >= self._limits.max_connections:
-            self._failing = True
-            transport.write(self._error_bytes(  # type: ignore[attr-defined]
-                503, f"the gateway has {state.connections} open connections, its limit; retry shortly",
-                "too_many_connections", b"Retry-After: 1\r\n"))
-            transport.close()
+            self._failure = (503, f"the gateway has {state.connections} open connections, its limit; retry "
+                             "shortly", "too_many_connections")
+            self._send_failure(b"Retry-After: 1\r\n", linger_s=1.0)
             return
         state.connections += 1
         self._counted = True
@@ -467,7 +465,7 @@ class HttpServerProtocol(asyncio.Protocol):
         else:
             self._pause_reading()
 
-    def _send_failure(self) -> None:
+    def _send_failure(self, extra: bytes = b"", linger_s: float = _LINGER_S) -> None:
         assert self._failure is not None
         status, message, code = self._failure
         self._failing = True
@@ -475,7 +473,7 @@ class HttpServerProtocol(asyncio.Protocol):
         transport = self._transport
         if self.closed or transport is None:
             return
-        transport.write(self._error_bytes(status, message, code))
+        transport.write(self._error_bytes(status, message, code, extra))
         # Lingering close (as nginx does): stop writing, drop what the client still sends, then close;
         # closing at once with unread input makes the kernel reset the connection, and many clients
         # then report the reset instead of this answer.
@@ -483,7 +481,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._resume_reading()
         if transport.can_write_eof():
             transport.write_eof()
-            self._linger = self._loop.call_later(_LINGER_S, transport.close)
+            self._linger = self._loop.call_later(linger_s, transport.close)
         else:
             transport.close()
 

@@ -102,7 +102,7 @@ def check_chat(body: dict[str, Any], *, max_n: int = 1) -> RequestProblem | None
         if not isinstance(m, dict):
             return RequestProblem(f"'messages[{i}]' must be an object", f"messages[{i}]", "invalid_type")
         role = m.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:  # an unhashable role must not raise
             return RequestProblem(
                 f"'messages[{i}].role' must be one of {', '.join(sorted(_ROLES))}; got {role!r}",
                 f"messages[{i}].role", "invalid_value",

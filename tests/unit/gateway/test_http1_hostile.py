@@ -52,14 +52,14 @@ async def _server(**limits: object) -> AsyncIterator[tuple[int, weakref.WeakSet[
         server.close()
 
 
-async def _read_all(reader: asyncio.StreamReader, timeout: float = 10) -> bytes:
+async def _read_all(reader: asyncio.StreamReader, limit_s: float = 10) -> bytes:
     async def go() -> bytes:
         chunks = []
         while chunk := await reader.read(65536):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    return await asyncio.wait_for(go(), timeout)
+    return await asyncio.wait_for(go(), limit_s)
 
 
 async def _exchange(port: int, payload: bytes) -> bytes:
@@ -174,7 +174,7 @@ def test_expect_100_continue_over_the_limit_is_413_at_once_without_100() -> None
     async def go(port: int) -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5000000\r\nExpect: 100-continue\r\n\r\n")
-        data = await _read_all(reader, timeout=5)  # no body sent: the answer must come without it
+        data = await _read_all(reader, limit_s=5)  # no body sent: the answer must come without it
         writer.close()
         return data
 
@@ -187,7 +187,7 @@ def test_a_huge_chunk_is_413_as_soon_as_the_limit_is_passed() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n"
                      + b"x" * 2000)
-        data = await _read_all(reader, timeout=5)
+        data = await _read_all(reader, limit_s=5)
         writer.close()
         return data
 
@@ -328,7 +328,7 @@ def test_no_connection_outlives_its_client_even_without_the_cycle_collector(loop
                 await asyncio.sleep(0.02)
                 _abort(sock)
             deadline = loop.time() + 5
-            while len(protocols) and loop.time() < deadline:
+            while len(protocols) and loop.time() < deadline:  # noqa: ASYNC110 - polling a WeakSet
                 await asyncio.sleep(0.05)
             left = len(protocols)
             opened = len(partials)
