@@ -35,6 +35,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from time import time as _time
 
 import httptools
 
@@ -83,7 +84,7 @@ class Responder:
 
     __slots__ = ("_chunked", "_head_only", "_http10", "_proto", "keep_alive", "started", "status")
 
-    def __init__(self, proto: HttpServerProtocol, keep_alive: bool, *, http10: bool = False,
+    def __init__(self, proto: HttpServerProtocol, keep_alive: bool, http10: bool = False,
                  head_only: bool = False) -> None:
         self._proto = proto
         self.keep_alive = keep_alive
@@ -94,7 +95,11 @@ class Responder:
         self._head_only = head_only
 
     def _head(self, status: int, headers: list[tuple[str, str]], extra: bytes) -> bytes:
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")), self._proto.date_header()]
+        state = self._proto.state
+        now = _time()
+        if now >= state.date_expires:
+            state.refresh_date(now)
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")), state.date]
         for k, v in headers:
             lines.append(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")))
         if not self.keep_alive:
@@ -147,8 +152,11 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def __init__(self, handler: Handler, state: ServerState) -> None:
         self._handler = handler
-        self._state = state
+        self.state = state
         self._limits = state.limits
+        self._max_line = state.limits.max_header_line_bytes
+        self._max_count = state.limits.max_header_count
+        self._max_fields_bytes = state.limits.max_head_bytes - 16  # the request line takes at least that
         self._tick_s = min(state.limits.head_timeout_s, state.limits.idle_timeout_s)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -178,18 +186,15 @@ class HttpServerProtocol(asyncio.Protocol):
     def _reset(self) -> None:
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._header_count = 0
+        self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_len = 0
-
-    def date_header(self) -> bytes:
-        return self._state.date_header()
 
     # -- transport callbacks ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        state = self._state
+        state = self.state
         if state.connections >= self._limits.max_connections:
             self._failure = (503, f"the gateway has {state.connections} open connections, its limit; retry "
                              "shortly", "too_many_connections")
@@ -260,7 +265,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self.closed = True
         if self._counted:
             self._counted = False
-            self._state.connections -= 1
+            self.state.connections -= 1
         for timer in (self._timer, self._linger):
             if timer is not None:
                 timer.cancel()
@@ -285,15 +290,16 @@ class HttpServerProtocol(asyncio.Protocol):
 
     # -- parser callbacks -----------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        self._boundary = True
-        self._head_bytes = 0
-        if self._head_deadline is None:
-            self._head_deadline = self._last_activity + self._limits.head_timeout_s
-
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        if not self._in_head:  # the first piece of a new request (cheaper than an on_message_begin callback)
+            self._in_head = True
+            self._boundary = True
+            self._head_bytes = 0
+            if self._head_deadline is None:
+                self._head_deadline = self._last_activity + self._limits.head_timeout_s
+            self._url = url
+        else:
+            self._url += url
         if len(self._url) > self._limits.max_url_bytes:
             self._fail(414, f"the request target is longer than {self._limits.max_url_bytes} bytes", "uri_too_long")
             raise _Stop
@@ -301,17 +307,11 @@ class HttpServerProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
             return  # a chunked body's trailer: never a request header
-        lim = self._limits
-        self._header_count += 1
-        if self._header_count > lim.max_header_count:
-            self._fail(431, f"the request has more than {lim.max_header_count} header fields",
-                       "request_header_too_large")
-            raise _Stop
+        size = len(name) + len(value)
+        self._header_bytes += size + 4
+        if size > self._max_line or self._header_bytes > self._max_fields_bytes:
+            self._header_over_limit(name, size)
         key = name.decode("latin-1").lower()
-        if len(name) + len(value) > lim.max_header_line_bytes:
-            self._fail(431, f"the header {key[:64]!r} is longer than {lim.max_header_line_bytes} bytes",
-                       "request_header_too_large")
-            raise _Stop
         headers = self._headers
         if key in headers:
             if key in _SINGLE:
@@ -321,6 +321,19 @@ class HttpServerProtocol(asyncio.Protocol):
         else:
             headers[key] = value.decode("latin-1")
 
+    def _header_over_limit(self, name: bytes, size: int) -> None:
+        """Raise _Stop (after ``_fail``) for the limit a header field broke; return if none was."""
+        lim = self._limits
+        if size > lim.max_header_line_bytes:
+            key = name[:64].decode("latin-1").lower()
+            self._fail(431, f"the header {key!r} is longer than {lim.max_header_line_bytes} bytes",
+                       "request_header_too_large")
+        elif self._header_bytes + len(self._url) > lim.max_head_bytes:
+            self._fail(431, f"the request head is larger than {lim.max_head_bytes} bytes", "request_header_too_large")
+        else:
+            return  # within the head budget once the URL is counted exactly
+        raise _Stop
+
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._in_body = True
@@ -328,6 +341,9 @@ class HttpServerProtocol(asyncio.Protocol):
         self._head_deadline = None
         self._body_wire = 0
         headers = self._headers
+        if len(headers) > self._max_count:  # checked here: the head's byte limit already bounded the work
+            self._fail(431, f"the request has more than {self._max_count} header fields", "request_header_too_large")
+            raise _Stop
         coding = headers.get("transfer-encoding")
         if coding is not None and coding.lower() != "chunked":
             self._fail(501, f"Transfer-Encoding {coding[:64]!r} is not supported; send the body as is or "
@@ -358,7 +374,7 @@ class HttpServerProtocol(asyncio.Protocol):
         parser = self._parser
         assert parser is not None  # only called from inside feed_data
         url = self._url
-        if url[:1] != b"/" and url.startswith((b"http://", b"https://")):  # absolute-form (RFC 9112 3.2.2)
+        if url and url[0] != 0x2F and url.startswith((b"http://", b"https://")):  # absolute-form (RFC 9112 3.2.2)
             slash = url.find(b"/", url.index(b"//") + 2)
             url = b"/" if slash < 0 else url[slash:]
         q = url.find(b"?")
@@ -381,8 +397,7 @@ class HttpServerProtocol(asyncio.Protocol):
 
     async def _serve(self, req: Request) -> None:
         while True:
-            responder = Responder(self, req.keep_alive, http10=req.http_version == "1.0",
-                                  head_only=req.method == "HEAD")
+            responder = Responder(self, req.keep_alive, req.http_version == "1.0", req.method == "HEAD")
             try:
                 await self._handler(req, responder)
             except asyncio.CancelledError:
@@ -487,8 +502,9 @@ class HttpServerProtocol(asyncio.Protocol):
 
     def _error_bytes(self, status: int, message: str, code: str, extra: bytes = b"") -> bytes:
         body = error_body(message, _ERROR_TYPES.get(status, "invalid_request_error"), code=code)
+        self.state.refresh_date(_time())
         return b"HTTP/1.1 %d %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n" \
-               b"\r\n%s" % (status, _REASONS[status], self._state.date_header(), len(body), extra, body)
+               b"\r\n%s" % (status, _REASONS[status], self.state.date, len(body), extra, body)
 
     def eof_received(self) -> bool | None:
         """The client is done sending: answer what it already asked (then close), else close now

@@ -15,7 +15,6 @@ The defaults follow nginx and Apache, the servers most clients have already met:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -58,18 +57,19 @@ class ServerState:
     Not thread-safe; lives on the event loop like the connections.
     """
 
-    __slots__ = ("_date", "_date_second", "connections", "limits")
+    __slots__ = ("connections", "date", "date_expires", "limits")
 
     def __init__(self, limits: HttpLimits) -> None:
         self.limits = limits
         self.connections = 0
-        self._date_second = -1
-        self._date = b""
+        self.date = b""
+        """``Date: <IMF-fixdate>\\r\\n`` (RFC 9110 6.6.1), valid until ``date_expires``."""
+        self.date_expires = 0.0
+        """Unix time at which ``date`` must be refreshed (the next whole second)."""
 
-    def date_header(self) -> bytes:
-        """``Date: <IMF-fixdate>\\r\\n``, formatted at most once a second (RFC 9110 6.6.1)."""
-        now = int(time.time())
-        if now != self._date_second:
-            self._date_second = now
-            self._date = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
-        return self._date
+    def refresh_date(self, now: float) -> None:
+        """Format ``date`` for ``now`` (Unix time); callers check ``date_expires`` first, so this
+        runs at most about once a second."""
+        second = int(now)
+        self.date = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")
+        self.date_expires = second + 1.0

@@ -102,6 +102,12 @@ def test_too_many_headers_is_431() -> None:
     assert _status(data) == 431 and b"100 header fields" in data
 
 
+def test_a_head_over_the_total_limit_is_431_even_in_one_piece() -> None:
+    lines = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 4000) for i in range(20))  # 20 x 4 KB: each line is fine
+    data = run(lambda port: _exchange(port, b"GET / HTTP/1.1\r\nHost: h\r\n" + lines + b"\r\n"))
+    assert _status(data) == 431 and b"head is larger than 32768" in data
+
+
 def test_a_huge_header_streamed_in_pieces_is_cut_off_early() -> None:
     """A 10 MB header line sent in pieces: 431 long before the line ends, the rest never buffered."""
 
