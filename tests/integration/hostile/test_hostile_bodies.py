@@ -151,3 +151,27 @@ def test_generated_bodies_never_get_a_5xx(tmp_path: Path, fake_server) -> None:
     finally:
         client.conn.close()
         assert sp.stop() == 0
+
+
+def test_generated_bodies_against_a_live_model_leave_it_serving(served: ServeProcess) -> None:
+    """A bounded sample against the real embedded runtime (max_tokens forced to 2 so that the
+    model's time stays small): no 5xx, and the runtime process is still there afterwards."""
+    pids = served.runtime_pids()
+    client = _Client(served.port)
+    live = settings(SETTINGS, max_examples=40)
+
+    @live
+    @given(body=chat_bodies)
+    def chat(body: dict) -> None:
+        if isinstance(body.get("model"), str) and body["model"] == "m":
+            body["model"] = "smollm2"
+        body["max_tokens"] = 2
+        body.pop("max_completion_tokens", None)
+        _check(*client.post("/v1/chat/completions", json.dumps(body).encode()), body)
+
+    try:
+        chat()
+    finally:
+        client.conn.close()
+    assert served.runtime_pids() == pids and pids
+    assert http_get(served.url + "/ready")[0] == 200
