@@ -33,114 +33,24 @@ import asyncio
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from time import time as _time
 
 import httptools
 
 from inferplane.gateway.http_limits import HttpLimits, ServerState
+from inferplane.gateway.http_messages import REASONS, Handler, Request, Responder
 from inferplane.protocol.errors import error_body
 
 __all__ = ["Handler", "HttpLimits", "HttpServerProtocol", "Request", "Responder", "serve"]
 
 log = logging.getLogger(__name__)
 
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LINGER_S = 3.0
 """After an error answer, how long the client's further bytes are read and dropped before closing."""
 _SINGLE = frozenset({"authorization", "host"})
 """Headers that must not repeat: two of them are a 400, not a guess at which one counts."""
 _ERROR_TYPES = {408: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
-
-
-class Request:
-    """One parsed request. ``headers`` has lower-cased names (repeats joined with ", ");
-    ``body`` is the whole body; ``http_version`` is "1.1" or "1.0"."""
-
-    __slots__ = ("body", "headers", "http_version", "keep_alive", "method", "path", "query")
-
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-                 keep_alive: bool, http_version: str = "1.1") -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
-        self.http_version = http_version
-
-
-Handler = Callable[[Request, "Responder"], Awaitable[None]]
-
-
-class Responder:
-    """Writes the answer to one request.
-
-    For ``HEAD`` it writes the head a ``GET`` would get and no body. For an HTTP/1.0 client a
-    stream is close-delimited (no ``Transfer-Encoding``, which HTTP/1.0 does not know; RFC 9112 6.1).
-    """
-
-    __slots__ = ("_chunked", "_head_only", "_http10", "_proto", "keep_alive", "started", "status")
-
-    def __init__(self, proto: HttpServerProtocol, keep_alive: bool, http10: bool = False,
-                 head_only: bool = False) -> None:
-        self._proto = proto
-        self.keep_alive = keep_alive
-        self.started = False
-        self.status = 0
-        self._chunked = False
-        self._http10 = http10
-        self._head_only = head_only
-
-    def _head(self, status: int, headers: list[tuple[str, str]], extra: bytes) -> bytes:
-        state = self._proto.state
-        now = _time()
-        if now >= state.date_expires:
-            state.refresh_date(now)
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")), state.date]
-        for k, v in headers:
-            lines.append(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")))
-        if not self.keep_alive:
-            lines.append(b"Connection: close\r\n")
-        elif self._http10:
-            lines.append(b"Connection: keep-alive\r\n")
-        lines.append(extra)
-        return b"".join(lines)
-
-    def send(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
-        """The whole response in one write. ``headers`` must include Content-Type."""
-        if self.started:
-            raise RuntimeError("response already started")
-        self.started = True
-        self.status = status
-        head = self._head(status, headers, b"Content-Length: %d\r\n\r\n" % len(body))
-        self._proto.write(head if self._head_only else head + body)
-
-    def start(self, status: int, headers: list[tuple[str, str]]) -> None:
-        """Begin a streamed response (for SSE): chunked, or close-delimited for HTTP/1.0."""
-        if self.started:
-            raise RuntimeError("response already started")
-        self.started = True
-        self.status = status
-        if self._http10:
-            self.keep_alive = False
-            self._proto.write(self._head(status, headers, b"\r\n"))
-        else:
-            self._chunked = not self._head_only
-            self._proto.write(self._head(status, headers, b"Transfer-Encoding: chunked\r\n\r\n"))
-
-    async def write(self, data: bytes) -> None:
-        """One chunk of a started response; waits while the client reads slower than we write."""
-        if data and not self._head_only:
-            self._proto.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
-            await self._proto.drain()
-
-    def end(self) -> None:
-        if self._chunked:
-            self._proto.write(b"0\r\n\r\n")
-            self._chunked = False
 
 
 class _Stop(Exception):
@@ -504,7 +414,7 @@ class HttpServerProtocol(asyncio.Protocol):
         body = error_body(message, _ERROR_TYPES.get(status, "invalid_request_error"), code=code)
         self.state.refresh_date(_time())
         return b"HTTP/1.1 %d %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n%sConnection: close\r\n" \
-               b"\r\n%s" % (status, _REASONS[status], self.state.date, len(body), extra, body)
+               b"\r\n%s" % (status, REASONS[status], self.state.date, len(body), extra, body)
 
     def eof_received(self) -> bool | None:
         """The client is done sending: answer what it already asked (then close), else close now
