@@ -28,6 +28,7 @@ from inferplane.bench.runner import LiveCounters, LoadConfig, run_load
 from inferplane.bench.schedule import parse_stages
 from inferplane.bench.slo import SloTarget, parse_slos
 from inferplane.bench.sweep import parse_sweep, saturation_reason, slo_search
+from inferplane.console import error_line, make_console
 
 __all__ = ["add_arguments", "run"]
 
@@ -251,11 +252,11 @@ def _workload(args: argparse.Namespace, n: int, step: int, nonce: str) -> wl.Wor
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; returns the process exit code."""
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         return _run(args, console)
     except (_UsageError, wl.WorkloadError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        error_line(console, str(exc))
         return 2
 
 

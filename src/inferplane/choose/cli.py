@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from inferplane.choose import compat, emit, measure, plan, rank, report
 from inferplane.choose.hardware import detect_hardware
 from inferplane.choose.model_info import ModelInfo, ModelInfoError, inspect_model
 from inferplane.config.models import ConfigError, DeploymentConfig
+from inferplane.console import error_line, make_console
 from inferplane.models.store import CATALOG, ModelError, ModelStore
 from inferplane.placement.cpu import free_cores
 from inferplane.runtimes.registry import UnknownRuntimeError, adapter_names, get_adapter
@@ -121,12 +121,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``choose`` as described by ``args``; returns the exit code."""
-    out = Console() if sys.stdout.isatty() else Console(width=160)  # piped: don't wrap reasons at 80 columns
-    err = Console(stderr=True)
+    out = make_console()
+    err = make_console(stderr=True)
     try:
         return _run(args, out, err)
     except (_Usage, ConfigError, ValueError) as exc:
-        err.print(f"[red]error:[/] {report.escape_rich(str(exc))}")
+        error_line(err, str(exc))
         return 2
 
 
