@@ -30,11 +30,15 @@ from inferplane.routing.health import HealthChecker
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
 from inferplane.runtimes.base import LaunchError, Resources
+from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.registry import UnknownRuntimeError, get_adapter
 
 __all__ = ["ServeError", "prepare_deployments", "run_server"]
 
 log = logging.getLogger("inferplane")
+
+_SURVEY_TIMEOUT_S = 3.0
+"""How long ``serve`` waits for a listed endpoint's model list at start (it keeps checking after)."""
 
 
 class ServeError(Exception):
@@ -81,6 +85,7 @@ async def run_server(
 ) -> int:
     """Serve until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code."""
     gw_cfg = config.gateway
+    findings = await _survey_endpoints(deployments)
     registry = EndpointRegistry()
     gateway = Gateway(gw_cfg, deployments, registry)
     try:
@@ -90,6 +95,9 @@ async def run_server(
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
     say(f"gateway listening on http://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
+    for dep in deployments:
+        if dep.endpoints:
+            say(_endpoints_line(dep, findings.get(dep.name)))
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,12 +108,18 @@ async def run_server(
     replicas: list[SupervisedReplica] = []
     for dep in deployments:
         adapter = get_adapter(dep.runtime)
-        for target in dep.endpoints:
-            registry.add(Endpoint(
+        for i, target in enumerate(dep.endpoints):
+            found = findings[dep.name][i] if dep.name in findings else None
+            serves = found.match.model if found is not None and found.match is not None else None
+            name = serves or dep.upstream_model
+            ep = Endpoint(
                 id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url=target.url,
                 dialect=adapter.dialect_for(dep), capacity=dep.max_concurrent_sequences,
-                region=target.region, priority=target.priority, managed=False,
-            ))
+                region=target.region, priority=target.priority, managed=False, upstream_model=name or "",
+            )
+            registry.add(ep)
+            if serves:  # it answered and serves the model: ready at once
+                registry.set_ready(ep, True)
         for _ in range(dep.replicas):
             ep = Endpoint(
                 id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url="",
@@ -149,6 +163,36 @@ async def run_server(
     return code
 
 
+async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...]) -> dict[str, list[Finding]]:
+    """What each listed OpenAI-speaking endpoint serves; refuses to start when one serves
+    several models and the deployment chose none (``upstream_model``)."""
+    out: dict[str, list[Finding]] = {}
+    for dep in deployments:
+        if not dep.endpoints or not get_adapter(dep.runtime).dialect_for(dep).passthrough:
+            continue
+        found = await survey(tuple(t.url for t in dep.endpoints), deployment=dep.name,
+                             wanted=dep.upstream_model, timeout_s=_SURVEY_TIMEOUT_S)
+        for f in found:
+            if f.match is not None and f.match.ambiguous:
+                raise ServeError(f"deployment {dep.name!r}: endpoint {f.url}: {f.match.problem}")
+        out[dep.name] = found
+    return out
+
+
+def _endpoints_line(dep: DeploymentConfig, found: list[Finding] | None) -> str:
+    """``remote-llama: 1 of 1 endpoint(s) ready (vllm at http://..., model 'smollm2-vllm')``."""
+    n = len(dep.endpoints)
+    if found is None:  # not an OpenAI-speaking runtime: its own probe decides
+        return (f"{dep.name}: {n} endpoint(s) of runtime {dep.runtime} listed "
+                f"({', '.join(t.url for t in dep.endpoints)}); ready when its probe passes")
+    ready = sum(1 for f in found if f.match is not None and f.match.model)
+    details = "; ".join(f.line(dep.runtime) for f in found)
+    if not ready:
+        return (f"{dep.name}: 0 of {n} endpoint(s) ready yet ({details}); requests get 503 until one is "
+                "(checked every scrape interval)")
+    return f"{dep.name}: {ready} of {n} endpoint(s) ready ({details})"
+
+
 def _gpu_grants(deployments: tuple[DeploymentConfig, ...]) -> list[tuple[int, ...]]:
     """GPUs for each local replica in launch order: tensor_parallel_size each for runtimes that
     run on NVIDIA GPUs, when this host has any; none otherwise (CPU mode)."""
@@ -188,6 +232,7 @@ async def _announce_ready(replicas: list[SupervisedReplica], deployments: tuple[
         say(f"no replica of {', '.join(failed)} could start; stopping")
         return False
     for d in deployments:
-        say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} local replica(s) "
-            f"({d.runtime}, {d.model})")
+        if d.replicas:
+            say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} local replica(s) "
+                f"({d.runtime}, {d.model})")
     return True

@@ -124,6 +124,13 @@ class DeploymentConfig(_Strict):
     endpoints: tuple[ReplicaTarget, ...] = Field(
         (), description="Already-running endpoints of this deployment (not launched by inferplane)."
     )
+    upstream_model: str | None = Field(
+        None, min_length=1,
+        description="The name the listed endpoints' server knows the model by (vLLM's --served-model-name, "
+        "an Ollama tag), when it differs from `name`; the gateway rewrites the request's 'model' field to it. "
+        "Default: discovered from each endpoint's GET /v1/models when it serves exactly one model. "
+        "Replicas inferplane launches always serve under `name`.",
+    )
     context_length_tokens: int | None = Field(
         None, ge=64, description="Context window per sequence, tokens (runtime default if unset)."
     )
@@ -182,6 +189,11 @@ class DeploymentConfig(_Strict):
         if self.replicas == 0 and not self.endpoints:
             raise ValueError(
                 f"deployment {self.name!r} has no replicas: set replicas >= 1 or list endpoints"
+            )
+        if self.upstream_model is not None and not self.endpoints:
+            raise ValueError(
+                f"deployment {self.name!r}: upstream_model applies to the servers listed under 'endpoints', "
+                "and there are none (replicas inferplane launches serve under the deployment's name)"
             )
         return self
 

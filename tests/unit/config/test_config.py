@@ -32,6 +32,7 @@ def test_minimal_deployment_gets_documented_defaults() -> None:
     ({"deployments": [{"name": "a", "endpoints": [{"url": "localhost:80"}]}]}, "must start with http"),
     ({"gateway": {"port": 70000}, "deployments": [{"name": "a"}]}, "gateway.port"),
     ({"deployments": [{"name": "a", "policy": "random"}]}, "deployments.0.policy"),
+    ({"deployments": [{"name": "a", "upstream_model": "b"}]}, "upstream_model applies to the servers listed"),
 ])
 def test_invalid_configs_say_which_field_and_why(data: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
