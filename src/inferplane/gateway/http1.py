@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 server on asyncio protocols and httptools: the gateway's hot path.
 
 Why not a framework: a request through aiohttp's web server costs several times what the
-proxying itself costs (see ../shared/notes/GATEWAY_PERF.md); this server does only what
+proxying itself costs (docs/gateway.md); this server does only what
 the gateway needs - parse a request, hand it to one handler, write one response in one
 ``transport.write`` (or a chunked stream), keep the connection alive.
 
