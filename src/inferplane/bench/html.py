@@ -107,6 +107,7 @@ def _cdfs(runs: tuple[RunOutcome, ...]) -> str:
                 title=f"{title} CDF",
                 x_label=f"{title} (ms)",
                 y_label="fraction of requests",
+                log_x=None,  # one slow outlier must not squash the rest into one column
             )
         )
     return '<div class="charts">' + "".join(charts) + "</div>"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
-__all__ = ["ClientHost", "TargetInfo", "client_host", "discover_target"]
+__all__ = ["ClientHost", "TargetInfo", "client_host", "discover_target", "gateway_runtimes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +112,28 @@ async def discover_target(
     if any("inferplane" in (v or "").lower() for v in (server, runtime)):
         gateway = True  # the gateway names itself as the models' owner
     return TargetInfo(base_url, models, server, runtime, version, gateway, tuple(errors))
+
+
+async def gateway_runtimes(
+    base_url: str, model: str, *, api_key: str | None = None, timeout_s: float = 5.0
+) -> str | None:
+    """The runtimes of an inferplane gateway's replicas that serve ``model`` (its ``/admin/endpoints``),
+    e.g. ``"embedded"``; None when the gateway does not say."""
+    base = base_url.rstrip("/").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_s), headers=headers
+        ) as http, http.get(base + "/admin/endpoints") as resp:
+            if resp.status != 200:
+                return None
+            data = orjson.loads(await resp.read())
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, OSError):
+        return None
+    eps = data.get("endpoints", []) if isinstance(data, dict) else []
+    runtimes = {
+        str(e.get("runtime"))
+        for e in eps
+        if isinstance(e, dict) and e.get("deployment") == model and e.get("runtime")
+    }
+    return ",".join(sorted(runtimes)) or None

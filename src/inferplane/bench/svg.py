@@ -54,18 +54,44 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
+LOG_SPREAD = 50.0
+"""With ``log_x=None``, the x axis is logarithmic when its largest value is this many times its
+smallest positive one (a few slow outliers would otherwise squash everything else into one column)."""
+_LEGEND_COLS, _LEGEND_ROW = 3, 16
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """1, 2, 5 x 10^k within [lo, hi]."""
+    out = []
+    for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        out += [m * 10.0**k for m in (1, 2, 5) if lo <= m * 10.0**k <= hi]
+    return out or [lo, hi]
+
+
 def line_chart(
-    series: Sequence[Series], *, title: str, x_label: str, y_label: str, markers: bool = False
+    series: Sequence[Series], *, title: str, x_label: str, y_label: str, markers: bool = False,
+    log_x: bool | None = False,
 ) -> str:
-    """An SVG ``<svg>`` element with axes, ticks, a legend and one polyline per series."""
+    """An SVG ``<svg>`` element with axes, ticks, one polyline per series and, under the plot
+    (never over the curves), a legend. ``log_x``: True, False, or None = when the values span
+    more than :data:`LOG_SPREAD` (the axis label then says "log scale")."""
     pts = [
         [(x, y) for x, y in zip(s.xs, s.ys, strict=False) if math.isfinite(x) and math.isfinite(y)]
         for s in series
     ]
     allx = [x for p in pts for x, _ in p]
     ally = [y for p in pts for _, y in p]
+    positive = [x for x in allx if x > 0]
+    if log_x is None:
+        log_x = bool(positive) and max(positive) / min(positive) > LOG_SPREAD
+    if log_x:
+        pts = [[(x, y) for x, y in p if x > 0] for p in pts]
+        allx = positive
+        x_label = f"{x_label}, log scale"
+    rows = math.ceil(len(series) / _LEGEND_COLS) if len(series) > 1 or (series and series[0].label) else 0
+    height = _H + rows * _LEGEND_ROW
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {height}" width="{_W}" height="{height}" '
         f'role="img" aria-label="{escape(title)}" class="chart">',
         f'<text x="{_W / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">{escape(title)}</text>',
     ]
@@ -77,19 +103,26 @@ def line_chart(
     x0, x1 = min(allx), max(allx)
     y0, y1 = min(0.0, min(ally)), max(ally)
     if x1 == x0:
-        x0, x1 = x0 - 0.5, x1 + 0.5
+        x0, x1 = (x0 / 2, x1 * 2) if log_x else (x0 - 0.5, x1 + 0.5)
     if y1 == y0:
         y1 = y0 + 1.0
     pw, ph = _W - _L - _R, _H - _T - _B
 
-    def sx(x: float) -> float:
-        return _L + (x - x0) / (x1 - x0) * pw
+    if log_x:
+        lx0, lx1 = math.log10(x0), math.log10(x1)
+
+        def sx(x: float) -> float:
+            return _L + (math.log10(x) - lx0) / (lx1 - lx0) * pw
+    else:
+
+        def sx(x: float) -> float:
+            return _L + (x - x0) / (x1 - x0) * pw
 
     def sy(y: float) -> float:
         return _T + ph - (y - y0) / (y1 - y0) * ph
 
     out.append(f'<rect x="{_L}" y="{_T}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    for t in _ticks(x0, x1):
+    for t in _log_ticks(x0, x1) if log_x else _ticks(x0, x1):
         out.append(
             f'<line x1="{sx(t):.1f}" y1="{_T + ph}" x2="{sx(t):.1f}" y2="{_T + ph + 4}" stroke="#999"/>'
         )
@@ -122,12 +155,10 @@ def line_chart(
                     f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
                     for x, y in p
                 )
-        ly = _T + 14 + 14 * k
-        out.append(
-            f'<rect x="{_L + pw - 150}" y="{ly - 9}" width="10" height="10" fill="{color}"/>'
-        )
-        out.append(
-            f'<text x="{_L + pw - 136}" y="{ly}" font-size="11">{escape(s.label[:24])}</text>'
-        )
+        if rows:
+            lx = _L + (k % _LEGEND_COLS) * (pw // _LEGEND_COLS)
+            ly = _H + (k // _LEGEND_COLS) * _LEGEND_ROW + 4
+            out.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{color}"/>')
+            out.append(f'<text x="{lx + 14}" y="{ly}" font-size="11">{escape(s.label[:28])}</text>')
     out.append("</svg>")
     return "".join(out)

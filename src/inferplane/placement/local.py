@@ -153,9 +153,11 @@ class SupervisedReplica:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline and not self._stopping:
             if proc.returncode is not None:
-                self._fail_first(
-                    f"replica {self.id} exited with code {proc.returncode} before it was ready; "
-                    f"see {self.log_path}:\n{_tail(self.log_path)}"
+                tail = _tail(self.log_path)
+                last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "it printed nothing")
+                self._fail_first(  # the runtime's last word first; its log's end for context
+                    f"replica {self.id} exited with code {proc.returncode} before it was ready: {last}\n"
+                    f"  log: {self.log_path}, ending:\n" + "\n".join(f"  | {ln}" for ln in tail.splitlines())
                 )
                 return False
             if await probe_once(session, self.url, spec.probe, timeout_s=2.0):

@@ -16,6 +16,7 @@ import aiohttp
 
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.runtimes.base import RuntimeAdapter
+from inferplane.runtimes.discovery import fetch_served, match_model
 from inferplane.runtimes.probe import probe_once
 from inferplane.runtimes.registry import get_adapter
 
@@ -92,12 +93,27 @@ class HealthChecker:
         if eps:
             await asyncio.gather(*(self._check(e) for e in eps))
 
+    async def _serves_model(self, session: aiohttp.ClientSession, ep: Endpoint) -> bool:
+        served = await fetch_served(session, ep.url, self.timeout_s)
+        if served is None:
+            return False
+        match = match_model(served, deployment=ep.deployment, wanted=ep.upstream_model or None)
+        if match.model is None:
+            if ep.ready:
+                log.warning("endpoint %s (%s) taken out of the pool: %s", ep.id, ep.url, match.problem)
+            return False
+        ep.upstream_model = match.model
+        return True
+
     async def _check(self, ep: Endpoint) -> None:
         if self._session is None:
             raise RuntimeError("HealthChecker.start() was not called")
         adapter = self._adapter(ep.runtime)
         url = ep.url
-        ok = await probe_once(self._session, url, adapter.probe(), self.timeout_s)
+        if ep.managed or not ep.dialect.passthrough:
+            ok = await probe_once(self._session, url, adapter.probe(), self.timeout_s)
+        else:  # a server inferplane did not start: ready when it answers and serves the model
+            ok = await self._serves_model(self._session, ep)
         if url != ep.url:  # a supervised replica restarted on a new port meanwhile: stale answer
             return
         self._judge(ep, ok)

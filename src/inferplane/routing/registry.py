@@ -35,6 +35,8 @@ class Endpoint:
     metrics_url: str = ""
     """Where the runtime's Prometheus metrics are (empty: ``url + "/metrics"``)."""
     managed: bool = False
+    upstream_model: str = ""
+    """The name this endpoint's runtime knows the model by (empty: the deployment's name)."""
     pid: int | None = None
     """Process id of a launched replica's runtime (None for existing URLs)."""
     """Launched and supervised by inferplane (vs an existing URL from the config)."""

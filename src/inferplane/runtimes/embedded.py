@@ -28,10 +28,39 @@ from inferplane.runtimes.llamacpp_metrics import parse_llamacpp_metrics
 if TYPE_CHECKING:
     from inferplane.config import DeploymentConfig
 
-__all__ = ["DEFAULT_CONTEXT_TOKENS", "GGUF_CAPABILITIES", "EmbeddedAdapter"]
+__all__ = ["DEFAULT_CONTEXT_TOKENS", "GGUF_CAPABILITIES", "EmbeddedAdapter", "default_context_tokens"]
 
 DEFAULT_CONTEXT_TOKENS = 4096
-"""Per sequence, when the deployment does not say."""
+"""Per sequence, when the deployment does not say and the model file does not either."""
+
+KV_CACHE_MEMORY_SHARE = 0.25
+"""At most this share of the memory available at start goes to the KV caches of the
+default context length (all local replicas together); the rest is left to weights,
+the OS and everything else on the machine."""
+
+_MIN_DEFAULT_CONTEXT_TOKENS = 512
+
+
+def default_context_tokens(*, trained_tokens: int | None, kv_bytes_per_token: int | None, sequences: int,
+                           replicas: int, memory_available_bytes: int) -> tuple[int, str]:
+    """Context per sequence when the deployment sets none, and the reason in words.
+
+    The model's own trained context (GGUF ``<arch>.context_length``), lowered when the KV
+    caches for ``sequences`` x ``replicas`` sequences would take more than
+    :data:`KV_CACHE_MEMORY_SHARE` of the available memory. Pure.
+    """
+    if not trained_tokens:
+        return DEFAULT_CONTEXT_TOKENS, "the model file does not say its trained context"
+    if not kv_bytes_per_token or memory_available_bytes <= 0:
+        return trained_tokens, "the model's trained context"
+    budget = int(memory_available_bytes * KV_CACHE_MEMORY_SHARE)
+    fits = budget // (kv_bytes_per_token * max(1, sequences) * max(1, replicas))
+    kv_gib = trained_tokens * kv_bytes_per_token * sequences * replicas / 2**30
+    if fits >= trained_tokens:
+        return trained_tokens, f"the model's trained context; KV cache {kv_gib:.1f} GiB in all"
+    ctx = max(_MIN_DEFAULT_CONTEXT_TOKENS, fits // 256 * 256)
+    return ctx, (f"the model's trained context is {trained_tokens}, but its KV cache ({kv_gib:.1f} GiB) would take "
+                 f"more than {KV_CACHE_MEMORY_SHARE:.0%} of the {memory_available_bytes / 2**30:.1f} GiB available")
 
 GGUF_CAPABILITIES = Capabilities(
     architectures=("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "smollm", "*gguf"),

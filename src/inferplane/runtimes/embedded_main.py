@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = xllamacpp.Server(params)  # starts the HTTP server threads and returns
+    try:
+        server = xllamacpp.Server(params)  # starts the HTTP server threads and returns
+    except RuntimeError:  # llama.cpp logged its own lines above; this is the one to read
+        print(f"cannot load model file {args.model}: llama.cpp could not load it (its log lines above say "
+              "why; a truncated or damaged download, or an architecture this llama.cpp does not know)",
+              file=sys.stderr, flush=True)
+        return 1
     print(f"embedded runtime listening on {server.listening_address}", flush=True)
     stop.wait()
     # llama.cpp's server shutdown can block on in-flight slots; the process is going

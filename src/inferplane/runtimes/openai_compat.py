@@ -54,7 +54,8 @@ class OpenAICompatAdapter(RuntimeAdapter):
                             hardware=("remote",), max_choices=128)
 
     def availability(self) -> Availability:
-        return Availability(False, "external servers only: list them under a deployment's 'endpoints'")
+        return Availability(True, "routes to OpenAI-compatible servers you run: list them under a deployment's "
+                                  "'endpoints' (it launches nothing)")
 
     def launch_spec(self, deployment: DeploymentConfig, port: int, resources: Resources) -> LaunchSpec:
         raise LaunchError(

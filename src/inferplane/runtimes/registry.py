@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 
 from inferplane.runtimes.base import RuntimeAdapter
@@ -28,7 +29,9 @@ _FACTORIES: dict[str, Callable[[], RuntimeAdapter]] = {
 
 class UnknownRuntimeError(KeyError):
     def __str__(self) -> str:
-        return f"unknown runtime {self.args[0]!r}; known: {', '.join(adapter_names())}"
+        close = difflib.get_close_matches(str(self.args[0]), adapter_names(), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown runtime {self.args[0]!r}; {hint}known: {', '.join(adapter_names())}"
 
 
 def adapter_names() -> tuple[str, ...]:

@@ -82,6 +82,8 @@ def test_sharegpt_bench_against_embedded_runtime(served: str, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["provenance"]["dataset_sha256"]
+    target = summary["provenance"]["target"]
+    assert target["via_gateway"] is True and target["runtime"] == "embedded"  # the replicas', not "inferplane"
     m = summary["runs"][0]["metrics"]
     assert m["n_ok"] == 8 and m["n_failed"] == 0
     assert 0 < m["ttft"]["p50"] < 60

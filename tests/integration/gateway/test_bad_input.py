@@ -71,7 +71,7 @@ def test_sdk_sees_not_found_for_unknown_model(served: ServeProcess) -> None:
 
 def test_context_overflow_is_a_400_from_the_runtime(served: ServeProcess) -> None:
     """A prompt longer than the context window: the runtime's own 400 passes through, not a 500."""
-    long = "word " * 6000  # > 4096 tokens per sequence, < the 200 kB body limit
+    long = "word " * 12000  # > the 8192-token context per sequence, < the 200 kB body limit
     status, got = _post(served, CHAT, json.dumps({"model": "smollm2", "messages": [
         {"role": "user", "content": long}]}).encode())
     assert status == 400, got

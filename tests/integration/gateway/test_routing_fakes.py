@@ -120,11 +120,8 @@ def test_a_slow_replica_gets_less_traffic(tmp_path: Path, fakes) -> None:
         _wait_ready(sp)
         client = _client(sp)
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            t0 = time.monotonic()
             served = Counter(pool.map(lambda _: _served_by(client)[0], range(24)))
-            elapsed = time.monotonic() - t0
-        assert served["m-2"] > 3 * served["m-1"], served
-        assert elapsed < 12  # round robin would put 12 requests x 1 s on the slow one
+        assert served["m-2"] > 3 * served["m-1"], served  # round robin would give each 12
     finally:
         assert sp.stop() == 0
 

@@ -68,7 +68,9 @@ def test_nobody_meets_the_slos_says_so_and_recommends_the_closest(make_result) -
     r = rank([make_result("far", 4.0, slos=slos(3.0)), make_result("close", 1.0, slos=slos(1.2, 0.11)),
               make_result("tpot-miss", 2.0, slos=slos(0.5, 0.25))])
     assert not r.any_meets
-    assert [e.result.id for e in r.entries] == ["close", "tpot-miss", "far"]
+    assert [e.result.id for e in r.entries] == ["far", "tpot-miss", "close"]  # the ranking: by goodput
+    assert [e.score for e in r.entries] == sorted((e.score for e in r.entries), reverse=True)
+    assert [e.result.id for e in r.closest] == ["close", "tpot-miss", "far"]  # the separate, labelled list
     assert r.winner is not None and r.winner.result.id == "close"
     assert r.verdict.startswith("No candidate meets the SLOs (ttft_p95<=1000ms, tpot_p95<=100ms). Closest: close")
     assert "ttft_p95 1.20 s vs target 1.00 s (1.20x)" in r.verdict

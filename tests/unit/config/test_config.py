@@ -27,11 +27,14 @@ def test_minimal_deployment_gets_documented_defaults() -> None:
     ({"deployments": [{"name": "a"}, {"name": "a"}]}, "'a' is used twice"),
     ({"deployments": [{"name": "a", "replicas": 0}]}, "has no replicas"),
     ({"deployments": [{"name": "a", "replicas": -1}]}, "deployments.0.replicas"),
-    ({"deployments": [{"name": "a", "colour": "red"}]}, "deployments.0.colour: Extra inputs are not permitted"),
+    ({"deployments": [{"name": "a", "colour": "red"}]}, "deployments.0.colour: unknown field; known fields: breaker,"),
+    ({"deployments": [{"name": "a", "replica": 2}]}, "deployments.0.replica: unknown field; did you mean 'replicas'?"),
+    ({"gateway": {"prot": 1}, "deployments": [{"name": "a"}]}, "gateway.prot: unknown field; did you mean 'port'?"),
     ({"deployments": [{"name": "bad name!"}]}, "deployments.0.name"),
     ({"deployments": [{"name": "a", "endpoints": [{"url": "localhost:80"}]}]}, "must start with http"),
     ({"gateway": {"port": 70000}, "deployments": [{"name": "a"}]}, "gateway.port"),
     ({"deployments": [{"name": "a", "policy": "random"}]}, "deployments.0.policy"),
+    ({"deployments": [{"name": "a", "upstream_model": "b"}]}, "upstream_model applies to the servers listed"),
 ])
 def test_invalid_configs_say_which_field_and_why(data: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -79,3 +82,15 @@ def test_schema_documents_every_field_with_a_description() -> None:
 def test_env_overrides_only_reads_inferplane_variables() -> None:
     env = {"INFERPLANE_PORT": "9001", "PORT": "1", "INFERPLANE_HOST": ""}
     assert env_overrides(env) == {"INFERPLANE_PORT": "9001"}
+
+
+@pytest.mark.parametrize("data", [
+    {"deployments": [{"name": "./notes.txt"}]},
+    {"deployments": [{"name": "a", "replica": 2}]},
+    {"deployments": [{"name": "a"}, {"name": "b", "replicas": -1}]},
+])
+def test_a_failing_deployment_is_not_echoed_by_a_tuple_length_line(data: dict) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    assert "Tuple should have at least" not in str(exc.value)
+    assert "Value error," not in str(exc.value)

