@@ -167,8 +167,10 @@ def describe(status: int, body: bytes, *, runtime: str, managed: bool, repeated:
         out_code = code
     elif kind is not None:
         out_code = _CODES[kind]
-    elif isinstance(err_type, str) and err_type.endswith("_error") and err_type != out_type:
+    elif isinstance(err_type, str) and err_type.endswith("_error") and err_type not in (out_type, "server_error"):
         out_code = err_type.removesuffix("_error")
+    elif request_fault and out_status == 400:
+        out_code = "invalid_request"
     else:
         out_code = f"upstream_status_{status}"
     out_param = param if isinstance(param, str) else (_PARAMS.get(kind) if kind else None)
