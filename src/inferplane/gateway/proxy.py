@@ -203,6 +203,11 @@ class Forwarder:
                     try:
                         resp = await self._open(ep, path, send, model, tried)
                         answered = None if stream and resp.status == 200 else await self._read(resp, ep, route, model)
+                        if answered is None and dialect.passthrough and \
+                                not resp.content_type.startswith("text/event-stream"):
+                            await self._read(resp, ep, route, model)  # the check raises for a non-JSON body
+                            raise _Failure("invalid_response", f"{ep.id} answered a stream request with "
+                                                               f"{resp.content_type}, not an event stream")
                     except _Failure as exc:
                         self._failed(ep, model, exc.kind, str(exc))
                         tried.add(ep.id)
