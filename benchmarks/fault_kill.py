@@ -27,11 +27,12 @@ from pathlib import Path
 from fault_load import Load, Serve
 
 
-def _watch_backup(sp: Serve, ep_id: str, old_pid: int, t_kill: float, out: list[float], stop: threading.Event) -> None:
+def _watch_backup(sp: Serve, ep_id: str, old_pid: int, t_kill: float, out: dict[int, float], index: int,
+                  stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             if any(e["id"] == ep_id and e["ready"] and e["pid"] not in (None, old_pid) for e in sp.endpoints()):
-                out.append(time.monotonic() - t_kill)
+                out[index] = time.monotonic() - t_kill
                 return
         except OSError:
             pass
@@ -55,7 +56,7 @@ def main() -> int:
           f"load(1m) before={os.getloadavg()[0]:.2f}")
     sp = Serve(["--replicas", str(args.replicas), "--parallel", "2", "--threads", "1", "--policy", "least_load"], tmp)
     load = Load(sp.url, "smollm2", plain=args.plain, streams=args.streams, max_tokens=args.max_tokens)
-    backups: list[float] = []
+    back: dict[int, float] = {}
     kills = 0
     watchers: list[threading.Thread] = []
     stop = threading.Event()
@@ -75,7 +76,7 @@ def main() -> int:
             except ProcessLookupError:
                 continue
             kills += 1
-            w = threading.Thread(target=_watch_backup, args=(sp, victim["id"], victim["pid"], t_kill, backups, stop),
+            w = threading.Thread(target=_watch_backup, args=(sp, victim["id"], victim["pid"], t_kill, back, kills, stop),
                                  daemon=True)
             w.start()
             watchers.append(w)
@@ -85,6 +86,9 @@ def main() -> int:
             w.join(60)
         stop.set()
         print(load.summary())
+        backups = [back[i] for i in sorted(back)]  # in kill order
+        if len(backups) < kills:
+            print(f"  {kills - len(backups)} killed replica(s) not back before the end")
         if backups:
             print(f"kills {kills}; back-up time per kill (s): " + " ".join(f"{b:.1f}" for b in backups))
             print(f"  back-up median {statistics.median(backups):.1f} s, max {max(backups):.1f} s, "
