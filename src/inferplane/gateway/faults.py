@@ -155,7 +155,7 @@ def describe(status: int, body: bytes, *, runtime: str, managed: bool, repeated:
     out_status = status if status < 500 else (400 if request_fault else status)
     if not message:
         message = f"the runtime answered {status}"
-    shown = message + (_setting_hint(kind, runtime, managed) if kind else "")
+    shown = message.rstrip(" .") + _setting_hint(kind, runtime, managed) if kind else message
     if status >= 500 and request_fault:
         why = "the same request failed the same way on two replicas" if repeated else "the request caused it"
         shown += f" (the {runtime} runtime answered {status}; {why})"

@@ -83,6 +83,3 @@ class Liveness:
                     "pool until it answers again", ep.id, self.timeout_s)
         ep.hung = ep.managed
         self.registry.set_ready(ep, False)
-
-    def forget(self, ep: Endpoint) -> None:
-        self._last.pop(ep.id, None)

@@ -46,6 +46,7 @@ def _post(served: ServeProcess, body: dict) -> tuple[int, dict]:
 
 
 def test_requests_llamacpp_fails_with_500_are_400s_and_the_model_stays_up(served: ServeProcess) -> None:
+    warnings_before = served.log().count("WARNING")
     for _ in range(2):  # 14 bad requests: well past the breaker's threshold of 5
         for body in BAD:
             status, got = _post(served, body)
@@ -57,4 +58,4 @@ def test_requests_llamacpp_fails_with_500_are_400s_and_the_model_stays_up(served
     r = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
     assert r.choices[0].message.content is not None
     assert all(e["breaker"] == "closed" and e["consecutive_failures"] == 0 for e in served.endpoints())
-    assert "breaker" not in served.log()
+    assert served.log().count("WARNING") == warnings_before  # no upstream failure, no breaker opened
