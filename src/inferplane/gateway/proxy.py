@@ -233,6 +233,8 @@ class Forwarder:
                         headers.append(("x-inferplane-endpoint", ep.id))
                         self._send_error(out, model, route, ep, fault, answered.passed, headers)
                         return
+                    if answered is not None and answered.status >= 400:
+                        unproven.clear()  # a 5xx before it, for this request, was most likely the request too
                     self.router.succeeded(choice)
                     if tried:
                         self.metrics.retries.labels(model, last_error.kind if last_error else "retry").inc()
