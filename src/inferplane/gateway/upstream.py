@@ -121,7 +121,7 @@ class _Conn(asyncio.Protocol):
         resp = self._resp
         if resp is not None:
             resp._body(body)
-            if resp._buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+            if resp._streaming and resp._buffered > _HIGH_WATER and not self.paused and self.transport is not None:
                 self.paused = True
                 self.transport.pause_reading()
 
@@ -152,7 +152,7 @@ class UpstreamResponse:
     to the end, or ``close()`` (drop it) otherwise; both are idempotent."""
 
     __slots__ = ("_buf", "_buffered", "_conn", "_done", "_error", "_headers_fut", "_keep_alive", "_last_data",
-                 "_max_body", "_waiter", "content_type", "got_bytes", "passed_headers", "status")
+                 "_max_body", "_streaming", "_waiter", "content_type", "got_bytes", "passed_headers", "status")
 
     def __init__(self, conn: _Conn, max_body_bytes: int) -> None:
         self._conn: _Conn | None = conn
@@ -161,6 +161,7 @@ class UpstreamResponse:
         self._buffered = 0
         self._max_body = max_body_bytes
         self._last_data = 0.0
+        self._streaming = False
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
         self._keep_alive = False
@@ -241,9 +242,6 @@ class UpstreamResponse:
             if self._buffered > self._max_body:
                 self.close()
                 raise UpstreamTooLarge(f"the response body is larger than {self._max_body} bytes")
-            conn = self._conn
-            if conn is not None:
-                conn.resume()  # reading whole: buffering is bounded by the size cap instead
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         if self._buffered > self._max_body:
@@ -276,6 +274,7 @@ class UpstreamResponse:
 
         handle = loop.call_later(check, tick)
         self._last_data = 0.0
+        self._streaming = True  # a slow client now pauses the socket instead of growing the buffer
         try:
             while True:
                 if self._buf:
