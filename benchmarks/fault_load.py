@@ -227,7 +227,8 @@ class Load:
         ends = ", ".join(f"{k} {v}" for k, v in sorted(self.stream_ends.items())) or "none"
         streams = sum(self.stream_ends.values())
         lines = [f"plain requests: sent {self.succeeded + self.failed}, succeeded {self.succeeded}, failed "
-                 f"{self.failed} (429/503 answers waited out via Retry-After and resent: {self.retried_after})",
-                 f"streams: sent {streams}, ended: {ends} (cut: {streams - self.stream_ends['done']})"]
+                 f"{self.failed} (429/503 answers waited out via Retry-After and resent: {self.retried_after})"
+                 ] if self.plain else []
+        lines.append(f"streams: sent {streams}, ended: {ends} (cut: {streams - self.stream_ends['done']})")
         lines += [f"  failure: {n} x {why}" for why, n in self.failures.most_common(8)]
         return "\n".join(lines)

@@ -262,6 +262,7 @@ class UpstreamResponse:
         check = min(stall_s, idle_timeout_s)
         idle_since = loop.time()
         stalled = False
+        handle: asyncio.TimerHandle
 
         def tick() -> None:
             nonlocal stalled, handle
