@@ -229,6 +229,9 @@ class Load:
         lines = [f"plain requests: sent {self.succeeded + self.failed}, succeeded {self.succeeded}, failed "
                  f"{self.failed} (429/503 answers waited out via Retry-After and resent: {self.retried_after})"
                  ] if self.plain else []
-        lines.append(f"streams: sent {streams}, ended: {ends} (cut: {streams - self.stream_ends['done']})")
+        cut = self.stream_ends["error_event"] + self.stream_ends["silent_cut"]
+        refused = streams - cut - self.stream_ends["done"]
+        lines.append(f"streams: sent {streams}, ended: {ends} (cut after they started: {cut}, of which silent: "
+                     f"{self.stream_ends['silent_cut']}; refused before starting: {refused})")
         lines += [f"  failure: {n} x {why}" for why, n in self.failures.most_common(8)]
         return "\n".join(lines)

@@ -61,6 +61,9 @@ __all__ = ["Forwarder", "has_content"]
 
 log = logging.getLogger(__name__)
 
+_REPLICA_GONE = frozenset({"connect", "disconnect", "frozen"})
+"""Failure kinds after which a replica may simply be down (restarting), not broken."""
+
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens":\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
 _CACHED_TOKENS = re.compile(rb'"cached_tokens":\s*(\d+)')
@@ -261,6 +264,14 @@ class Forwarder:
             self.metrics.model(model).request_done(route, 503)
             error_response(out, 503, f"no ready replica for model {model!r}; try again shortly",
                            code="model_not_ready", headers=[*headers, ("Retry-After", str(self._retry_after(model)))])
+            return
+        if last_error.kind in _REPLICA_GONE and not self.registry.ready(model):
+            # the replica died (or froze) under the request and none is left: the model is not
+            # ready right now, and the client may try again once a replica is back
+            self.metrics.model(model).request_done(route, 503)
+            error_response(out, 503, f"no ready replica for model {model!r} after {len(tried)} attempt(s) "
+                                     f"({last_error}); try again shortly", code="model_not_ready",
+                           headers=[*headers, ("Retry-After", str(self._retry_after(model)))])
             return
         status = 504 if last_error.kind == "timeout" else 502
         self.metrics.model(model).request_done(route, status)

@@ -13,6 +13,7 @@
 - ``no_done``: a stream that ends (cleanly, chunked) without ``data: [DONE]``;
 - ``stall``: a stream that sends one chunk and then nothing (the connection stays open);
 - ``ratelimit``: 429 with ``Retry-After: 7``, ``x-ratelimit-remaining-requests: 0``, ``x-request-id: up-1``;
+- ``drop``: closes the connection without an answer (a replica killed mid-request);
 - ``context``: llama.cpp's exceed_context_size_error (400, integer ``code``), as the embedded
   runtime answered a 12,031-token prompt with a 4,096-token context.
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from aiohttp import web
@@ -50,7 +51,7 @@ def _chunk(delta: dict, finish: str | None = None) -> bytes:
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-def faulty_app(mode: str, seen: dict[str, int]) -> web.Application:
+def faulty_app(mode: str, seen: dict[str, int], on_chat: Callable[[], None] | None = None) -> web.Application:
     counter = itertools.count(1)
     app = web.Application()
     seen["chat_requests"] = 0
@@ -59,6 +60,12 @@ def faulty_app(mode: str, seen: dict[str, int]) -> web.Application:
         body = await request.json()
         seen["chat_requests"] += 1
         n = next(counter)
+        if on_chat is not None:
+            on_chat()
+        if mode == "drop":
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
         if mode == "image_500":
             return web.Response(status=500, body=IMAGE_500, content_type="application/json")
         if mode == "opaque_500":
@@ -116,10 +123,14 @@ def faulty_app(mode: str, seen: dict[str, int]) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def faulty_upstream(mode: str) -> AsyncIterator[tuple[str, dict[str, int]]]:
-    """Serves ``faulty_app(mode)``; yields its base URL and its counters (``chat_requests``)."""
+async def faulty_upstream(mode: str, on_chat: Callable[[], None] | None = None
+                          ) -> AsyncIterator[tuple[str, dict[str, int]]]:
+    """Serves ``faulty_app(mode)``; yields its base URL and its counters (``chat_requests``).
+
+    ``on_chat`` runs as each chat request arrives (in the test's event loop).
+    """
     seen: dict[str, int] = {}
-    app = faulty_app(mode, seen)
+    app = faulty_app(mode, seen, on_chat)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

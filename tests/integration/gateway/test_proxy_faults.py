@@ -241,3 +241,27 @@ def test_a_frozen_replica_does_not_hold_requests_while_another_is_free(tmp_path:
                 os.kill(p.pid, signal.SIGCONT)
                 p.terminate()
                 p.wait(10)
+
+
+def test_a_replica_dying_under_the_last_request_is_a_503_with_retry_after() -> None:
+    """The only replica goes down mid-request (its supervisor takes it out): retry later, not 502."""
+    holder: list = []
+
+    def down() -> None:
+        gw = holder[0]
+        for ep in gw.registry:
+            gw.registry.set_ready(ep, False)
+
+    async def main() -> None:
+        async with faulty_upstream("drop", on_chat=down) as (up, _), running_gateway([up]) as (gw, url):
+            holder.append(gw)
+            status, headers, body = await _post(url)
+            assert status == 503, body
+            err = orjson.loads(body)["error"]
+            assert err["code"] == "model_not_ready" and "closed the connection" in err["message"]
+            assert int(headers["retry-after"]) >= 1
+        async with faulty_upstream("drop") as (up, _), running_gateway([up]) as (gw, url):
+            status, _, body = await _post(url)  # still ready (it answers probes): its failure is a 502
+            assert status == 502 and orjson.loads(body)["error"]["code"] == "upstream_disconnect"
+
+    _run(main())
