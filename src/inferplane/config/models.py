@@ -94,6 +94,22 @@ class GatewayConfig(_Strict):
     first_byte_timeout_s: float = Field(
         600.0, gt=0, description="Longest wait for an upstream's response headers, seconds."
     )
+    probe_after_s: float = Field(
+        3.0, gt=0, description="A request that waited this long for its first byte (or a stream this long for "
+        "its next chunk) probes its replica; if the probe fails the replica counts as frozen: the request "
+        "moves to another replica (a stream ends with an error event), seconds.",
+    )
+    probe_timeout_s: float = Field(
+        2.0, gt=0, description="How long that liveness probe may take before the replica counts as frozen, seconds."
+    )
+    stream_idle_timeout_s: float = Field(
+        60.0, gt=0, description="A stream whose upstream sends nothing this long ends with an error event and "
+        "its upstream connection is closed, seconds.",
+    )
+    upstream_max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest non-streamed upstream answer the gateway buffers, bytes; "
+        "a larger one is a 502.",
+    )
     api_keys: tuple[str, ...] = Field(
         (), description="If set, clients must send 'Authorization: Bearer <one of these>'."
     )

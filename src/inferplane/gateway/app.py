@@ -30,6 +30,7 @@ from inferplane.gateway.proxy import Forwarder
 from inferplane.gateway.upstream import UpstreamPool
 from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
 from inferplane.protocol.openai import check_chat, check_completion
+from inferplane.protocol.parts import check_parts, check_tools
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import Capabilities
@@ -47,6 +48,8 @@ class _Served:
     config: DeploymentConfig
     capabilities: Capabilities
     created: int
+    parts: frozenset[str] | None
+    """Chat content part types its runtime takes (None: not checked)."""
 
 
 class Gateway:
@@ -58,11 +61,14 @@ class Gateway:
         self.registry = registry
         self.router = Router(registry, deployments, preferred_region=config.preferred_region)
         self.metrics = GatewayMetrics(self._endpoint_samples, self._routing_sample)
-        self.pool = UpstreamPool(connect_timeout_s=config.connect_timeout_s)
+        self.pool = UpstreamPool(connect_timeout_s=config.connect_timeout_s,
+                                 max_body_bytes=config.upstream_max_body_bytes)
         self.forwarder = Forwarder(pool=self.pool, registry=registry, router=self.router, metrics=self.metrics,
-                                   first_byte_timeout_s=config.first_byte_timeout_s)
+                                   first_byte_timeout_s=config.first_byte_timeout_s,
+                                   probe_after_s=config.probe_after_s, probe_timeout_s=config.probe_timeout_s,
+                                   stream_idle_timeout_s=config.stream_idle_timeout_s)
         now = int(time.time())
-        self.served = {d.name: _Served(d, get_adapter(d.runtime).capabilities(), now) for d in deployments}
+        self.served = {d.name: _served(d, now) for d in deployments}
         self._keys = frozenset(config.api_keys)
         self._rid_prefix = os.urandom(6).hex() + "-"  # unique per gateway process; a counter after it
         self._rid_counter = itertools.count(1)
@@ -165,6 +171,13 @@ class Gateway:
             error_response(out, 404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
                            param="model", code="model_not_found", headers=headers)
             return
+        if route == "chat":
+            runtime = served.config.runtime
+            problem = check_parts(data, served.parts, runtime) or \
+                check_tools(data, served.capabilities.tools, runtime)
+            if problem is not None:
+                error_response(out, 400, problem.message, param=problem.param, code=problem.code, headers=headers)
+                return
         stream = data.get("stream") is True
         model = served.config.name
         key = request.headers.get("x-session-id") or data.get("user")
@@ -211,6 +224,12 @@ class Gateway:
 
     async def admin_routing(self, _request: Request, out: Responder) -> None:
         _json(out, 200, {"decisions": list(self.router.decisions)})
+
+
+def _served(d: DeploymentConfig, created: int) -> _Served:
+    adapter = get_adapter(d.runtime)
+    parts = adapter.content_parts_for(d)
+    return _Served(d, adapter.capabilities(), created, None if parts is None else frozenset(parts))
 
 
 def _max_n(caps: Capabilities) -> int:

@@ -29,6 +29,13 @@ def error_response(
     code: str | None = None,
     headers: list[tuple[str, str]] | None = None,
 ) -> None:
-    """Answer with an OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
+    """Answer with an OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``.
+
+    A 429 or 503 always carries ``Retry-After`` (1 s unless ``headers`` says otherwise), so
+    clients that honour it back off instead of retrying in a tight loop.
+    """
     body = error_body(message, _TYPES.get(status, "server_error"), param=param, code=code)
-    out.send(status, body, [*(headers or ()), ("Content-Type", "application/json")])
+    hs = [*(headers or ()), ("Content-Type", "application/json")]
+    if status in (429, 503) and not any(k.lower() == "retry-after" for k, _ in hs):
+        hs.append(("Retry-After", "1"))
+    out.send(status, body, hs)

@@ -10,19 +10,32 @@ Errors (all ``UpstreamError``):
   any byte of the response came back - the request can be resent on a fresh connection.
 - ``ConnectFailed``: no TCP connection could be made.
 - ``UpstreamBroken``: the connection broke after the response had started.
+- ``UpstreamTimeout``: no response headers within the first-byte wait, or (``UpstreamStalled``)
+  no body bytes for too long in the middle of a stream.
+- ``UpstreamTooLarge``: a body read whole grew past the pool's ``max_body_bytes``.
+
+Memory: a body read whole is capped (``max_body_bytes``); a streamed body is held back by
+pausing the socket while more than ``_HIGH_WATER`` bytes wait for a slow client, so an
+upstream cannot make the gateway buffer without bound either way.
+
+Headers a client may need (``retry-after``, ``x-ratelimit-*``, the runtime's
+``x-request-id``) are kept on the response (``passed_headers``); the rest are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httptools
 
 __all__ = ["ConnectFailed", "StaleConnection", "UpstreamBroken", "UpstreamError", "UpstreamPool",
-           "UpstreamResponse", "UpstreamTimeout"]
+           "UpstreamResponse", "UpstreamStalled", "UpstreamTimeout", "UpstreamTooLarge"]
+
+_HIGH_WATER = 1 << 20
+"""Streamed bytes waiting for the client above which the upstream socket is paused."""
 
 
 class UpstreamError(Exception):
@@ -45,6 +58,18 @@ class UpstreamTimeout(UpstreamError):
     """No response status within the first-byte timeout."""
 
 
+class UpstreamStalled(UpstreamTimeout):
+    """A started stream sent nothing for longer than its idle timeout (or its replica froze)."""
+
+
+class UpstreamTooLarge(UpstreamError):
+    """A body read whole was larger than the pool's limit."""
+
+
+_PASSED = {b"retry-after": "retry-after", b"x-request-id": "x-upstream-request-id"}
+"""Upstream headers passed to the client (with the name the client sees), besides x-ratelimit-*."""
+
+
 class _Conn(asyncio.Protocol):
     """One upstream connection; serves one request at a time."""
 
@@ -55,6 +80,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
+        self.paused = False
         self._resp: UpstreamResponse | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -78,16 +104,31 @@ class _Conn(asyncio.Protocol):
 
     # parser callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._resp is not None and name.lower() == b"content-type":
-            self._resp.content_type = value.decode("latin-1")
+        resp = self._resp
+        if resp is None:
+            return
+        name = name.lower()
+        if name == b"content-type":
+            resp.content_type = value.decode("latin-1")
+        elif name in _PASSED or name.startswith(b"x-ratelimit-"):
+            resp.passed_headers.append((_PASSED.get(name) or name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         if self._resp is not None:
             self._resp._headers_done(self.parser.get_status_code())
 
     def on_body(self, body: bytes) -> None:
-        if self._resp is not None:
-            self._resp._body(body)
+        resp = self._resp
+        if resp is not None:
+            resp._body(body)
+            if resp._streaming and resp._buffered > _HIGH_WATER and not self.paused and self.transport is not None:
+                self.paused = True
+                self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()
 
     def on_message_complete(self) -> None:
         resp = self._resp
@@ -110,13 +151,17 @@ class UpstreamResponse:
     """The answer to one upstream request. Call ``release()`` (keep the connection) when read
     to the end, or ``close()`` (drop it) otherwise; both are idempotent."""
 
-    __slots__ = ("_buf", "_conn", "_done", "_error", "_headers_fut", "_keep_alive", "_waiter",
-                 "content_type", "got_bytes", "status")
+    __slots__ = ("_buf", "_buffered", "_conn", "_done", "_error", "_headers_fut", "_keep_alive", "_last_data",
+                 "_max_body", "_streaming", "_waiter", "content_type", "got_bytes", "passed_headers", "status")
 
-    def __init__(self, conn: _Conn) -> None:
+    def __init__(self, conn: _Conn, max_body_bytes: int) -> None:
         self._conn: _Conn | None = conn
         self._headers_fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._buf: list[bytes] = []
+        self._buffered = 0
+        self._max_body = max_body_bytes
+        self._last_data = 0.0
+        self._streaming = False
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
         self._keep_alive = False
@@ -124,15 +169,19 @@ class UpstreamResponse:
         self.status = 0
         self.content_type = "application/json"
         self.got_bytes = False
+        self.passed_headers: list[tuple[str, str]] = []
 
     # fed by the connection
     def _headers_done(self, status: int) -> None:
         self.status = status
         if not self._headers_fut.done():
             self._headers_fut.set_result(status)
+        self._wake()
 
     def _body(self, data: bytes) -> None:
         self._buf.append(data)
+        self._buffered += len(data)
+        self._last_data = -1.0  # "data came since the stall timer last looked"
         self._wake()
 
     def _complete(self, keep_alive: bool) -> None:
@@ -167,46 +216,96 @@ class UpstreamResponse:
 
     # used by the proxy
     async def headers(self, timeout_s: float) -> int:
-        """The response status, once it arrived; UpstreamTimeout after ``timeout_s``."""
-        fut = self._headers_fut
-        if fut.done():
-            return fut.result()
-        handle = asyncio.get_running_loop().call_later(timeout_s, self._timed_out, timeout_s)
-        try:
-            return await fut
-        finally:
-            handle.cancel()
+        """The response status, once it arrived; UpstreamTimeout after ``timeout_s``.
 
-    def _timed_out(self, timeout_s: float) -> None:
-        if not self._headers_fut.done():
-            self._fail(UpstreamTimeout(f"no response within {timeout_s:.0f} s"))
+        After a timeout the response stays usable: calling again waits on (the proxy
+        probes the replica between waits). One future and one timer per call.
+        """
+        fut = self._headers_fut
+        if not fut.done():
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            handle = loop.call_later(timeout_s, self._wake)
+            try:
+                await self._waiter
+            finally:
+                handle.cancel()
+            if not fut.done():
+                raise UpstreamTimeout(f"no response within {timeout_s:.0f} s")
+        return fut.result()
 
     async def read(self) -> bytes:
-        """The whole body."""
+        """The whole body; UpstreamTooLarge (and the connection dropped) past ``max_body_bytes``."""
         while not self._done:
             if self._error is not None:
                 raise self._error
+            if self._buffered > self._max_body:
+                self.close()
+                raise UpstreamTooLarge(f"the response body is larger than {self._max_body} bytes")
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
+        if self._buffered > self._max_body:
+            raise UpstreamTooLarge(f"the response body is larger than {self._max_body} bytes")
         data = b"".join(self._buf)
         self._buf.clear()
         return data
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive (adjacent pieces joined); raises UpstreamBroken on a cut."""
+    async def chunks(self, *, stall_s: float, idle_timeout_s: float,
+                     alive: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive (adjacent pieces joined).
+
+        Raises UpstreamBroken on a cut, and UpstreamStalled when nothing arrived for
+        ``idle_timeout_s``, or for ``stall_s`` and then ``alive()`` says the replica is frozen.
+        One timer per stream, re-armed lazily: a chunk only clears a flag.
+        """
         loop = asyncio.get_running_loop()
-        while True:
-            if self._buf:
-                data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
-                self._buf.clear()
-                yield data
-                continue
-            if self._done:
+        check = min(stall_s, idle_timeout_s)
+        idle_since = loop.time()
+        stalled = False
+        handle: asyncio.TimerHandle
+
+        def tick() -> None:
+            nonlocal stalled, handle
+            if self._last_data < 0:  # data came: look again one period from now
+                self._last_data = 0.0
+                handle = loop.call_later(check, tick)
                 return
-            if self._error is not None:
-                raise self._error
-            self._waiter = loop.create_future()
-            await self._waiter
+            stalled = True
+            self._wake()
+
+        handle = loop.call_later(check, tick)
+        self._last_data = 0.0
+        self._streaming = True  # a slow client now pauses the socket instead of growing the buffer
+        try:
+            while True:
+                if self._buf:
+                    data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+                    self._buf.clear()
+                    self._buffered = 0
+                    conn = self._conn
+                    if conn is not None and conn.paused:
+                        conn.resume()
+                    idle_since = loop.time()
+                    yield data
+                    continue
+                if self._done:
+                    return
+                if self._error is not None:
+                    raise self._error
+                if stalled:
+                    stalled = False
+                    idle = loop.time() - idle_since
+                    if idle >= idle_timeout_s:
+                        raise UpstreamStalled(f"no data for {idle:.0f} s (stream idle timeout)")
+                    if alive is not None and not await alive():
+                        raise UpstreamStalled(f"no data for {idle:.0f} s and the replica does not answer "
+                                              "its health probe")
+                    handle = loop.call_later(min(check, max(idle_timeout_s - idle, 0.01)), tick)
+                    continue
+                self._waiter = loop.create_future()
+                await self._waiter
+        finally:
+            handle.cancel()
 
     def release(self) -> None:
         conn, self._conn = self._conn, None
@@ -269,12 +368,14 @@ class _HostPool:
 class UpstreamPool:
     """Keep-alive connections per upstream base URL. Event-loop bound; not thread-safe."""
 
-    def __init__(self, *, connect_timeout_s: float, keepalive_s: float = 4.0) -> None:
+    def __init__(self, *, connect_timeout_s: float, keepalive_s: float = 4.0,
+                 max_body_bytes: int = 64 * 1024 * 1024) -> None:
         # keep-alive shorter than cpp-httplib's 5 s server-side idle timeout, so the pool
         # rarely hands out a connection the server is about to close.
         self._hosts: dict[str, _HostPool] = {}
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
+        self.max_body_bytes = max_body_bytes
 
     def _host(self, base_url: str) -> _HostPool:
         h = self._hosts.get(base_url)
@@ -289,11 +390,31 @@ class UpstreamPool:
         """
         h = self._host(base_url)
         conn = await h.get(fresh)
-        resp = UpstreamResponse(conn)
+        resp = UpstreamResponse(conn, self.max_body_bytes)
         conn.send(resp, b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                         b"Accept: */*\r\nContent-Length: %d\r\n\r\n%s"
                   % (h.prefix, path.encode("latin-1"), h.host_header, len(body), body))
         return resp
+
+    async def probe(self, base_url: str, method: str, path: str, body: bytes | None, timeout_s: float) -> bool:
+        """True when ``method path`` answers 2xx within ``timeout_s``, on a fresh connection
+        (never one a stuck request holds); never raises for I/O trouble."""
+        h = self._host(base_url)
+        try:
+            async with asyncio.timeout(timeout_s):
+                conn = await h.get(fresh=True)
+                resp = UpstreamResponse(conn, 1 << 20)
+                payload = body or b""
+                conn.send(resp, b"%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                          % (method.encode(), h.prefix, path.encode("latin-1"), h.host_header, len(payload), payload))
+                try:
+                    status = await resp.headers(timeout_s)
+                finally:
+                    resp.close()
+                return 200 <= status < 300
+        except (UpstreamError, TimeoutError):
+            return False
 
     def close(self) -> None:
         for h in self._hosts.values():

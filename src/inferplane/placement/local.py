@@ -11,7 +11,10 @@ Lifecycle of one ``SupervisedReplica``:
    passes, the attempt failed.
 3. A watcher waits for the process to exit; ``on_state(None)`` is called at once and
    the process is restarted on a fresh port (llama.cpp may fail to bind the port it just
-   left) after an exponential backoff (1 s doubling to 30 s, reset after 60 s of uptime).
+   left) after an exponential backoff: 1 s doubling to 30 s while launches fail (exit
+   before ready, readiness timeout) or the replica dies within ``_STABLE_S`` of becoming
+   ready (a crash loop); a replica that became ready and served for longer restarts
+   after the initial 1 s again, however often it has been killed before.
 4. ``stop()`` sends SIGTERM to the process group, waits ``stop_grace_s``, then SIGKILL.
    After ``stop()`` returns, no process of this replica is left.
 """
@@ -51,6 +54,8 @@ class ReplicaUp:
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_STABLE_S = 5.0
+"""Ready this long before exiting: the exit resets the restart backoff (shorter is a crash loop)."""
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -107,18 +112,18 @@ class SupervisedReplica:
         backoff = 1.0
         async with aiohttp.ClientSession() as session:
             while not self._stopping:
-                started = time.monotonic()
                 ok = await self._launch_once(session)
                 if self._stopping:
                     break
                 if ok and self._proc is not None:
+                    ready_at = time.monotonic()
                     code = await self._proc.wait()
                     self.on_state(None)
                     if self._stopping:
                         break
-                    log.warning("replica %s exited with code %s; restarting", self.id, code)
-                if time.monotonic() - started > 60:
-                    backoff = 1.0
+                    if time.monotonic() - ready_at >= _STABLE_S:
+                        backoff = 1.0  # it was ready and serving: not a crash loop
+                    log.warning("replica %s exited with code %s; restarting in %.0f s", self.id, code, backoff)
                 self.restarts += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)

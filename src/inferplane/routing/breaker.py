@@ -53,6 +53,12 @@ class Breaker:
             return now - self._opened_at >= self.open_s
         return not self._trial_out
 
+    def reopens_in(self, now: float) -> float:
+        """Seconds until this breaker lets a request through again (0 when it does now)."""
+        if self.state is BreakerState.OPEN:
+            return max(0.0, self.open_s - (now - self._opened_at))
+        return 0.0
+
     def record_success(self) -> None:
         self._failures = 0
         self._trial_out = False

@@ -16,6 +16,7 @@ Order of choice for one attempt:
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from inferplane.routing.tiers import select_tier
 from inferplane.routing.types import Policy, RouteRequest
 
 __all__ = ["Choice", "RouteInfo", "Router"]
+
+log = logging.getLogger(__name__)
 
 _CHARS_PER_TOKEN = 4
 """Rough characters per token, to turn reported cached tokens into prompt blocks."""
@@ -148,6 +151,8 @@ class Router:
         ep = choice.endpoint
         b = self.breakers.get(ep.id)
         if b is not None:
+            if b.state is not BreakerState.CLOSED:
+                log.warning("breaker of %s closed: a trial request succeeded", ep.id)
             b.record_success()
         ep.consecutive_failures = 0
 
@@ -164,5 +169,11 @@ class Router:
             policy.observe_cached(ep.id, info.request(policy), observed)
 
     def failed(self, ep: Endpoint) -> None:
+        """The endpoint failed a request (not one the request caused: those are ``succeeded``)."""
         ep.consecutive_failures += 1
-        self.breaker(ep).record_failure(self._clock())
+        b = self.breaker(ep)
+        was = b.state
+        b.record_failure(self._clock())
+        if b.state is BreakerState.OPEN and was is not BreakerState.OPEN:
+            log.warning("breaker of %s opened after %d consecutive failure(s): no traffic for %.0f s",
+                        ep.id, ep.consecutive_failures, b.open_s)

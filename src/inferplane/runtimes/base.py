@@ -75,6 +75,10 @@ class Capabilities:
     """Cannot run without a GPU (of a kind listed in ``hardware``)."""
     api: str = "openai"
     """What the runtime speaks: "openai" (bytes pass through) or the name of a translated dialect."""
+    content_parts: tuple[str, ...] | None = None
+    """Chat content part types it accepts (e.g. ("text",) for a text-only server); None: not checked."""
+    tools: bool = True
+    """Accepts ``tools`` / ``tool_choice`` in chat requests."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,10 @@ class RuntimeAdapter(ABC):
 
             return executable_availability(deployment.executable)
         return self.availability()
+
+    def content_parts_for(self, deployment: DeploymentConfig) -> tuple[str, ...] | None:
+        """Chat content part types this deployment accepts (None: not checked); see ``Capabilities``."""
+        return self.capabilities().content_parts
 
     def dialect_for(self, deployment: DeploymentConfig) -> Dialect:
         """The dialect for this deployment's endpoints (e.g. with the runtime's own model name)."""

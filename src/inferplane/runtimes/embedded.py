@@ -76,6 +76,7 @@ GGUF_CAPABILITIES = Capabilities(
     pd_disaggregation=False,
     streams_usage=True,
     needs_local_model_file=True,
+    content_parts=("text",),  # no multimodal projector is ever loaded: images/audio get llama.cpp's 500
 )
 
 

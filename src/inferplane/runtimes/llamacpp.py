@@ -38,6 +38,9 @@ _CAPABILITIES = dataclasses.replace(
 )
 
 
+_MMPROJ_FLAGS = frozenset({"--mmproj", "-mm", "--mmproj-url", "-mmu", "-hf", "--hf-repo"})
+
+
 class LlamacppAdapter(RuntimeAdapter):
     name = "llamacpp"
 
@@ -77,6 +80,12 @@ class LlamacppAdapter(RuntimeAdapter):
             argv.append("--no-cache-prompt")
         argv += d.extra_args
         return LaunchSpec(argv=tuple(argv), env={**gpu_env(resources), **d.env}, probe=self.probe())
+
+    def content_parts_for(self, deployment: DeploymentConfig) -> tuple[str, ...] | None:
+        # a multimodal projector given on the command line lets llama-server take images/audio
+        if any(a in _MMPROJ_FLAGS for a in deployment.extra_args) or deployment.endpoints:
+            return None
+        return _CAPABILITIES.content_parts
 
     def probe(self) -> ProbeSpec:
         return ProbeSpec("/health")
