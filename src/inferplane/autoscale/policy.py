@@ -87,12 +87,17 @@ class ScalingPolicy:
 
     def _remember(self, now: float, need: int, need_down: int) -> None:
         self._needs.append((now, need, need_down))
-        horizon = max(self.config.scale_up_delay_s, self.config.scale_down_delay_s)
-        while self._needs and self._needs[0][0] < now - horizon:
+        horizon = now - max(self.config.scale_up_delay_s, self.config.scale_down_delay_s)
+        while len(self._needs) > 1 and self._needs[1][0] <= horizon:  # keep the one in force at the horizon
             self._needs.popleft()
 
-    def _window(self, now: float, span_s: float) -> list[tuple[float, int, int]]:
-        return [x for x in self._needs if x[0] >= now - span_s]
+    def _window(self, now: float, span_s: float) -> tuple[list[tuple[float, int, int]], bool]:
+        """The readings in force during the last ``span_s`` (the one in force at its start
+        included), and whether the history reaches back that far."""
+        start = now - span_s
+        inside = [x for x in self._needs if x[0] > start]
+        before = [x for x in self._needs if x[0] <= start]
+        return (before[-1:] + inside), bool(before)
 
     def decide(self, s: Signals, current: int) -> Decision:
         """The count to run now, given the count asked for so far (``current``)."""
@@ -114,7 +119,7 @@ class ScalingPolicy:
         if current == 0 and load > 0:
             return Decision(need, "up", "held requests", need)
         if need > current:
-            up = min(n for _, n, _ in self._window(s.now, c.scale_up_delay_s))
+            up = min(n for _, n, _ in self._window(s.now, c.scale_up_delay_s)[0])
             if up > current:
                 return Decision(up, "up", reason, need)
             return Decision(current, "none", "waiting out scale_up_delay_s", need)
@@ -122,8 +127,7 @@ class ScalingPolicy:
                 and s.now - self._last_load_at >= c.scale_to_zero_after_s):
             return Decision(0, "down", "idle", need)
         if current - 1 >= max(c.min_replicas, 1):
-            window = self._window(s.now, c.scale_down_delay_s)
-            covered = window and window[0][0] <= s.now - c.scale_down_delay_s + c.interval_s / 2
+            window, covered = self._window(s.now, c.scale_down_delay_s)
             highest = max(n for _, _, n in window)
             if covered and highest < current and s.now - self._last_down_at >= self.down_step_s:
                 self._last_down_at = s.now
