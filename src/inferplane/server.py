@@ -59,7 +59,7 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore,
                         progress: Callable[[str], None]) -> tuple[DeploymentConfig, ...]:
     """Deployments with local model paths resolved, each checked against its runtime."""
     out = []
-    local_replicas = sum(d.replicas for d in config.deployments)
+    local_replicas = sum(d.max_local_replicas() for d in config.deployments)
     for dep in config.deployments:
         try:
             adapter = get_adapter(dep.runtime)

@@ -211,6 +211,7 @@ class Gateway:
     async def admin_endpoints(self, _request: Request, out: Responder) -> None:
         eps = [
             {"id": e.id, "deployment": e.deployment, "runtime": e.runtime, "url": e.url, "ready": e.ready,
+             "state": e.state.value, "node": e.node,
              "managed": e.managed, "pid": e.pid, "in_flight": e.in_flight, "requests_total": e.requests_total,
              "region": e.region, "priority": e.priority, "stats": e.stats,
              "breaker": self.router.breaker_state(e).name.lower(), "consecutive_failures": e.consecutive_failures}
