@@ -294,13 +294,16 @@ def main() -> int:
     ap.add_argument("--max-input", type=int, default=512)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--scale-down-delay-s", type=float, default=180.0,
+                    help="ours' scale_down_delay_s (the config default is 60; see docs/autoscaling.md)")
     ap.add_argument("--sweep", default="0.5,1,2,3,4", help="targets to sweep for both autoscalers ('' = none)")
     args = ap.parse_args()
     p = Params(args.start_s, args.prefill_tps, args.decode_tps, args.slots, args.batch_exponent, args.max_replicas,
                args.target, args.queue_timeout_s, args.ttft_slo_s)
     def ours_at(target: float, **extra: object) -> AutoscaleConfig:
+        fields: dict[str, object] = {"scale_down_delay_s": args.scale_down_delay_s, **extra}
         return AutoscaleConfig(min_replicas=1, max_replicas=args.max_replicas, target_in_flight_per_replica=target,
-                               scale_down_delay_s=60, interval_s=1.0, **extra)  # type: ignore[arg-type]
+                               interval_s=1.0, **fields)  # type: ignore[arg-type]
 
     policies: list[tuple[str, int, Callable[[], Decider | None], float]] = [
         ("fixed-max", args.max_replicas, lambda: None, 1.0),
@@ -310,6 +313,7 @@ def main() -> int:
         ("ours (min 0)", 1, lambda: ours(ours_at(args.target).model_copy(
             update={"min_replicas": 0, "scale_to_zero_after_s": 60})), 1.0),
         ("ours (ttft_slo_s)", 1, lambda: ours(ours_at(args.target, ttft_slo_s=args.ttft_slo_s)), 1.0),
+        ("ours (scale_down_delay_s 60)", 1, lambda: ours(ours_at(args.target, scale_down_delay_s=60)), 1.0),
     ]
     sweep = [float(x) for x in args.sweep.split(",")] if args.sweep else []
     for t in sweep:
@@ -325,7 +329,7 @@ def main() -> int:
             rows[name].append(run(name, p, reqs, initial, make(), interval, end))
     print(f"{args.seeds} seeds, {n_reqs} requests; replica: start {p.start_s} s, prefill {p.prefill_tps} tok/s, "
           f"decode {p.decode_tps} tok/s, {p.slots} slots; TTFT SLO {p.ttft_slo_s} s; max {p.max_replicas} replicas; "
-          f"target {args.target:g} in flight per replica")
+          f"target {args.target:g} in flight per replica; ours' scale_down_delay_s {args.scale_down_delay_s:g}")
     print(f"{'policy':<34} {'SLO att.':>8} {'TTFT p95':>9} {'replica-s':>10} {'failed':>7} {'scale ev.':>9}")
     mean: dict[str, tuple[float, float, float]] = {}
     for name, results in rows.items():

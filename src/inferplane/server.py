@@ -128,8 +128,8 @@ async def run_server(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload.in_background)
+    loop.add_signal_handler(signal.SIGHUP, reload.in_background if reload is not None else
+                            lambda: say("SIGHUP: not started from a deployment file (--config); nothing to reload"))
 
     for dep in deployments:
         plane.add(dep)
@@ -154,26 +154,32 @@ async def run_server(
         waiting.cancel()
     finally:
         say("shutting down")
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+        loop.remove_signal_handler(signal.SIGHUP)
+        force = asyncio.Event()  # a second Ctrl-C / SIGTERM skips the drain
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, force.set)
         site.close()  # no new connections; requests in flight (and on open connections) go on
         held.close(None, "the gateway is shutting down")
         await autoscaler.stop()
-        await _drain_requests(registry, gw_cfg.drain_timeout_s if code == 0 else 0.0, say)
+        await _drain_requests(registry, gw_cfg.drain_timeout_s if code == 0 else 0.0, say, force)
         await plane.shutdown(drain_timeout_s=0.0)
         await checker.stop()
         gateway.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     return code
 
 
-async def _drain_requests(registry: EndpointRegistry, timeout_s: float, say: Callable[[str], None]) -> None:
-    """Wait until no request is in flight on any endpoint, at most ``timeout_s``."""
+async def _drain_requests(registry: EndpointRegistry, timeout_s: float, say: Callable[[str], None],
+                          force: asyncio.Event) -> None:
+    """Wait until no request is in flight on any endpoint, at most ``timeout_s`` (or until ``force``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     busy = sum(e.in_flight for e in registry)
     if busy:
-        say(f"waiting up to {timeout_s:.0f} s for {busy} request(s) in flight to finish")
-    while busy and loop.time() < deadline:
+        say(f"waiting up to {timeout_s:.0f} s for {busy} request(s) in flight to finish "
+            "(send the signal again to stop at once)")
+    while busy and loop.time() < deadline and not force.is_set():
         await asyncio.sleep(0.05)
         busy = sum(e.in_flight for e in registry)
     if busy:
