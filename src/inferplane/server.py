@@ -291,7 +291,9 @@ async def _announce_ready(plane: ControlPlane, deployments: tuple[DeploymentConf
             say(f"replica {h.id} failed to start: {res}")
         else:
             up[name] = up.get(name, 0) + 1
-    failed = [d.name for d in deployments if d.replicas and not up.get(d.name) and not d.endpoints]
+    on_demand = {d.name for d in deployments if d.autoscale is not None and d.autoscale.min_replicas == 0}
+    failed = [d.name for d in deployments
+              if d.replicas and not up.get(d.name) and not d.endpoints and d.name not in on_demand]
     if failed:
         say(f"no replica of {', '.join(failed)} could start; stopping")
         return False

@@ -17,8 +17,9 @@ Per decision (every ``interval_s``):
    of target (hysteresis: a load that flaps around a boundary never crosses the lower
    line, so it cannot flap replicas); then one replica at a time, at most one step per
    ``down_step_s``.
-5. Zero: with ``min_replicas: 0`` and no load at all for ``scale_to_zero_after_s``, the
-   count goes to 0; from 0, any held request brings ``need`` (at least 1) at once.
+5. Zero: with ``min_replicas: 0`` and no load at all for ``scale_to_zero_after_s`` (and no
+   replica still starting), the count goes to 0; from 0, any held request brings ``need``
+   (at least 1) at once.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class ScalingPolicy:
             if up > current:
                 return Decision(up, "up", reason, need)
             return Decision(current, "none", "waiting out scale_up_delay_s", need)
-        if (c.min_replicas == 0 and current > 0 and load == 0
+        if (c.min_replicas == 0 and current > 0 and load == 0 and not s.starting
                 and s.now - self._last_load_at >= c.scale_to_zero_after_s):
             return Decision(0, "down", "idle", need)
         if current - 1 >= max(c.min_replicas, 1):

@@ -109,3 +109,11 @@ def test_runtime_reported_load_counts_when_it_exceeds_the_gateways_own() -> None
     p = ScalingPolicy(AutoscaleConfig(max_replicas=8, target_in_flight_per_replica=2))
     s = Signals(now=0, ready=1, starting=0, in_flight=1, runtime_running=4, runtime_waiting=6)
     assert p.decide(s, 1).desired == math.ceil(10 / 2)
+
+
+def test_no_scale_to_zero_while_a_replica_is_still_starting() -> None:
+    cfg = AutoscaleConfig(min_replicas=0, max_replicas=2, scale_to_zero_after_s=2)
+    p = ScalingPolicy(cfg)
+    for t in range(10):
+        assert p.decide(Signals(now=float(t), ready=0, starting=1, in_flight=0), 1).desired == 1
+    assert p.decide(Signals(now=10.0, ready=1, starting=0, in_flight=0), 1).desired == 0
