@@ -65,7 +65,7 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore,
             adapter = get_adapter(dep.runtime)
         except UnknownRuntimeError as exc:
             raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
-        if dep.replicas > 0:
+        if dep.max_local_replicas() > 0:
             avail = adapter.availability_for(dep)
             if not avail.usable:
                 raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} is not usable here: {avail.reason}")

@@ -131,9 +131,8 @@ def test_autoscale_1_to_3_and_back_with_no_failed_request_or_cut_stream(tmp_path
 
 
 def test_scale_to_zero_after_idle_then_a_request_is_held_and_answered(tmp_path: Path) -> None:
-    sp, _ = _serve(tmp_path, [_smollm2(autoscale={
-        "min_replicas": 0, "max_replicas": 1, "scale_to_zero_after_s": 2, "scale_down_delay_s": 1,
-        "interval_s": 0.5})])
+    zero = {"min_replicas": 0, "max_replicas": 1, "scale_to_zero_after_s": 2, "scale_down_delay_s": 1, "interval_s": 0.5}
+    sp, _ = _serve(tmp_path, [_smollm2(autoscale=zero), _smollm2(name="cold", replicas=0, autoscale=zero)])
     try:
         pids = sp.runtime_pids()
         assert pids
@@ -141,8 +140,8 @@ def test_scale_to_zero_after_idle_then_a_request_is_held_and_answered(tmp_path: 
         assert not [p for p in pids if alive(p)], "the replica's process is still there"
         assert http_get(sp.url + "/ready")[0] == 200  # scaled to zero still counts as able to serve
         client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0, timeout=120)
-        (model,) = client.models.list().data
-        assert model.id == "smollm2" and model.model_extra["ready_replicas"] == 0
+        models = {m.id: m for m in client.models.list().data}
+        assert models["smollm2"].model_extra["ready_replicas"] == 0 and "cold" in models
         t0 = time.perf_counter()
         stream = client.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=8, stream=True)
         ttft = None
@@ -154,6 +153,9 @@ def test_scale_to_zero_after_idle_then_a_request_is_held_and_answered(tmp_path: 
         assert text
         print(f"request-to-first-token from zero replicas: {ttft:.2f} s")
         assert _deployment(sp)["ready"] == 1
+        # a deployment that starts at zero replicas (its model resolved all the same) answers too
+        reply = client.chat.completions.create(model="cold", messages=MSGS, max_tokens=4)
+        assert reply.choices[0].message.content
     finally:
         assert sp.stop() == 0
 
