@@ -4,7 +4,8 @@ Routes:
 - ``POST /v1/chat/completions``, ``POST /v1/completions`` - proxied to a replica.
 - ``GET /v1/models`` - the served deployments.
 - ``GET /health`` - the gateway process is alive (200).
-- ``GET /ready`` - 200 when every deployment has at least one ready replica, else 503.
+- ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
+  zero and starts one on demand), else 503.
 - ``GET /metrics`` - Prometheus.
 - ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions.
 - the control plane's ``/admin/*`` routes (``gateway/admin.py``), when ``serve`` attaches them.

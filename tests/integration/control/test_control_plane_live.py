@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -238,7 +239,7 @@ def test_patch_and_reload_change_replicas_without_touching_requests_in_flight(tm
 
 def test_an_endpoint_added_and_removed_through_the_admin_api(tmp_path: Path, fakes) -> None:
     cfg = tmp_path / "ext.yaml"
-    cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3, "queue_timeout_s": 1, "api_keys": ["k"]},
+    cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3, "queue_timeout_s": 3, "api_keys": ["k"]},
                                    "deployments": [{"name": "m", "runtime": "openai", "replicas": 0}]}))
     sp = start_serve(["--config", str(cfg)], tmp_path, wait_ready=False)
     try:
@@ -260,6 +261,14 @@ def test_an_endpoint_added_and_removed_through_the_admin_api(tmp_path: Path, fak
             except urllib.error.HTTPError as e:
                 return e.code, json.load(e)
 
+        # a client that gives up while its request is held leaves the queue at once
+        with socket.create_connection(("127.0.0.1", sp.port)) as conn:
+            body = json.dumps({"model": "m", "messages": MSGS}).encode()
+            conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            _wait("the request held", lambda: _held(sp) == 1, 10)
+        _wait("the queue empty once the client left", lambda: _held(sp) == 0, 1.5)
+        assert "inferplane_held_request_timeouts_total{" not in http_get(sp.url + "/metrics")[1].decode()
         assert call("/admin/deployments/m/endpoints", "POST", {"url": "localhost:1"})[0] == 400
         status, added = call("/admin/deployments/m/endpoints", "POST", {"url": url})
         assert status == 201
@@ -275,6 +284,12 @@ def test_an_endpoint_added_and_removed_through_the_admin_api(tmp_path: Path, fak
         assert call("/admin/endpoints/nope", "DELETE")[0] == 404
     finally:
         assert sp.stop() == 0
+
+
+def _held(sp: ServeProcess) -> float:
+    text = http_get(sp.url + "/metrics")[1].decode()
+    line = next(ln for ln in text.splitlines() if ln.startswith('inferplane_held_requests{deployment="m"}'))
+    return float(line.split()[-1])
 
 
 def _try_health(sp: ServeProcess) -> bool:
