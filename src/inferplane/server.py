@@ -115,7 +115,8 @@ async def run_server(
                              apply_deployment=lambda d: _apply_one(gateway, plane, d)).routes
     gateway.can_serve = plane.can_serve
     gateway.metrics.registry.register(ControlCollector(
-        plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total))
+        plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
+        lambda: held.rejected_total))
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, max_body_bytes=gw_cfg.max_body_bytes,
                                  idle_timeout_s=gw_cfg.idle_timeout_s)

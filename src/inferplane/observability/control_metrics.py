@@ -16,11 +16,13 @@ class ControlCollector(Collector):
     def __init__(self, counts: Callable[[], Mapping[str, ReplicaCounts]],
                  decisions: Callable[[], Mapping[tuple[str, str, str], int]],
                  held: Callable[[], Mapping[str, int]],
-                 held_timeouts: Callable[[], Mapping[str, int]]) -> None:
+                 held_timeouts: Callable[[], Mapping[str, int]],
+                 held_rejected: Callable[[], Mapping[str, int]] = dict) -> None:
         self._counts = counts
         self._decisions = decisions
         self._held = held
         self._held_timeouts = held_timeouts
+        self._held_rejected = held_rejected
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []
@@ -52,3 +54,9 @@ class ControlCollector(Collector):
         for name, n in sorted(self._held_timeouts().items()):
             timeouts.add_metric([name], float(n))
         yield timeouts
+        rejected = CounterMetricFamily("inferplane_held_requests_rejected",
+                                       "Requests answered 503 at once because the deployment's held-request "
+                                       "queue was full (gateway.max_held_requests).", labels=["deployment"])
+        for name, n in sorted(self._held_rejected().items()):
+            rejected.add_metric([name], float(n))
+        yield rejected
