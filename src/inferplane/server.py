@@ -106,7 +106,8 @@ async def run_server(
     held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
     gateway = Gateway(gw_cfg, deployments, registry, held=held)
     plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
-                         ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway))
+                         ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
+                         pinned_sessions=gateway.router.sessions.pinned)
     autoscaler = Autoscaler(plane.controllers, SignalReader(registry, held, lambda n: gateway.metrics.model(n).ttft))
     reload = None
     if config_path is not None:

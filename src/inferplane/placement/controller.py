@@ -84,6 +84,7 @@ Sleep = Callable[[float], Awaitable[None]]
 class DeploymentController:
     def __init__(self, deployment: DeploymentConfig, *, registry: EndpointRegistry, backend: PlacementBackend,
                  ready_timeout_s: float, cached_blocks: Callable[[str], int] = lambda _id: 0,
+                 pinned_sessions: Callable[[str], int] = lambda _id: 0,
                  clock: Callable[[], float] = time.monotonic, sleep: Sleep = asyncio.sleep,
                  retry_after_failure_s: float = 5.0) -> None:
         self.deployment = deployment
@@ -95,6 +96,7 @@ class DeploymentController:
         self.last_error: str | None = None
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
         self._cached_blocks = cached_blocks
+        self._pinned_sessions = pinned_sessions
         self._clock = clock
         self._sleep = sleep
         self._retry_after_failure_s = retry_after_failure_s
@@ -268,7 +270,8 @@ class DeploymentController:
         excess = len(fresh) - self.desired
         if excess > 0:
             facts = [VictimFacts(r.endpoint.id, r.endpoint.ready, r.endpoint.in_flight,
-                                 self._cached_blocks(r.endpoint.id), r.seq) for r in fresh]
+                                 self._cached_blocks(r.endpoint.id), r.seq, self._pinned_sessions(r.endpoint.id))
+                     for r in fresh]
             for eid in choose_victims(facts, excess):
                 self._drain(self._replicas[eid], self.deployment.drain_timeout_s)
 

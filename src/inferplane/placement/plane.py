@@ -36,19 +36,21 @@ class ApplyReport:
 class ControlPlane:
     def __init__(self, *, registry: EndpointRegistry, backend: PlacementBackend, ready_timeout_s: float,
                  cached_blocks: Callable[[str], int] = lambda _id: 0,
+                 pinned_sessions: Callable[[str], int] = lambda _id: 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
         self.backend = backend
         self.ready_timeout_s = ready_timeout_s
         self.controllers: dict[str, DeploymentController] = {}
         self._cached_blocks = cached_blocks
+        self._pinned_sessions = pinned_sessions
         self._clock = clock
         self._removing: set[asyncio.Task[None]] = set()
 
     def add(self, deployment: DeploymentConfig, *, run_loop: bool = True) -> DeploymentController:
         ctl = DeploymentController(deployment, registry=self.registry, backend=self.backend,
                                    ready_timeout_s=self.ready_timeout_s, cached_blocks=self._cached_blocks,
-                                   clock=self._clock)
+                                   pinned_sessions=self._pinned_sessions, clock=self._clock)
         self.controllers[deployment.name] = ctl
         ctl.start(run_loop=run_loop)
         return ctl

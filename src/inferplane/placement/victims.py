@@ -3,9 +3,11 @@
 The victim is the replica whose loss costs least, in this order:
 1. one that is not serving yet (starting: nothing in flight, no cache);
 2. fewest requests in flight (they must finish before it stops);
-3. least cached-prefix value (blocks the prefix index remembers for it: traffic that
+3. fewest pinned sessions (recent sessions last served there: they move to another
+   replica and lose their cached conversation);
+4. least cached-prefix value (blocks the prefix index remembers for it: traffic that
    would have hit that cache must recompute it elsewhere);
-4. the newest (highest sequence number), so long-lived replicas keep their warm caches.
+5. the newest (highest sequence number), so long-lived replicas keep their warm caches.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ class VictimFacts:
     cached_blocks: int
     seq: int
     """Order of creation (higher = newer)."""
+    pinned_sessions: int = 0
 
 
 def choose_victims(replicas: Sequence[VictimFacts], n: int) -> list[str]:
     """The ids of the ``n`` replicas (or all, if fewer) that are cheapest to lose, cheapest first."""
-    ranked = sorted(replicas, key=lambda r: (r.ready, r.in_flight, r.cached_blocks, -r.seq))
+    ranked = sorted(replicas, key=lambda r: (r.ready, r.in_flight, r.pinned_sessions, r.cached_blocks, -r.seq))
     return [r.endpoint_id for r in ranked[: max(0, n)]]

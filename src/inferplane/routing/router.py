@@ -31,6 +31,7 @@ from inferplane.routing.held import HeldQueue, NoReplica
 from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_policy
 from inferplane.routing.prefix import DEFAULT_BLOCK_CHARS, prefix_block_hashes
 from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
+from inferplane.routing.sessions import RecentSessions
 from inferplane.routing.tiers import select_tier
 from inferplane.routing.types import Policy, RouteRequest
 
@@ -79,6 +80,8 @@ class Router:
         self.prefix_observed_blocks: collections.Counter[str] = collections.Counter()
         self._clock = clock
         self.held = held
+        self.sessions = RecentSessions()
+        """Where recent sessions were served (read by the controller when it picks a replica to drain)."""
         registry.on_removed(self._removed)
         registry.on_state(self._state_changed)
 
@@ -99,6 +102,8 @@ class Router:
             policy.on_removed(ep.id)
 
     def _state_changed(self, ep: Endpoint, _was: EndpointState) -> None:
+        if ep.state is EndpointState.STOPPED:
+            self.sessions.forget(ep.id)
         if ep.state is EndpointState.READY and self.held is not None:
             self.held.release(ep.deployment)
             for d in self.deployments.values():
@@ -208,6 +213,8 @@ class Router:
     def observed(self, choice: Choice, info: RouteInfo, cached_tokens: int | None) -> None:
         """What the runtime reported as cached for a served request (usage.prompt_tokens_details)."""
         ep = choice.endpoint
+        if info.session_key is not None:
+            self.sessions.seen(info.session_key, ep.id)
         if choice.predicted_cached_blocks is None or cached_tokens is None:
             return
         policy = self.policies[ep.deployment]

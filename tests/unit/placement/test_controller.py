@@ -16,6 +16,7 @@ from inferplane.placement.plane import ControlPlane
 from inferplane.routing.held import HeldQueue, HeldTimeout
 from inferplane.routing.registry import EndpointRegistry, EndpointState
 from inferplane.routing.router import RouteInfo, Router
+from inferplane.routing.sessions import RecentSessions
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeBackend, FakeClock
@@ -258,5 +259,24 @@ def test_scaled_to_zero_deployment_counts_as_able_to_serve() -> None:
                                      ready_timeout_s=30)
         fixed.start(run_loop=False)
         assert not fixed.on_demand  # a fixed deployment that is still starting cannot serve yet
+
+    run(body)
+
+
+def test_a_replica_without_pinned_sessions_goes_before_one_with_them() -> None:
+    async def body() -> None:
+        sessions = RecentSessions()
+        reg = EndpointRegistry()
+        backend = FakeBackend()
+        ctl = DeploymentController(deployment(replicas=2), registry=reg, backend=backend, ready_timeout_s=30,
+                                   pinned_sessions=sessions.pinned)
+        ctl.start(run_loop=False)
+        for h in backend.handles:
+            h.become_ready()
+        older, newer = backend.handles
+        sessions.seen("alice", newer.id)  # the newer replica has a conversation going; the older none
+        ctl.set_desired(1, "test")
+        ctl.reconcile()
+        assert reg.get(older.id).state is EndpointState.DRAINING and reg.get(newer.id).ready
 
     run(body)
