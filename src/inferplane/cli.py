@@ -1,6 +1,7 @@
 """The ``inferplane`` command line.
 
-Commands: ``serve``, ``pull``, ``models``, ``runtimes``, ``config``, ``bench``, ``choose``, ``status``.
+Commands: ``serve``, ``pull``, ``models``, ``runtimes``, ``config``, ``bench``, ``choose``, ``status``,
+``reload``.
 Flags map onto config fields (``inferplane config schema`` prints them all).
 """
 
@@ -141,7 +142,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     try:
-        return asyncio.run(run_server(config, deployments, log_dir=log_dir, say=_say))
+        return asyncio.run(run_server(config, deployments, log_dir=log_dir, say=_say, config_path=args.config))
     except ServeError as exc:
         return _err(str(exc))
 
@@ -271,18 +272,62 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_status)
 
 
-def _cmd_status(args: argparse.Namespace) -> int:
+def _admin_call(args: argparse.Namespace, path: str, method: str = "GET") -> Any:
+    """JSON from the gateway's admin API; raises _AdminError with a message for the user."""
     key = args.api_key or (env_overrides().get("INFERPLANE_API_KEYS", "").split(",")[0] or None)
-    req = urllib.request.Request(args.url.rstrip("/") + "/admin/endpoints",
+    req = urllib.request.Request(args.url.rstrip("/") + path, method=method,
                                  headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            data = json.load(resp)
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.load(resp)
     except urllib.error.HTTPError as exc:
         hint = " (pass --api-key)" if exc.code == 401 else ""
-        return _err(f"{args.url} answered {exc.code} {exc.reason}{hint}")
+        try:
+            detail = ": " + json.load(exc)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = ""
+        raise _AdminError(f"{args.url} answered {exc.code} {exc.reason}{hint}{detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
-        return _err(f"cannot reach {args.url}: {exc}")
+        raise _AdminError(f"cannot reach {args.url}: {exc}") from exc
+
+
+class _AdminError(Exception):
+    pass
+
+
+def _add_reload(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reload", help="make a running gateway re-read its deployment file and apply the changes")
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--api-key", help="bearer key, when the gateway requires one (env INFERPLANE_API_KEYS: the first)")
+    p.set_defaults(func=_cmd_reload)
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    try:
+        report = _admin_call(args, "/admin/reload", "POST")
+    except _AdminError as exc:
+        return _err(str(exc))
+    for what in ("added", "removed", "changed", "unchanged"):
+        if report.get(what):
+            print(f"{what}: {', '.join(report[what])}")
+    if report.get("restart_needed"):
+        print(f"note: {report['restart_needed']}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    try:
+        data = _admin_call(args, "/admin/endpoints")
+        deployments = _admin_call(args, "/admin/deployments")["deployments"]
+    except _AdminError as exc:
+        return _err(str(exc))
+    print(f"{'DEPLOYMENT':<16} {'DESIRED':>7} {'READY':>5} {'STARTING':>8} {'DRAINING':>8} {'EXTERNAL':>8}  AUTOSCALE")
+    for d in deployments:
+        a = d["autoscale"]
+        auto = f"{a['min_replicas']}..{a['max_replicas']}" if a else "off"
+        print(f"{d['name']:<16} {d['desired']:>7} {d['ready']:>5} {d['starting']:>8} {d['draining']:>8} "
+              f"{d['external']:>8}  {auto}")
+    print()
     print(f"{'ENDPOINT':<16} {'RUNTIME':<10} {'READY':<6} {'IN-FLIGHT':>9} {'REQUESTS':>9}  URL")
     for e in data["endpoints"]:
         print(f"{e['id']:<16} {e['runtime']:<10} {'yes' if e['ready'] else 'no':<6} {e['in_flight']:>9} "
@@ -324,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtimes(sub)
     _add_config(sub)
     _add_status(sub)
+    _add_reload(sub)
     _add_bench(sub)
     _add_choose(sub)
     return parser

@@ -1,13 +1,18 @@
-"""``inferplane serve``: builds the gateway, launches and supervises replicas, runs until a signal.
+"""``inferplane serve``: the composition root. Builds the gateway and the control plane, runs until a signal.
 
 Order of events:
 1. Models that must be local files are resolved (and pulled into the store if missing);
    every deployment is checked against its runtime (installed? launchable?) before
    anything starts, so a bad config fails fast with a clear message.
 2. The gateway starts listening (``/health`` answers at once, ``/ready`` says 503 until
-   replicas are ready).
-3. Replicas are launched and supervised; existing endpoints from the config are probed.
-4. On SIGINT/SIGTERM: stop accepting, stop every replica (SIGTERM, then SIGKILL), exit.
+   replicas are ready; requests that arrive meanwhile are held for a replica).
+3. A deployment controller per deployment starts its replicas through the placement
+   backend (local processes); existing endpoints from the config are probed; the
+   autoscaler sets desired counts for deployments with ``autoscale:``.
+4. SIGHUP (or ``POST /admin/reload``) re-reads the deployment file and applies the difference.
+5. On SIGINT/SIGTERM: stop accepting connections, answer held requests 503, let requests
+   in flight finish (at most ``gateway.drain_timeout_s``), stop every replica (SIGTERM,
+   then SIGKILL), exit.
 """
 
 from __future__ import annotations
@@ -18,18 +23,27 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from inferplane.autoscale import Autoscaler, SignalReader
 from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, InferplaneConfig
+from inferplane.config.models import ConfigError, load_config
 from inferplane.gateway import http1
+from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
 from inferplane.models import CATALOG, ModelError, ModelStore
+from inferplane.observability.control_metrics import ControlCollector
+from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
 from inferplane.placement.gpus import GpuShortage, assign_gpus
-from inferplane.placement.local import ReplicaUp, SupervisedReplica
+from inferplane.placement.local_backend import LocalBackend
+from inferplane.placement.plane import ControlPlane
 from inferplane.routing.health import HealthChecker
-from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.routing.held import HeldQueue
+from inferplane.routing.policies import PrefixPolicy
+from inferplane.routing.registry import EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
 from inferplane.runtimes.base import LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
@@ -58,15 +72,15 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
     downloaded yet counts as fine: ``serve`` pulls it.
     """
     out = []
-    local_replicas = sum(d.replicas for d in config.deployments)
-    local_sequences = sum(d.replicas * d.max_concurrent_sequences for d in config.deployments)
+    local_replicas = sum(d.max_local_replicas() for d in config.deployments)
+    local_sequences = sum(d.max_local_replicas() * d.max_concurrent_sequences for d in config.deployments)
     cores = usable_cores()
     for dep in config.deployments:
         try:
             adapter = get_adapter(dep.runtime)
         except UnknownRuntimeError as exc:
             raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
-        if dep.replicas > 0:
+        if dep.max_local_replicas() > 0:
             avail = adapter.availability_for(dep)
             if not avail.usable:
                 raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} is not usable here: {avail.reason}")
@@ -132,12 +146,33 @@ async def run_server(
     log_dir: Path,
     say: Callable[[str], None],
     stop: asyncio.Event | None = None,
+    config_path: Path | None = None,
+    store: ModelStore | None = None,
 ) -> int:
-    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code."""
+    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code.
+
+    ``config_path``: the deployment file ``config`` came from; with it, SIGHUP and
+    ``POST /admin/reload`` re-read it and apply the difference.
+    """
     gw_cfg = config.gateway
     findings = await _survey_endpoints(deployments)
+    _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
     registry = EndpointRegistry()
-    gateway = Gateway(gw_cfg, deployments, registry)
+    held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
+    gateway = Gateway(gw_cfg, deployments, registry, held=held)
+    plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
+                         ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
+                         pinned_sessions=gateway.router.sessions.pinned)
+    autoscaler = Autoscaler(plane.controllers, SignalReader(registry, held, lambda n: gateway.metrics.model(n).ttft))
+    reload = None
+    if config_path is not None:
+        reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say)
+    gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload,
+                             apply_deployment=lambda d: _apply_one(gateway, plane, d)).routes
+    gateway.can_serve = plane.can_serve
+    gateway.metrics.registry.register(ControlCollector(
+        plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
+        lambda: held.rejected_total))
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits())
     except OSError as exc:
@@ -152,39 +187,15 @@ async def run_server(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.in_background if reload is not None else
+                            lambda: say("SIGHUP: not started from a deployment file (--config); nothing to reload"))
 
-    grants = iter(_gpu_grants(deployments))
-    replicas: list[SupervisedReplica] = []
     for dep in deployments:
-        adapter = get_adapter(dep.runtime)
-        for i, target in enumerate(dep.endpoints):
-            found = findings[dep.name][i] if dep.name in findings else None
-            serves = found.match.model if found is not None and found.match is not None else None
-            name = serves or dep.upstream_model
-            ep = Endpoint(
-                id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url=target.url,
-                dialect=adapter.dialect_for(dep), capacity=dep.max_concurrent_sequences,
-                region=target.region, priority=target.priority, managed=False, upstream_model=name or "",
-            )
-            registry.add(ep)
-            if serves:  # it answered and serves the model: ready at once
-                registry.set_ready(ep, True)
-        for _ in range(dep.replicas):
-            ep = Endpoint(
-                id=registry.new_id(dep.name), deployment=dep.name, runtime=dep.runtime, url="",
-                dialect=adapter.dialect_for(dep), capacity=dep.max_concurrent_sequences,
-                region=dep.region, priority=dep.priority, managed=True,
-            )
-            registry.add(ep)
-            replicas.append(SupervisedReplica(
-                replica_id=ep.id, adapter=adapter, deployment=dep,
-                resources=Resources(threads=dep.threads, gpu_ids=next(grants)), on_state=_state_setter(registry, ep),
-                log_dir=log_dir, ready_timeout_s=dep.ready_timeout_s or gw_cfg.ready_timeout_s,
-            ))
-    for r in replicas:
-        r.start()
+        plane.add(dep)
+        _apply_findings(plane, dep, findings.get(dep.name))
     checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s)
     checker.start()
+    autoscaler.start()
 
     # Everything built so far lives as long as the server: keep it out of the cyclic GC's
     # generations, and collect young objects less often (the hot path allocates little that
@@ -193,7 +204,7 @@ async def run_server(
     gc.set_threshold(20_000, 20, 20)
     code = 0
     try:
-        waiting = asyncio.ensure_future(_announce_ready(replicas, deployments, say))
+        waiting = asyncio.ensure_future(_announce_ready(plane, deployments, say))
         stopped = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if waiting in done and not waiting.result():
@@ -203,12 +214,19 @@ async def run_server(
         waiting.cancel()
     finally:
         say("shutting down")
+        loop.remove_signal_handler(signal.SIGHUP)
+        force = asyncio.Event()  # a second Ctrl-C / SIGTERM skips the drain
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        site.close()
-        await asyncio.gather(*(r.stop() for r in replicas), return_exceptions=True)
+            loop.add_signal_handler(sig, force.set)
+        site.close()  # no new connections; requests in flight (and on open connections) go on
+        held.close(None, "the gateway is shutting down")
+        await autoscaler.stop()
+        await _drain_requests(registry, gw_cfg.drain_timeout_s if code == 0 else 0.0, say, force)
+        await plane.shutdown(drain_timeout_s=0.0)
         await checker.stop()
         gateway.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     return code
 
 
@@ -228,6 +246,17 @@ async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...]) -> dict[s
     return out
 
 
+def _apply_findings(plane: ControlPlane, dep: DeploymentConfig, found: list[Finding] | None) -> None:
+    """Existing endpoints that answered the survey with the model: its upstream name, ready at once."""
+    by_url = {f.url: f for f in found or ()}
+    registry = plane.registry
+    for ep in registry.endpoints(dep.name):
+        f = by_url.get(ep.url) if not ep.managed else None
+        if f is not None and f.match is not None and f.match.model:
+            ep.upstream_model = f.match.model
+            registry.set_ready(ep, True)
+
+
 def _endpoints_line(dep: DeploymentConfig, found: list[Finding] | None) -> str:
     """``remote-llama: 1 of 1 endpoint(s) ready (vllm at http://..., model 'smollm2-vllm')``."""
     n = len(dep.endpoints)
@@ -240,6 +269,102 @@ def _endpoints_line(dep: DeploymentConfig, found: list[Finding] | None) -> str:
         return (f"{dep.name}: 0 of {n} endpoint(s) ready yet ({details}); requests get 503 until one is "
                 "(checked every scrape interval)")
     return f"{dep.name}: {ready} of {n} endpoint(s) ready ({details})"
+
+
+async def _drain_requests(registry: EndpointRegistry, timeout_s: float, say: Callable[[str], None],
+                          force: asyncio.Event) -> None:
+    """Wait until no request is in flight on any endpoint, at most ``timeout_s`` (or until ``force``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    busy = sum(e.in_flight for e in registry)
+    if busy:
+        say(f"waiting up to {timeout_s:.0f} s for {busy} request(s) in flight to finish "
+            "(send the signal again to stop at once)")
+    while busy and loop.time() < deadline and not force.is_set():
+        await asyncio.sleep(0.05)
+        busy = sum(e.in_flight for e in registry)
+    if busy:
+        say(f"drain timeout: {busy} request(s) still in flight are cut")
+
+
+def _cached_blocks(gateway: Gateway) -> Callable[[str], int]:
+    """Blocks the prefix index remembers for an endpoint (its cache's value to routing)."""
+    def blocks(endpoint_id: str) -> int:
+        ep = gateway.registry.get(endpoint_id)
+        policy = gateway.router.policies.get(ep.deployment) if ep is not None else None
+        return policy.index.size(endpoint_id) if isinstance(policy, PrefixPolicy) else 0
+
+    return blocks
+
+
+def _apply_one(gateway: Gateway, plane: ControlPlane, dep: DeploymentConfig) -> None:
+    """One deployment changed through the admin API: the gateway and its controller learn it."""
+    gateway.set_deployments(tuple(dep if s.config.name == dep.name else s.config for s in gateway.served.values()))
+    plane.controllers[dep.name].update(dep)
+
+
+class _Reloader:
+    """Re-reads the deployment file and applies the difference (SIGHUP, POST /admin/reload)."""
+
+    def __init__(self, path: Path, config: InferplaneConfig, gateway: Gateway, plane: ControlPlane,
+                 store: ModelStore, say: Callable[[str], None]) -> None:
+        self.path = path
+        self.raw = {d.name: d for d in config.deployments}
+        self.gateway_config = config.gateway
+        self.gateway = gateway
+        self.plane = plane
+        self.store = store
+        self.say = say
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def in_background(self) -> None:
+        task = asyncio.ensure_future(self._logged())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _logged(self) -> None:
+        try:
+            report = await self()
+        except ConfigError as exc:
+            self.say(f"reload failed, nothing changed: {exc}")
+            return
+        self.say(f"reloaded {self.path}: {report}")
+
+    async def __call__(self) -> dict[str, Any]:
+        async with self._lock:
+            config = load_config(self.path)
+            prepared, fresh = [], []
+            for d in config.deployments:
+                old = self.raw.get(d.name)
+                ctl = self.plane.controllers.get(d.name)
+                if old is not None and ctl is not None and same_launch(old, d):
+                    prepared.append(ctl.deployment.model_copy(update={k: getattr(d, k) for k in NON_LAUNCH_FIELDS}))
+                else:
+                    prepared.append(d)
+                    fresh.append(d)
+            if fresh:
+                sub = config.model_copy(update={"deployments": tuple(fresh)})
+                try:
+                    ready = await asyncio.to_thread(prepare_deployments, sub, self.store, self.say)
+                except ServeError as exc:
+                    raise ConfigError(str(exc)) from exc
+                by_name = {d.name: d for d in ready}
+                prepared = [by_name.get(d.name, d) for d in prepared]
+            deployments = tuple(prepared)
+            self.gateway.set_deployments(deployments)
+            report = self.plane.apply(deployments)
+            self.raw = {d.name: d for d in config.deployments}
+            if report.removals:
+                removed = list(report.removed)
+                done = asyncio.ensure_future(asyncio.gather(*report.removals, return_exceptions=True))
+                done.add_done_callback(lambda _f: self.gateway.forget(removed))
+                self._tasks.add(done)
+                done.add_done_callback(self._tasks.discard)
+            out: dict[str, Any] = report.as_dict()
+            if config.gateway != self.gateway_config:
+                out["restart_needed"] = "gateway settings changed; they apply after a restart"
+            return out
 
 
 def _gpu_grants(deployments: tuple[DeploymentConfig, ...]) -> list[tuple[int, ...]]:
@@ -256,30 +381,25 @@ def _gpu_grants(deployments: tuple[DeploymentConfig, ...]) -> list[tuple[int, ..
         raise ServeError(str(exc)) from exc
 
 
-def _state_setter(registry: EndpointRegistry, ep: Endpoint) -> Callable[[ReplicaUp | None], None]:
-    def on_state(up: ReplicaUp | None) -> None:
-        if up is not None:
-            ep.url, ep.metrics_url, ep.pid = up.url, up.metrics_url, up.pid
-        ep.hung, ep.probe_failures = False, 0
-        registry.set_ready(ep, up is not None)
-
-    return on_state
-
-
-async def _announce_ready(replicas: list[SupervisedReplica], deployments: tuple[DeploymentConfig, ...],
+async def _announce_ready(plane: ControlPlane, deployments: tuple[DeploymentConfig, ...],
                           say: Callable[[str], None]) -> bool:
-    """Report each replica's first readiness; False if some deployment got no replica up."""
-    results = await asyncio.gather(*(r.wait_ready() for r in replicas), return_exceptions=True)
+    """Report each first replica's readiness; False if some deployment got no replica up."""
+    handles = [(name, h) for name, ctl in plane.controllers.items() for h in ctl.initial]
+    results = await asyncio.gather(*(h.wait_ready() for _, h in handles), return_exceptions=True)
     up: dict[str, int] = {}
-    for r, res in zip(replicas, results, strict=False):
+    for (name, _h), res in zip(handles, results, strict=True):
         if not isinstance(res, BaseException):  # a failure was logged, with its reason, where it happened
-            up[r.deployment.name] = up.get(r.deployment.name, 0) + 1
-    failed = [d.name for d in deployments if d.replicas and not up.get(d.name) and not d.endpoints]
+            up[name] = up.get(name, 0) + 1
+    on_demand = {d.name for d in deployments if d.autoscale is not None and d.autoscale.min_replicas == 0}
+    failed = [d.name for d in deployments
+              if d.replicas and not up.get(d.name) and not d.endpoints and d.name not in on_demand]
     if failed:
         say(f"no replica of {', '.join(failed)} could start (the reason is above); stopping")
         return False
     for d in deployments:
-        if d.replicas:
+        if d.replicas == 0 and d.autoscale is not None:
+            say(f"model {d.name!r} scaled to zero: a replica starts on the first request ({d.runtime}, {d.model})")
+        elif d.replicas:
             say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} local replica(s) "
                 f"({d.runtime}, {d.model})")
     return True

@@ -27,7 +27,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferplane.config.scaling import AutoscaleConfig
+
 __all__ = [
+    "AutoscaleConfig",
     "BreakerConfig",
     "ConfigError",
     "DeploymentConfig",
@@ -122,6 +125,16 @@ class GatewayConfig(_Strict):
     scrape_interval_s: float = Field(
         5.0, gt=0, description="How often each endpoint's /metrics and health are polled, seconds."
     )
+    queue_timeout_s: float = Field(
+        60.0, gt=0, description="How long a request that finds no ready replica is held for one, seconds; "
+        "then 503 with Retry-After."
+    )
+    max_held_requests: int = Field(
+        1000, ge=0, description="Requests held per deployment while no replica is ready; more get 503 at once."
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On shutdown, how long requests in flight may take to finish, seconds."
+    )
 
 
 class ReplicaTarget(_Strict):
@@ -165,7 +178,16 @@ class DeploymentConfig(_Strict):
         description="Model to load: a local path (GGUF file or HF folder), a model-store name "
         "(`inferplane models`), or a runtime-specific id.",
     )
-    replicas: int = Field(1, ge=0, le=64, description="Local replicas to launch.")
+    replicas: int = Field(
+        1, ge=0, le=64, description="Local replicas to launch (the start count when autoscale is set)."
+    )
+    autoscale: AutoscaleConfig | None = Field(
+        None, description="Scale the local replicas with load between min_replicas and max_replicas."
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="A replica taken out of service finishes its requests for at most this long, "
+        "seconds, before it is stopped."
+    )
     endpoints: tuple[ReplicaTarget, ...] = Field(
         (), description="Already-running endpoints of this deployment (not launched by inferplane)."
     )
@@ -229,11 +251,25 @@ class DeploymentConfig(_Strict):
             raise ValueError("name must be 1-128 characters of letters, digits and . _ : / -, starting alphanumeric")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _start_count(cls, data: Any) -> Any:
+        # with autoscale and no replicas given, start at min_replicas (at least 1, so the
+        # first request after `serve` does not wait for a cold start)
+        if isinstance(data, dict) and isinstance(data.get("autoscale"), dict) and "replicas" not in data:
+            a = data["autoscale"]
+            lo, hi = a.get("min_replicas", 1), a.get("max_replicas", 4)
+            if isinstance(lo, int) and isinstance(hi, int):
+                data = {**data, "replicas": min(max(lo, 1), hi)}
+        return data
+
     @model_validator(mode="after")
-    def _has_replicas(self) -> DeploymentConfig:
-        if self.replicas == 0 and not self.endpoints:
+    def _replicas_in_bounds(self) -> DeploymentConfig:
+        a = self.autoscale
+        if a is not None and not a.min_replicas <= self.replicas <= a.max_replicas:
             raise ValueError(
-                f"deployment {self.name!r} has no replicas: set replicas >= 1 or list endpoints"
+                f"deployment {self.name!r}: replicas ({self.replicas}) must lie within autoscale's "
+                f"min_replicas..max_replicas ({a.min_replicas}..{a.max_replicas})"
             )
         if self.upstream_model is not None and not self.endpoints:
             raise ValueError(
@@ -241,6 +277,10 @@ class DeploymentConfig(_Strict):
                 "and there are none (replicas inferplane launches serve under the deployment's name)"
             )
         return self
+
+    def max_local_replicas(self) -> int:
+        """The most local replicas this deployment may run at once."""
+        return max(self.replicas, self.autoscale.max_replicas if self.autoscale else 0)
 
 
 class InferplaneConfig(_Strict):

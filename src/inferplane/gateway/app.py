@@ -4,9 +4,11 @@ Routes:
 - ``POST /v1/chat/completions``, ``POST /v1/completions`` - proxied to a replica.
 - ``GET /v1/models`` - the served deployments.
 - ``GET /health`` - the gateway process is alive (200).
-- ``GET /ready`` - 200 when every deployment has at least one ready replica, else 503.
+- ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
+  zero and starts one on demand), else 503.
 - ``GET /metrics`` - Prometheus.
 - ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions.
+- the control plane's ``/admin/*`` routes (``gateway/admin.py``), when ``serve`` attaches them.
 
 Everything the handlers need is built once in ``Gateway.__init__`` (no module state).
 """
@@ -31,6 +33,7 @@ from inferplane.gateway.upstream import UpstreamPool
 from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
 from inferplane.protocol.openai import check_chat, check_completion
 from inferplane.protocol.parts import check_parts, check_tools
+from inferplane.routing.held import HeldQueue
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import Capabilities
@@ -56,10 +59,14 @@ class Gateway:
     """The HTTP front: owns the app, the metrics, the upstream pool and the routing state."""
 
     def __init__(self, config: GatewayConfig, deployments: tuple[DeploymentConfig, ...],
-                 registry: EndpointRegistry) -> None:
+                 registry: EndpointRegistry, *, held: HeldQueue | None = None) -> None:
         self.config = config
         self.registry = registry
-        self.router = Router(registry, deployments, preferred_region=config.preferred_region)
+        self.router = Router(registry, deployments, preferred_region=config.preferred_region, held=held)
+        self.admin: Callable[[str], dict[str, Callable[[Request, Responder], Awaitable[None]]] | None] | None = None
+        """Looks up the control plane's admin routes by path (set by ``serve``)."""
+        self.can_serve: Callable[[str], bool] | None = None
+        """Whether a deployment with no ready replica will still answer (scaled to zero)."""
         self.metrics = GatewayMetrics(self._endpoint_samples, self._routing_sample)
         self.pool = UpstreamPool(connect_timeout_s=config.connect_timeout_s,
                                  max_body_bytes=config.upstream_max_body_bytes)
@@ -107,6 +114,8 @@ class Gateway:
                            code="invalid_api_key", headers=[("WWW-Authenticate", "Bearer")])
             return
         methods = self._routes.get(path)
+        if methods is None and self.admin is not None and path.startswith("/admin/"):
+            methods = self.admin(path)
         if methods is None:
             error_response(out, 404, f"no route {path[:200]}", code="not_found")
             return
@@ -139,6 +148,25 @@ class Gateway:
 
     def close(self) -> None:
         self.pool.close()
+
+    def set_deployments(self, deployments: tuple[DeploymentConfig, ...]) -> None:
+        """Serve exactly these deployments from now on (reload, admin API); kept ones keep
+        their ``created`` time. Routing state for removed ones stays until ``forget``."""
+        now = int(time.time())
+        held = self.router.held
+        if held is not None:
+            for name in self.served.keys() - {d.name for d in deployments}:
+                held.close(name, f"the model {name!r} is no longer served")
+            for d in deployments:
+                held.reopen(d.name)
+        self.served = {d.name: _served(d, self.served[d.name].created if d.name in self.served else now)
+                       for d in deployments}
+        known = {**self.router.deployments, **{d.name: d for d in deployments}}
+        self.router.set_deployments(list(known.values()))
+
+    def forget(self, names: list[str]) -> None:
+        """Drop the routing state of removed deployments (after their replicas drained)."""
+        self.router.set_deployments([d for n, d in self.router.deployments.items() if n not in names])
 
     # -- inference -----------------------------------------------------------------------
 
@@ -205,7 +233,8 @@ class Gateway:
 
     async def ready(self, _request: Request, out: Responder) -> None:
         per = {name: len(self.registry.ready(name)) for name in self.served}
-        ok = all(per.values())
+        can = self.can_serve
+        ok = all(n or (can is not None and can(name)) for name, n in per.items())
         body = {"status": "ready" if ok else "not_ready", "ready_replicas": per}
         _json(out, 200 if ok else 503, body)
 
@@ -215,6 +244,7 @@ class Gateway:
     async def admin_endpoints(self, _request: Request, out: Responder) -> None:
         eps = [
             {"id": e.id, "deployment": e.deployment, "runtime": e.runtime, "url": e.url, "ready": e.ready,
+             "state": e.state.value, "node": e.node,
              "managed": e.managed, "pid": e.pid, "in_flight": e.in_flight, "requests_total": e.requests_total,
              "region": e.region, "priority": e.priority, "stats": e.stats,
              "breaker": self.router.breaker_state(e).name.lower(), "consecutive_failures": e.consecutive_failures}

@@ -52,6 +52,7 @@ from inferplane.gateway.upstream import (
 )
 from inferplane.observability.metrics import GatewayMetrics, ModelMetrics
 from inferplane.protocol.errors import sse_error_event
+from inferplane.routing.held import NoReplica
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import UnsupportedRequest
@@ -178,6 +179,14 @@ class Forwarder:
                 if attempt and retry.backoff_s:
                     await asyncio.sleep(retry.backoff_s * 2 ** (attempt - 1))
                 choice = self.router.pick(info, tried)
+                if choice is None and not tried:  # nothing ready at all: hold the request for a replica
+                    try:
+                        choice = await self.router.wait_pick(info, tried)
+                    except NoReplica as exc:
+                        self.metrics.model(model).request_done(route, 503)
+                        error_response(out, 503, str(exc), code=exc.code,
+                                       headers=[*headers, ("Retry-After", exc.retry_after_header)])
+                        return
                 if choice is None:
                     break
                 ep = choice.endpoint

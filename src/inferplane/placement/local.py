@@ -171,7 +171,7 @@ class SupervisedReplica:
                     self._first_ready.set_result(None)
                 log.info("replica %s ready at %s (pid %s)", self.id, self.url, proc.pid)
                 return True
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)  # a held request waits for this probe: poll often
         if not self._stopping:
             self._fail_first(
                 f"replica {self.id} not ready after {self.ready_timeout_s:.0f} s; see {self.log_path}"

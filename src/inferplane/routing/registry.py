@@ -1,13 +1,22 @@
 """The endpoint registry: every replica the gateway may send traffic to.
 
-Endpoints are added by the placement backend (launched replicas) or from the config
-(existing URLs); readiness and scraped stats are written by the health checker; the
-gateway reads snapshots and acquires endpoints for requests. Everything here runs on
-the gateway's event loop: no locks, not thread-safe.
+An endpoint's identity (id, deployment, runtime; where it serves) is fixed when it is
+added; its state is the registry's: ``EndpointState`` (starting -> ready <-> starting
+... -> draining -> stopped), whether it takes traffic (``ready``), requests in flight.
+
+Writers: the deployment controller adds and removes endpoints and moves them to
+draining/stopped; the placement backend's reports (process up / gone) and the health
+checker's probes move them between starting and ready. Every change of state goes
+through ``set_state`` (``set_ready`` is its two-state shorthand), which calls the
+listeners: that one method is where routing, the held-request queue and metrics learn
+of changes. A draining or stopped endpoint never becomes ready again.
+
+Everything here runs on the gateway's event loop: no locks, not thread-safe.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,9 +24,24 @@ from dataclasses import dataclass, field
 from inferplane.routing.types import Candidate
 from inferplane.runtimes.base import Dialect, EndpointStats
 
-__all__ = ["Endpoint", "EndpointRegistry", "Release"]
+__all__ = ["Endpoint", "EndpointRegistry", "EndpointState", "Release", "StateListener"]
 
 Release = Callable[[], None]
+
+
+class EndpointState(enum.Enum):
+    STARTING = "starting"
+    """Launched or added, not (yet, or no longer) answering: takes no traffic."""
+    READY = "ready"
+    """Takes traffic."""
+    DRAINING = "draining"
+    """Leaving: takes no new traffic, finishes what it has in flight."""
+    STOPPED = "stopped"
+    """Gone (about to be removed from the registry)."""
+
+
+StateListener = Callable[["Endpoint", EndpointState], None]
+"""Called with an endpoint and its previous state after its state changed."""
 
 
 @dataclass(slots=True, eq=False)
@@ -40,7 +64,12 @@ class Endpoint:
     pid: int | None = None
     """Process id of a launched replica's runtime (None for existing URLs)."""
     """Launched and supervised by inferplane (vs an existing URL from the config)."""
+    node: str = "local"
+    """Where the placement backend runs it (a host name or cluster node id)."""
+    state: EndpointState = EndpointState.STARTING
+    """Written only by ``EndpointRegistry.set_state``."""
     ready: bool = False
+    """Takes traffic: ``state`` is READY (kept as a field for the hot path)."""
     in_flight: int = 0
     stats: EndpointStats = field(default_factory=EndpointStats)
     consecutive_failures: int = 0
@@ -71,6 +100,7 @@ class EndpointRegistry:
         self._by_id: dict[str, Endpoint] = {}
         self._ids = itertools.count(1)
         self._listeners: list[Callable[[Endpoint], None]] = []
+        self._state_listeners: list[StateListener] = []
 
     def new_id(self, deployment: str) -> str:
         return f"{deployment}-{next(self._ids)}"
@@ -82,22 +112,47 @@ class EndpointRegistry:
         self._by_deployment.setdefault(endpoint.deployment, []).append(endpoint)
 
     def remove(self, endpoint_id: str) -> None:
-        ep = self._by_id.pop(endpoint_id, None)
-        if ep is not None:
-            self._by_deployment[ep.deployment].remove(ep)
-            for fn in self._listeners:
-                fn(ep)
+        """Forget an endpoint (its state becomes STOPPED first, so listeners see it go)."""
+        ep = self._by_id.get(endpoint_id)
+        if ep is None:
+            return
+        self.set_state(ep, EndpointState.STOPPED)
+        del self._by_id[endpoint_id]
+        self._by_deployment[ep.deployment].remove(ep)
+        if not self._by_deployment[ep.deployment]:
+            del self._by_deployment[ep.deployment]
 
     def on_removed(self, fn: Callable[[Endpoint], None]) -> None:
-        """Call ``fn(endpoint)`` whenever an endpoint leaves the pool (removed or unready)."""
+        """Call ``fn(endpoint)`` whenever an endpoint leaves the pool (stops taking traffic)."""
         self._listeners.append(fn)
 
-    def set_ready(self, endpoint: Endpoint, ready: bool) -> None:
-        was = endpoint.ready
-        endpoint.ready = ready
-        if was and not ready:
+    def on_state(self, fn: StateListener) -> None:
+        """Call ``fn(endpoint, previous_state)`` after every change of an endpoint's state."""
+        self._state_listeners.append(fn)
+
+    def set_state(self, endpoint: Endpoint, state: EndpointState) -> None:
+        """The one way an endpoint's state changes; calls the listeners.
+
+        Leaving is one-way: a DRAINING endpoint only goes to STOPPED, a STOPPED one nowhere
+        (late reports from a probe or a supervisor are ignored).
+        """
+        was = endpoint.state
+        if was is state or was is EndpointState.STOPPED:
+            return
+        if was is EndpointState.DRAINING and state is not EndpointState.STOPPED:
+            return
+        was_ready = endpoint.ready
+        endpoint.state = state
+        endpoint.ready = state is EndpointState.READY
+        if was_ready and not endpoint.ready:
             for fn in self._listeners:
                 fn(endpoint)
+        for listener in self._state_listeners:
+            listener(endpoint, was)
+
+    def set_ready(self, endpoint: Endpoint, ready: bool) -> None:
+        """Shorthand for the READY <-> STARTING moves (process up or gone, probe passed or failed)."""
+        self.set_state(endpoint, EndpointState.READY if ready else EndpointState.STARTING)
 
     def get(self, endpoint_id: str) -> Endpoint | None:
         return self._by_id.get(endpoint_id)

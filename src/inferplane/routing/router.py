@@ -11,6 +11,10 @@ Order of choice for one attempt:
 2. if none: the same for the deployment's ``fallback`` deployment (one hop);
 3. among them, the best tier (priority, then preferred region) that is not saturated;
 4. within the tier, the deployment's policy (skipped when only one candidate is left).
+
+When a deployment (and its fallback) has no ready replica at all, ``wait_pick`` holds the
+request in the ``HeldQueue`` until one becomes ready (startup, restart after a crash,
+scale from zero) and then picks as above.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from typing import Any
 
 from inferplane.config import DeploymentConfig
 from inferplane.routing.breaker import Breaker, BreakerState
+from inferplane.routing.held import HeldQueue, NoReplica
 from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_policy
 from inferplane.routing.prefix import DEFAULT_BLOCK_CHARS, prefix_block_hashes
-from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
+from inferplane.routing.sessions import RecentSessions
 from inferplane.routing.tiers import select_tier
 from inferplane.routing.types import Policy, RouteRequest
 
@@ -65,7 +71,7 @@ class Choice:
 class Router:
     def __init__(self, registry: EndpointRegistry, deployments: Sequence[DeploymentConfig], *,
                  preferred_region: str | None = None, log_size: int = 200,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, held: HeldQueue | None = None) -> None:
         self.registry = registry
         self.deployments = {d.name: d for d in deployments}
         self.policies: dict[str, Policy] = {d.name: make_policy(d.policy) for d in deployments}
@@ -76,7 +82,11 @@ class Router:
         self.prefix_predicted_blocks: collections.Counter[str] = collections.Counter()
         self.prefix_observed_blocks: collections.Counter[str] = collections.Counter()
         self._clock = clock
+        self.held = held
+        self.sessions = RecentSessions()
+        """Where recent sessions were served (read by the controller when it picks a replica to drain)."""
         registry.on_removed(self._removed)
+        registry.on_state(self._state_changed)
 
     def breaker(self, ep: Endpoint) -> Breaker:
         b = self.breakers.get(ep.id)
@@ -93,6 +103,55 @@ class Router:
         policy = self.policies.get(ep.deployment)
         if policy is not None:
             policy.on_removed(ep.id)
+
+    def _state_changed(self, ep: Endpoint, _was: EndpointState) -> None:
+        if ep.state is EndpointState.STOPPED:
+            self.sessions.forget(ep.id)
+        if ep.state is EndpointState.READY and self.held is not None:
+            self.held.release(ep.deployment)
+            for d in self.deployments.values():
+                if d.fallback == ep.deployment:
+                    self.held.release(d.name)
+
+    def set_deployments(self, deployments: Sequence[DeploymentConfig]) -> None:
+        """Serve this set of deployments from now on (reload): new ones get a policy, removed
+        ones lose theirs and their held requests are let go (they then find no deployment)."""
+        new = {d.name: d for d in deployments}
+        for name in self.deployments.keys() - new.keys():
+            self.policies.pop(name, None)
+        for d in deployments:
+            old = self.deployments.get(d.name)
+            if old is None or old.policy != d.policy:
+                self.policies[d.name] = make_policy(d.policy)
+        gone = self.deployments.keys() - new.keys()
+        self.deployments = new
+        if self.held is not None:
+            for name in gone:
+                self.held.release(name)
+
+    async def wait_pick(self, info: RouteInfo, tried: set[str]) -> Choice:
+        """Hold the request until a replica of its deployment is ready, then pick one.
+
+        Only for requests that found no ready replica at all; raises ``NoReplica`` (or its
+        ``HeldTimeout`` / ``QueueFull``) when it cannot be served. Cancelling the caller
+        (client gone) leaves the queue at once.
+        """
+        held = self.held
+        ticket = held.ticket(info.model) if held is not None else None
+        while True:
+            dep = self.deployments.get(info.model)
+            if dep is None:
+                raise NoReplica(f"the model {info.model!r} is no longer served", retry_after_s=1.0)
+            if held is None or ticket is None or self.registry.ready(dep.name) or (
+                    dep.fallback is not None and self.registry.ready(dep.fallback)):
+                # replicas are up but none may be tried (breakers open): waiting would not help
+                raise NoReplica(f"no ready replica for model {info.model!r}; try again shortly", retry_after_s=1.0)
+            await held.wait(ticket)
+            if info.model not in self.deployments:
+                continue
+            choice = self.pick(info, tried)
+            if choice is not None:
+                return choice
 
     def _usable(self, deployment: str, tried: set[str], now: float) -> list[Endpoint]:
         out = []
@@ -159,6 +218,8 @@ class Router:
     def observed(self, choice: Choice, info: RouteInfo, cached_tokens: int | None) -> None:
         """What the runtime reported as cached for a served request (usage.prompt_tokens_details)."""
         ep = choice.endpoint
+        if info.session_key is not None:
+            self.sessions.seen(info.session_key, ep.id)
         if choice.predicted_cached_blocks is None or cached_tokens is None:
             return
         policy = self.policies[ep.deployment]

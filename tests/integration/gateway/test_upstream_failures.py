@@ -87,7 +87,7 @@ def test_all_replicas_failing_gives_502_with_a_clear_message(tmp_path: Path, fak
 
 def test_upstream_down_gives_503_then_502_with_clear_messages(tmp_path: Path, fakes) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    cfg = {"gateway": {"scrape_interval_s": 0.5},
+    cfg = {"gateway": {"scrape_interval_s": 0.5, "queue_timeout_s": 1.0},
            "deployments": [{"name": "m", "runtime": "openai", "replicas": 0, "endpoints": [{"url": dead}]}]}
     path = tmp_path / "dead.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -104,8 +104,10 @@ def test_upstream_down_gives_503_then_502_with_clear_messages(tmp_path: Path, fa
         client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0)
         with pytest.raises(openai.APIStatusError) as exc:
             client.chat.completions.create(model="m", messages=MSGS)
-        assert exc.value.status_code == 503
+        assert exc.value.status_code == 503  # after being held queue_timeout_s for a replica
         assert exc.value.code == "model_not_ready"
+        assert "became ready within 1 s" in exc.value.message
+        assert int(exc.value.response.headers["retry-after"]) >= 1
     finally:
         assert sp.stop() == 0
 

@@ -13,6 +13,19 @@ from inferplane.config.models import (
 )
 
 
+def test_zero_replicas_is_valid_and_autoscale_starts_at_its_minimum() -> None:
+    cfg = parse_config({"deployments": [
+        {"name": "idle", "replicas": 0},
+        {"name": "auto", "autoscale": {"min_replicas": 2, "max_replicas": 4}},
+        {"name": "zero", "autoscale": {"min_replicas": 0, "max_replicas": 3}},
+    ]})
+    idle, auto, zero = cfg.deployments
+    assert idle.replicas == 0 and idle.autoscale is None
+    assert auto.replicas == 2  # not given: starts at min_replicas
+    assert zero.replicas == 1  # min 0 still starts one, so the first request has no cold start
+    assert zero.autoscale is not None and zero.autoscale.scale_to_zero_after_s == 300
+
+
 def test_minimal_deployment_gets_documented_defaults() -> None:
     cfg = parse_config({"deployments": [{"name": "smollm2"}]})
     (d,) = cfg.deployments
@@ -25,9 +38,14 @@ def test_minimal_deployment_gets_documented_defaults() -> None:
     ({}, "deployments: Field required"),
     ({"deployments": []}, "deployments: Tuple should have at least 1 item"),
     ({"deployments": [{"name": "a"}, {"name": "a"}]}, "'a' is used twice"),
-    ({"deployments": [{"name": "a", "replicas": 0}]}, "has no replicas"),
+    ({"deployments": [{"name": "a", "autoscale": {"min_replicas": 3, "max_replicas": 2}}]},
+     "min_replicas (3) is above max_replicas (2)"),
+    ({"deployments": [{"name": "a", "replicas": 5, "autoscale": {"max_replicas": 2}}]},
+     "replicas (5) must lie within autoscale's min_replicas..max_replicas (1..2)"),
+    ({"deployments": [{"name": "a", "autoscale": {"max_replicas": 2, "speed": 1}}]},
+     "deployments.0.autoscale.speed: unknown field"),
     ({"deployments": [{"name": "a", "replicas": -1}]}, "deployments.0.replicas"),
-    ({"deployments": [{"name": "a", "colour": "red"}]}, "deployments.0.colour: unknown field; known fields: breaker,"),
+    ({"deployments": [{"name": "a", "colour": "red"}]}, "deployments.0.colour: unknown field; known fields: autoscale, breaker,"),
     ({"deployments": [{"name": "a", "replica": 2}]}, "deployments.0.replica: unknown field; did you mean 'replicas'?"),
     ({"gateway": {"prot": 1}, "deployments": [{"name": "a"}]}, "gateway.prot: unknown field; did you mean 'port'?"),
     ({"deployments": [{"name": "bad name!"}]}, "deployments.0.name"),
