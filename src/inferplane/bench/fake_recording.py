@@ -29,10 +29,11 @@ from typing import Any
 
 __all__ = ["CHECKS_MODEL", "DEFAULT_CHUNK_DELAY_S", "ErrorRecord", "Recording", "load_recording"]
 
-CHECKS_MODEL = frozenset({"vllm", "lmdeploy", "ollama", "max", "llamacpp", "embedded"})
+CHECKS_MODEL = frozenset({"vllm", "lmdeploy", "ollama", "max"})
 """Runtimes that answer a ``model`` other than their served name with an error (their recorded one).
 
-SGLang, TensorRT-LLM, TGI and MLC-LLM (single model) accept any name (see their SOURCES.md).
+SGLang, TensorRT-LLM, TGI, MLC-LLM (single model) and llama.cpp's server accept any name (their
+provenance.json says where that was read or recorded).
 """
 
 DEFAULT_CHUNK_DELAY_S = 0.005
@@ -108,7 +109,9 @@ def _errors(folder: Path) -> dict[str, ErrorRecord]:
     for key, name in (("unknown_model", "error_unknown_model.json"),
                       ("max_tokens", "error_max_tokens_too_large.json")):
         if (folder / name).exists():
-            out[key] = _error(json.loads((folder / name).read_text()))
+            rec = json.loads((folder / name).read_text())
+            if rec["status"] >= 400:  # the recorder also keeps what a runtime accepted
+                out[key] = _error(rec)
     return out
 
 
