@@ -104,8 +104,6 @@ def _errors(folder: Path) -> dict[str, ErrorRecord]:
             for key, rec in obj.items():
                 if isinstance(rec, dict) and "status" in rec and rec["status"] >= 400:
                     out[key] = _error(rec)
-            if "invalid_max_tokens" in out:
-                out.setdefault("max_tokens", out["invalid_max_tokens"])
     for key, name in (("unknown_model", "error_unknown_model.json"),
                       ("max_tokens", "error_max_tokens_too_large.json")):
         if (folder / name).exists():
