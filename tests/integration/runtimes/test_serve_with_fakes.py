@@ -31,9 +31,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 ROOT = Path(__file__).parents[3]
 FAKE = ROOT / "tests" / "fakes" / "replay_runtime.py"
 FIXTURES = ROOT / "tests" / "fixtures"
-RUNTIMES = ("sglang", "lmdeploy", "trtllm", "tgi", "mlc", "ollama", "vllm", "max")
-FOLDER = {"vllm": "vllm/live", "max": "max/live"}
-"""Rows that run here are replayed from their live recordings."""
+RUNTIMES = ("sglang", "lmdeploy", "trtllm", "tgi", "mlc", "ollama", "vllm", "max", "llamacpp")
+FOLDER = {"vllm": "vllm/live", "max": "max/live", "llamacpp": "embedded/live"}
+"""Rows that run here are replayed from their live recordings (llama-server: the same server code,
+recorded through xllamacpp)."""
 MODEL = {"ollama": "smollm2:135m", "mlc": "/models/SmolLM2-135M-Instruct-q4f16_1-MLC"}
 MSGS = [{"role": "user", "content": "hi"}]
 
@@ -47,6 +48,9 @@ def _recorded(runtime: str) -> tuple[str, int]:
 def _deployment(runtime: str, tmp: Path) -> dict:
     wrapper = tmp / f"fake-{runtime}"
     folder = FIXTURES / FOLDER.get(runtime, runtime)
+    if runtime == "llamacpp":  # a GGUF path that exists (the fake never reads it)
+        (tmp / "smol.gguf").write_bytes(b"GGUF")
+        MODEL["llamacpp"] = str(tmp / "smol.gguf")
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "{folder}" "$0" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return {
@@ -91,7 +95,10 @@ def test_the_runtime_is_launched_with_exactly_its_launch_spec(served, runtime: s
     if runtime == "max":  # the metrics port is a second free port the supervisor picked
         spec_env = recorded["env"]
         assert "MAX_SERVE_METRICS_ENDPOINT_PORT" in spec_env
-    spec = get_adapter(runtime).launch_spec(dep, port, Resources())
+    threads = None
+    if "--threads" in recorded["argv"]:  # the supervisor grants llama-server its thread count
+        threads = int(recorded["argv"][recorded["argv"].index("--threads") + 1])
+    spec = get_adapter(runtime).launch_spec(dep, port, Resources(threads=threads))
     assert recorded["argv"] == list(spec.argv)
     for key, value in spec.env.items():
         if key.startswith("OLLAMA_"):
@@ -120,9 +127,10 @@ def test_chat_plain_and_streamed_through_the_gateway(served, runtime: str) -> No
     assert all(c.choices for c in plain), "a usage-only chunk was sent to a client that did not ask for one"
 
 
-# Ollama: no recorded max-tokens error; MAX accepts any max_tokens (live: 200 for 100000) and its
+# Ollama: no recorded max-tokens error; llama-server: none either (it answered 200); MAX accepts any max_tokens (live: 200 for 100000) and its
 # recorded errors need a model name the gateway never sends.
-@pytest.mark.parametrize("runtime", [r for r in RUNTIMES if r not in ("ollama", "max")])
+# llama-server accepts any name and clamps max_tokens: the recording has no error for these requests.
+@pytest.mark.parametrize("runtime", [r for r in RUNTIMES if r not in ("ollama", "max", "llamacpp")])
 def test_runtime_errors_reach_clients_in_openai_shape(served, runtime: str) -> None:
     sp, _, _ = served
     folder = FIXTURES / FOLDER.get(runtime, runtime)
