@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,7 +97,12 @@ def test_max_tokens_is_respected(client: openai.OpenAI) -> None:
 def test_metrics_show_normalized_llama_server_stats(served: ServeProcess, client: openai.OpenAI) -> None:
     """The signals `inferplane runtimes` promises for llamacpp (no KV usage in current builds)."""
     client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=8)
-    m = gateway_metrics(served)
+    deadline = time.monotonic() + 30  # the gateway scrapes every second
+    while True:
+        m = gateway_metrics(served)
+        if series(m, "inferplane_endpoint_generation_tokens", NAME, "llamacpp") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert series(m, "inferplane_endpoint_running", NAME, "llamacpp") == [0.0]
     assert series(m, "inferplane_endpoint_waiting", NAME, "llamacpp") == [0.0]
     assert series(m, "inferplane_endpoint_prompt_tokens", NAME, "llamacpp")[0] > 0
