@@ -100,6 +100,8 @@ def test_the_runtime_is_launched_with_exactly_its_launch_spec(served, runtime: s
         threads = int(recorded["argv"][recorded["argv"].index("--threads") + 1])
     spec = get_adapter(runtime).launch_spec(dep, port, Resources(threads=threads))
     assert recorded["argv"] == list(spec.argv)
+    for path, text in spec.files:  # TensorRT-LLM: the YAML that turns its Prometheus metrics on
+        assert Path(path).read_text() == text and "return_perf_metrics: true" in text
     for key, value in spec.env.items():
         if key.startswith("OLLAMA_"):
             assert recorded["env"][key] == value
