@@ -203,11 +203,13 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from inferplane.runtimes import adapter_names, get_adapter
+    from inferplane.runtimes.load_signals import ROUTER_FALLBACK, load_signals
 
     rows = []
     for name in adapter_names():
         a = get_adapter(name)
         row: dict[str, Any] = {"runtime": name, **asdict(a.capabilities())}
+        row["load_signals"], row["load_signals_note"] = load_signals(name)
         if args.check:
             av = a.availability()
             row["usable"], row["reason"] = av.usable, av.reason
@@ -227,6 +229,12 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
               f"{','.join(r['hardware']):<{hw_w}}  {marks}".rstrip())
     print("\nSPEC = speculative decoding, STRUCT = structured output, PD = prefill/decode disaggregation; "
           "API openai = bytes pass through, others are translated.")
+    print("\nLOAD SIGNALS the runtime's metrics give the router (when missing, the router uses "
+          f"{ROUTER_FALLBACK})")
+    for r in rows:
+        signals = ", ".join(r["load_signals"]) or "none"
+        note = f"  ({r['load_signals_note']})" if r["load_signals_note"] else ""
+        print(f"  {r['runtime']:<9} {signals}{note}")
     if args.check:
         print("\nUSABLE HERE")
         for r in rows:

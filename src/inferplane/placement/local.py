@@ -58,6 +58,12 @@ _STABLE_S = 5.0
 """Ready this long before exiting: the exit resets the restart backoff (shorter is a crash loop)."""
 
 
+def _write_files(files: tuple[tuple[str, str], ...]) -> None:
+    for path, text in files:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -135,6 +141,7 @@ class SupervisedReplica:
         self.last_spec = spec
         self.url = f"http://127.0.0.1:{port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_files(spec.files)  # options files the argv names (TensorRT-LLM's YAML)
         logf = self.log_path.open("ab")
         try:
             logf.write(f"\n=== inferplane: starting {' '.join(spec.argv)}\n".encode())

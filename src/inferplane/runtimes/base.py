@@ -119,6 +119,9 @@ class LaunchSpec:
     metrics_path: str = "/metrics"
     metrics_port: int | None = None
     """When the runtime serves metrics on another port than its API."""
+    files: tuple[tuple[str, str], ...] = ()
+    """(absolute path, text) the supervisor writes before starting the process (a runtime's options
+    file the argv names); the adapter picks paths that depend only on the text."""
 
 
 class StreamTranslator(Protocol):

@@ -1,16 +1,17 @@
 """LMDeploy: ``lmdeploy serve api_server MODEL`` (TurboMind or PyTorch engine; CUDA/Ascend).
 
 Flags from ``lmdeploy/cli/serve.py`` + ``ArgumentHelper`` in ``lmdeploy/cli/utils.py`` (see
-tests/fixtures/lmdeploy/SOURCES.md): ``--model-name``, ``--server-name``,
+tests/fixtures/lmdeploy/provenance.json): ``--model-name``, ``--server-name``,
 ``--server-port``, ``--session-len``, ``--dtype``, ``--model-format``, ``--tp``,
 ``--cache-max-entry-count`` (fraction of *free* GPU memory for the KV cache),
-``--max-batch-size``, ``--enable-prefix-caching`` (off by default) and
-``--enable-metrics`` (off by default; /metrics on the API port).
+``--max-batch-size``, ``--enable-prefix-caching`` (off by default). Metrics are on by default
+since lmdeploy's "enable metrics by default" change (2025-11; ``--disable-metrics`` turns them
+off; ``--enable-metrics`` no longer exists and would stop the launch); /metrics on the API port.
 
-Readiness: the port opens after the engine is built; ``GET /health`` answers 200.
-Errors come as a flat ``ErrorResponse``: rewritten into OpenAI's envelope. Streamed usage
-rides on the last (finish) chunk rather than a separate ``choices: []`` chunk, which
-OpenAI clients read the same way.
+Readiness: ``GET /health`` answers 503 ``{"status": "initializing", ...}`` until the engine's
+health monitor has probed it, then 200 ``{"status": "healthy", ...}``. Errors come as a flat
+``ErrorResponse``: rewritten into OpenAI's envelope. Streams end with a separate ``choices: []``
+usage chunk when ``stream_options.include_usage`` is set, like OpenAI's.
 """
 
 from __future__ import annotations
@@ -37,12 +38,19 @@ __all__ = ["LmdeployAdapter", "parse_lmdeploy_metrics"]
 
 
 def parse_lmdeploy_metrics(text: str) -> EndpointStats:
-    """``lmdeploy:*`` from ``lmdeploy/metrics/loggers.py``; no prefix-cache counters exist."""
+    """``lmdeploy:*`` from ``lmdeploy/metrics/loggers.py``.
+
+    Prefix cache, in tokens: ``lmdeploy:cached_tokens_total`` of ``lmdeploy:prompt_tokens_total``
+    (the counter exists since lmdeploy's 2026 loggers; older releases give None).
+    """
     m = parse_prometheus(text)
     return EndpointStats(
         running=m.get("lmdeploy:num_requests_running"),
         waiting=m.get("lmdeploy:num_requests_waiting"),
         kv_cache_usage=m.get("lmdeploy:gpu_cache_usage_perc"),
+        prefix_cache_hits=m.get("lmdeploy:cached_tokens_total"),
+        prefix_cache_queries=m.get("lmdeploy:prompt_tokens_total") if "lmdeploy:cached_tokens_total" in m else None,
+        prefix_cache_unit="tokens",
         prompt_tokens=m.get("lmdeploy:prompt_tokens_total"),
         generation_tokens=m.get("lmdeploy:generation_tokens_total"),
     )
@@ -80,7 +88,7 @@ class LmdeployAdapter(RuntimeAdapter):
         argv += setting_flags(d, context_length="--session-len", dtype="--dtype", quantization="--model-format", tensor_parallel="--tp", gpu_memory_fraction="--cache-max-entry-count")
         if d.prefix_caching:
             argv.append("--enable-prefix-caching")
-        argv += ["--enable-metrics", *d.extra_args]
+        argv += d.extra_args  # metrics are on by default (``--disable-metrics`` turns them off)
         return LaunchSpec(argv=tuple(argv), env={**gpu_env(resources), **d.env}, probe=self.probe())
 
     def probe(self) -> ProbeSpec:

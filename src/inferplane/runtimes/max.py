@@ -2,7 +2,7 @@
 
 Flags: ``--model-path``, ``--served-model-name``, ``--host``, ``--port``, ``--devices``
 (``cpu`` or ``gpu:0,1``), ``--quantization-encoding`` (float32 | bfloat16 | q4_k | gptq...;
-also the dtype), verified by the working CPU recipe in docs/runtimes-on-cpu.md;
+also the dtype), verified by the live recording (tests/fixtures/max/live/RECORDED.md);
 ``--max-batch-size`` (``PipelineRuntimeConfig.max_batch_size``), ``--max-length``,
 ``--device-memory-utilization`` and ``--enable-prefix-caching`` (``KVCacheConfig``, off by
 default) are the kebab-case spellings of MAX's config fields

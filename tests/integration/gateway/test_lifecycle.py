@@ -130,7 +130,11 @@ def test_a_hung_replica_leaves_the_pool_and_returns_when_it_answers_again(tmp_pa
     cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3}, "deployments": [
         {"name": "smollm2", "replicas": 2, "max_concurrent_sequences": 1, "threads": 1}]}))
     sp = start_serve(["--config", str(cfg)], tmp_path)
+    deadline = time.monotonic() + 120  # /ready is 200 with one replica up: wait for both
+    while time.monotonic() < deadline and not all(e["ready"] for e in sp.endpoints()):
+        time.sleep(0.2)
     victim = sp.endpoints()[0]
+    assert victim["ready"] and victim["pid"], sp.endpoints()
     try:
         os.kill(victim["pid"], signal.SIGSTOP)  # alive, but answers nothing
 

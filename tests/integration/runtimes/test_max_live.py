@@ -1,9 +1,9 @@
 """Live (opt-in): `inferplane serve` launches a real Modular MAX replica of SmolLM2 on the CPU
 and routes the official openai SDK to it.
 
-Opt-in because MAX compiles the model on its first start (146 s measured on 2 cores, up to ~14 min
-reported under load; a warm restart from the compile cache in ``MODULAR_HOME`` takes ~20 s) and
-the replica holds ~3.1 GB RSS. Needs its own venv and the fp32 HF
+Opt-in because MAX compiles the model on its first start: 146 s measured on a quiet 2-core box,
+809 s on a busy one (load ~9), plus a 48 s install - up to half of CI's 30 minutes. A warm restart
+from the compile cache in ``MODULAR_HOME`` takes ~20 s, and the replica holds ~3.1 GB RSS. Needs its own venv and the fp32 HF
 folder of SmolLM2 (neither goes into the project's .venv)::
 
     scripts/install-max.sh                               # .venv-max (modular 26.7.0)

@@ -1,6 +1,7 @@
 """`inferplane serve --config` launches each non-live runtime (a replaying fake) through its adapter.
 
-For SGLang, LMDeploy, TensorRT-LLM, TGI, MLC-LLM and Ollama: the deployment's
+For SGLang, LMDeploy, TensorRT-LLM, TGI, MLC-LLM and Ollama (from-source recordings) and vLLM and
+MAX (their live recordings, replayed at a tenth of the recorded timing): the deployment's
 ``executable`` points to a wrapper that runs tests/fakes/replay_runtime.py, which records
 the argv and environment it was started with. The test asserts that argv is exactly the
 adapter's launch spec, that readiness was reached, and that the official `openai` SDK gets
@@ -30,21 +31,33 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 ROOT = Path(__file__).parents[3]
 FAKE = ROOT / "tests" / "fakes" / "replay_runtime.py"
 FIXTURES = ROOT / "tests" / "fixtures"
-RUNTIMES = ("sglang", "lmdeploy", "trtllm", "tgi", "mlc", "ollama")
+RUNTIMES = ("sglang", "lmdeploy", "trtllm", "tgi", "mlc", "ollama", "vllm", "max", "llamacpp")
+FOLDER = {"vllm": "vllm/live", "max": "max/live", "llamacpp": "embedded/live"}
+"""Rows that run here are replayed from their live recordings (llama-server: the same server code,
+recorded through xllamacpp)."""
 MODEL = {"ollama": "smollm2:135m", "mlc": "/models/SmolLM2-135M-Instruct-q4f16_1-MLC"}
 MSGS = [{"role": "user", "content": "hi"}]
-TEXT = "Hello! How can I help you today?"
+
+
+def _recorded(runtime: str) -> tuple[str, int]:
+    """(text, completion tokens) of the row's recorded chat answer."""
+    chat = json.loads((FIXTURES / FOLDER.get(runtime, runtime) / "chat.json").read_text())
+    return chat["choices"][0]["message"]["content"], chat["usage"]["completion_tokens"]
 
 
 def _deployment(runtime: str, tmp: Path) -> dict:
     wrapper = tmp / f"fake-{runtime}"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "{FIXTURES / runtime}" "$0" "$@"\n')
+    folder = FIXTURES / FOLDER.get(runtime, runtime)
+    if runtime == "llamacpp":  # a GGUF path that exists (the fake never reads it)
+        (tmp / "smol.gguf").write_bytes(b"GGUF")
+        MODEL["llamacpp"] = str(tmp / "smol.gguf")
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "{folder}" "$0" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return {
         "name": f"m-{runtime}", "runtime": runtime, "model": MODEL.get(runtime, "/models/smollm2"),
         "replicas": 1, "executable": str(wrapper), "max_concurrent_sequences": 3,
         "context_length_tokens": 2048, "ready_timeout_s": 60,
-        "env": {"REPLAY_ARGV_FILE": str(tmp / f"{runtime}.argv.json"),
+        "env": {"REPLAY_ARGV_FILE": str(tmp / f"{runtime}.argv.json"), "REPLAY_TIME_SCALE": "0.1",
                 "REPLAY_REQUESTS_FILE": str(tmp / f"{runtime}.requests.jsonl")},
     }
 
@@ -79,8 +92,16 @@ def test_the_runtime_is_launched_with_exactly_its_launch_spec(served, runtime: s
     else:
         argv = recorded["argv"]
         port = int(argv[argv.index("--server-port" if runtime == "lmdeploy" else "--port") + 1])
-    spec = get_adapter(runtime).launch_spec(dep, port, Resources())
+    if runtime == "max":  # the metrics port is a second free port the supervisor picked
+        spec_env = recorded["env"]
+        assert "MAX_SERVE_METRICS_ENDPOINT_PORT" in spec_env
+    threads = None
+    if "--threads" in recorded["argv"]:  # the supervisor grants llama-server its thread count
+        threads = int(recorded["argv"][recorded["argv"].index("--threads") + 1])
+    spec = get_adapter(runtime).launch_spec(dep, port, Resources(threads=threads))
     assert recorded["argv"] == list(spec.argv)
+    for path, text in spec.files:  # TensorRT-LLM: the YAML that turns its Prometheus metrics on
+        assert Path(path).read_text() == text and "return_perf_metrics: true" in text
     for key, value in spec.env.items():
         if key.startswith("OLLAMA_"):
             assert recorded["env"][key] == value
@@ -91,26 +112,35 @@ def test_chat_plain_and_streamed_through_the_gateway(served, runtime: str) -> No
     sp, _, _ = served
     client = _client(sp)
     model = f"m-{runtime}"
+    text, tokens = _recorded(runtime)
     r = client.chat.completions.create(model=model, messages=MSGS)
-    assert r.choices[0].message.content == TEXT
-    assert r.choices[0].finish_reason == "stop"
-    assert r.usage is not None and r.usage.completion_tokens == 10
+    assert r.choices[0].message.content == text
+    finish = r.choices[0].finish_reason
+    assert finish in ("stop", "length")
+    assert r.usage is not None and r.usage.completion_tokens == tokens
 
     chunks = list(client.chat.completions.create(model=model, messages=MSGS, stream=True,
                                                  stream_options={"include_usage": True}))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
-    assert [c.usage.completion_tokens for c in chunks if c.usage] == [10]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [finish]
+    assert [c.usage.completion_tokens for c in chunks if c.usage] == [tokens]
 
     plain = list(client.chat.completions.create(model=model, messages=MSGS, stream=True))
     assert all(c.choices for c in plain), "a usage-only chunk was sent to a client that did not ask for one"
 
 
-@pytest.mark.parametrize("runtime", [r for r in RUNTIMES if r != "ollama"])
+# Ollama: no recorded max-tokens error; llama-server: none either (it answered 200); MAX accepts any max_tokens (live: 200 for 100000) and its
+# recorded errors need a model name the gateway never sends.
+# llama-server accepts any name and clamps max_tokens: the recording has no error for these requests.
+@pytest.mark.parametrize("runtime", [r for r in RUNTIMES if r not in ("ollama", "max", "llamacpp")])
 def test_runtime_errors_reach_clients_in_openai_shape(served, runtime: str) -> None:
     sp, _, _ = served
-    error = json.loads((FIXTURES / runtime / "error.json").read_text())
+    folder = FIXTURES / FOLDER.get(runtime, runtime)
+    name = "error_max_tokens_too_large.json" if runtime in FOLDER else "error.json"
+    error = json.loads((folder / name).read_text())
     body = error["body"]
+    if isinstance(body, str):  # MLC-LLM: JSON inside a JSON string
+        body = json.loads(body)
     message = body["error"] if isinstance(body.get("error"), str) else body.get("message") or body["error"]["message"]
     with pytest.raises(openai.APIStatusError) as exc:
         _client(sp).chat.completions.create(model=f"m-{runtime}", messages=MSGS, max_tokens=9000)
@@ -126,7 +156,7 @@ def test_ollama_gets_native_requests_with_its_option_names(served) -> None:
     client = _client(sp)
     r = client.chat.completions.create(model="m-ollama", messages=MSGS, max_tokens=7, temperature=0.2, stop="\n",
                                        seed=3, response_format={"type": "json_object"})
-    assert r.model == "m-ollama" and r.choices[0].message.content == TEXT
+    assert r.model == "m-ollama" and r.choices[0].message.content == _recorded("ollama")[0]
     sent = [json.loads(line) for line in (tmp / "ollama.requests.jsonl").read_text().splitlines()][-1]
     assert sent["path"] == "/api/chat"
     assert sent["body"]["model"] == "smollm2:135m"

@@ -22,7 +22,7 @@ PORT_FLAG = {"lmdeploy": "--server-port"}
 EXPECTED_STATS = {
     "vllm": EndpointStats(3, 1, 0.12, 5376, 12450, "tokens", 12450, 8810),
     "sglang": EndpointStats(3, 1, 0.12, 5376, 12450, "tokens", 12450, 8810),
-    "lmdeploy": EndpointStats(3, 1, 0.12, None, None, "tokens", 12450, 8810),
+    "lmdeploy": EndpointStats(3, 1, 0.12, 5376, 12450, "tokens", 12450, 8810),
     "trtllm": EndpointStats(3, 1, 0.12, 5376, 12450, "tokens", 12450, 8810),
     "tgi": EndpointStats(3, 1, None, None, None, "tokens", 12450, 8810),
     "mlc": EndpointStats(None, None, None, None, None, "tokens", 12450, 8810),
