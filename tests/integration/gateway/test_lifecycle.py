@@ -114,7 +114,15 @@ def test_a_hung_replica_leaves_the_pool_and_returns_when_it_answers_again(tmp_pa
     cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3}, "deployments": [
         {"name": "smollm2", "replicas": 2, "max_concurrent_sequences": 1, "threads": 1}]}))
     sp = start_serve(["--config", str(cfg)], tmp_path)
-    victim = sp.endpoints()[0]
+    try:
+        deadline = time.monotonic() + 120  # /ready needs one replica per deployment; this test needs both
+        while time.monotonic() < deadline and not all(e["ready"] and e["pid"] for e in sp.endpoints()):
+            time.sleep(0.2)
+        victim = sp.endpoints()[0]
+        assert victim["pid"], sp.endpoints()
+    except BaseException:
+        sp.stop()
+        raise
     try:
         os.kill(victim["pid"], signal.SIGSTOP)  # alive, but answers nothing
 
