@@ -304,8 +304,11 @@ class _AdminError(Exception):
 
 
 def _add_reload(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reload", help="make a running gateway re-read its deployment file and apply the changes")
-    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p = sub.add_parser("reload", help="make a running gateway re-read its deployment file and apply the changes",
+                       description="Ask a running `inferplane serve --config FILE` to re-read FILE and apply the "
+                                   "difference (added, removed and changed deployments; unchanged replicas keep "
+                                   "running). Same as sending it SIGHUP.")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default http://127.0.0.1:8000)")
     p.add_argument("--api-key", help="bearer key, when the gateway requires one (env INFERPLANE_API_KEYS: the first)")
     p.set_defaults(func=_cmd_reload)
 

@@ -103,7 +103,7 @@ class GatewayConfig(_Strict):
         "moves to another replica (a stream ends with an error event), seconds.",
     )
     probe_timeout_s: float = Field(
-        2.0, gt=0, description="How long that liveness probe may take before the replica counts as frozen, seconds."
+        3.0, gt=0, description="How long that liveness probe may take before the replica counts as frozen, seconds."
     )
     stream_idle_timeout_s: float = Field(
         60.0, gt=0, description="A stream whose upstream sends nothing this long ends with an error event and "

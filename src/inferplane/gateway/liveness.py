@@ -9,9 +9,11 @@ long prompt passes and a stopped (SIGSTOP) or wedged process does not.
 Concurrent waiters on one endpoint share one probe, and its answer is reused for
 ``reuse_s``: a replica stuck with 50 waiting requests gets one probe, not 50.
 
-An endpoint that fails is taken out of the pool at once - unless it is its deployment's
-last ready replica (like Envoy's outlier detection never ejecting every host) - and the
-health checker puts it back when it answers again.
+An endpoint that fails ``eject_after`` probes in a row (2: one slow answer on a starved
+machine is not enough) is taken out of the pool - unless it is its deployment's last
+ready replica (like Envoy's outlier detection never ejecting every host) - and the health
+checker puts it back when it answers again. A single failed probe already moves the
+request that asked to another replica.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ class Liveness:
     """Probes replicas on demand. Event-loop bound."""
 
     def __init__(self, pool: UpstreamPool, registry: EndpointRegistry, *, timeout_s: float,
-                 reuse_s: float = 1.0) -> None:
+                 reuse_s: float = 1.0, eject_after: int = 2) -> None:
         self.pool = pool
+        self.eject_after = eject_after
+        self._fails: dict[str, int] = {}
         self.registry = registry
         self.timeout_s = timeout_s
         self.reuse_s = reuse_s
@@ -65,7 +69,8 @@ class Liveness:
             p = self._probe(ep.runtime)
             ok = await self.pool.probe(url, p.method, p.path, p.body, self.timeout_s)
             self._last[ep.id] = (time.monotonic(), ok, url)
-            if not ok and url == ep.url:
+            fails = self._fails[ep.id] = 0 if ok else self._fails.get(ep.id, 0) + 1
+            if fails >= self.eject_after and url == ep.url:
                 self._eject(ep)
             return ok
         finally:
@@ -79,7 +84,7 @@ class Liveness:
             log.warning("endpoint %s does not answer its health probe within %.1f s, but it is the last ready "
                         "replica of %s: kept in the pool", ep.id, self.timeout_s, ep.deployment)
             return
-        log.warning("endpoint %s does not answer its health probe within %.1f s (frozen?): taken out of the "
-                    "pool until it answers again", ep.id, self.timeout_s)
+        log.warning("endpoint %s did not answer %d health probes in a row within %.1f s each (frozen?): taken "
+                    "out of the pool until it answers again", ep.id, self._fails.get(ep.id, 0), self.timeout_s)
         ep.hung = ep.managed
         self.registry.set_ready(ep, False)

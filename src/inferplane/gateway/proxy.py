@@ -15,8 +15,8 @@ Failure semantics:
   the same 5xx from a second replica goes back as a 4xx with the runtime's reason, is not
   retried, and is not counted against any replica (so no client can open a breaker).
   A 5xx is counted only once the next attempt shows it was not the request.
-- After bytes went out: no retry. A broken, stalled (``stream_idle_timeout_s``, or a failed
-  probe after ``probe_after_s`` of silence) or unterminated upstream stream ends with an
+- After bytes went out: no retry. A broken, stalled (``stream_idle_timeout_s``, or two
+  failed probes in a row, every ``probe_after_s`` of silence) or unterminated upstream stream ends with an
   SSE error event, and its upstream connection is closed (freeing the runtime's slot).
 - The client going away cancels the handler; the upstream connection is closed, which
   cancels the generation.
@@ -105,7 +105,7 @@ class Forwarder:
 
     def __init__(self, *, pool: UpstreamPool, registry: EndpointRegistry, router: Router,
                  metrics: GatewayMetrics, first_byte_timeout_s: float, probe_after_s: float = 3.0,
-                 probe_timeout_s: float = 2.0, stream_idle_timeout_s: float = 60.0) -> None:
+                 probe_timeout_s: float = 3.0, stream_idle_timeout_s: float = 60.0) -> None:
         self.pool = pool
         self.registry = registry
         self.router = router

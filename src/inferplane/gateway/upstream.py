@@ -255,13 +255,16 @@ class UpstreamResponse:
         """Body bytes as they arrive (adjacent pieces joined).
 
         Raises UpstreamBroken on a cut, and UpstreamStalled when nothing arrived for
-        ``idle_timeout_s``, or for ``stall_s`` and then ``alive()`` says the replica is frozen.
-        One timer per stream, re-armed lazily: a chunk only clears a flag.
+        ``idle_timeout_s``, or when, with nothing arriving, ``alive()`` (asked every
+        ``stall_s``) says twice in a row that the replica is frozen: one slow probe on a
+        starved machine must not cut a healthy stream (a queued request's stream is silent
+        until a slot frees). One timer per stream, re-armed lazily: a chunk only clears a flag.
         """
         loop = asyncio.get_running_loop()
         check = min(stall_s, idle_timeout_s)
         idle_since = loop.time()
         stalled = False
+        failed_probes = 0
         handle: asyncio.TimerHandle
 
         def tick() -> None:
@@ -286,6 +289,7 @@ class UpstreamResponse:
                     if conn is not None and conn.paused:
                         conn.resume()
                     idle_since = loop.time()
+                    failed_probes = 0
                     yield data
                     continue
                 if self._done:
@@ -298,8 +302,12 @@ class UpstreamResponse:
                     if idle >= idle_timeout_s:
                         raise UpstreamStalled(f"no data for {idle:.0f} s (stream idle timeout)")
                     if alive is not None and not await alive():
-                        raise UpstreamStalled(f"no data for {idle:.0f} s and the replica does not answer "
-                                              "its health probe")
+                        failed_probes += 1
+                        if failed_probes >= 2:
+                            raise UpstreamStalled(f"no data for {idle:.0f} s and the replica does not answer "
+                                                  "its health probe")
+                    else:
+                        failed_probes = 0
                     handle = loop.call_later(min(check, max(idle_timeout_s - idle, 0.01)), tick)
                     continue
                 self._waiter = loop.create_future()

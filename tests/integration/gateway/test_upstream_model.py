@@ -50,7 +50,9 @@ def vllm_fake() -> Iterator[str]:
 
 def _serve(tmp_path: Path, dep: dict) -> ServeProcess:
     path = tmp_path / "deploy.yaml"
-    path.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3}, "deployments": [dep]}))
+    # queue_timeout_s: a request that finds no ready endpoint is held that long, then gets 503
+    path.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3, "queue_timeout_s": 2},
+                                    "deployments": [dep]}))
     return start_serve(["--config", str(path)], tmp_path, wait_ready=False)
 
 
@@ -101,6 +103,7 @@ def test_a_configured_name_the_upstream_does_not_serve_keeps_it_out_of_the_pool(
         with pytest.raises(openai.APIStatusError) as exc:
             client.chat.completions.create(model="remote-llama", messages=MSGS, max_tokens=8)
         assert exc.value.status_code == 503
+        assert exc.value.response.headers.get("retry-after")
     finally:
         assert sp.stop() == 0, sp.log()
 
