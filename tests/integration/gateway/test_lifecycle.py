@@ -130,8 +130,12 @@ def test_a_hung_replica_leaves_the_pool_and_returns_when_it_answers_again(tmp_pa
     cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3}, "deployments": [
         {"name": "smollm2", "replicas": 2, "max_concurrent_sequences": 1, "threads": 1}]}))
     sp = start_serve(["--config", str(cfg)], tmp_path)
+    deadline = time.monotonic() + 180  # /ready needs one replica; a loaded machine may take a while for the other
+    while time.monotonic() < deadline and not all(e["ready"] for e in sp.endpoints()):
+        time.sleep(0.2)
     victim = sp.endpoints()[0]
     try:
+        assert victim["ready"] and victim["pid"], sp.endpoints()
         os.kill(victim["pid"], signal.SIGSTOP)  # alive, but answers nothing
 
         def state() -> dict:
@@ -151,5 +155,6 @@ def test_a_hung_replica_leaves_the_pool_and_returns_when_it_answers_again(tmp_pa
             time.sleep(0.1)
         assert state()["ready"] and state()["pid"] == victim["pid"]  # back, not restarted
     finally:
-        os.kill(victim["pid"], signal.SIGCONT)
+        if victim["pid"]:
+            os.kill(victim["pid"], signal.SIGCONT)
         assert sp.stop() == 0
