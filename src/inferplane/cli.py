@@ -31,7 +31,7 @@ from inferplane.config.models import (
 __all__ = ["main"]
 
 
-DESCRIPTION = ("One OpenAI-compatible endpoint in front of any LLM runtime: serve models, "
+DESCRIPTION = ("One OpenAI-compatible endpoint in front of any LLM runtime: serve models,\n"
                "benchmark endpoints, and choose the runtime that serves your traffic best.")
 EPILOG = """examples:
   inferplane serve                          serve SmolLM2 (pulled on first use) at http://127.0.0.1:8000/v1

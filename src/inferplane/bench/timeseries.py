@@ -39,6 +39,10 @@ class SteadyWindow:
     output_throughput: float
 
 
+MIN_TAIL_S = 0.5
+"""A last partial second shorter than this is folded into the one before it."""
+
+
 def _token_events(rec: RequestRecord) -> list[tuple[int, float]]:
     osl = rec.osl or 0
     if not rec.ok or osl <= 0:
@@ -68,9 +72,16 @@ def build_series(records: Sequence[RequestRecord]) -> TimeSeries:
             lo, hi = max(a, i * NS), min(b, (i + 1) * NS)
             if hi > lo:
                 busy[i] += (hi - lo) / NS
-    # The last bucket may be partial: scale it to a per-second rate.
+    # The last bucket may be partial: a rate over it needs its length. A sliver (the last
+    # request ending a few ms into a new second) would turn its tokens into a huge "rate":
+    # fold such a sliver into the previous second instead.
     tail = (t_end - t0) / NS - (n - 1)
-    if 0 < tail < 1:
+    if 0 < tail < MIN_TAIL_S and n > 1:
+        last_tokens, last_busy, last_done = tokens.pop(), busy.pop(), done.pop()
+        tokens[-1] = (tokens[-1] + last_tokens) / (1 + tail)
+        busy[-1] = (busy[-1] + last_busy) / (1 + tail)
+        done[-1] += last_done
+    elif 0 < tail < 1:
         tokens[-1] /= tail
         busy[-1] /= tail
     return TimeSeries(tuple(tokens), tuple(done), tuple(busy))

@@ -120,5 +120,22 @@ def test_metrics_show_normalized_vllm_endpoint_stats(vllm_served: ServeProcess, 
     check_normalized_stats(vllm_served, client, NAME, "vllm")
 
 
+def test_a_gateway_in_front_of_that_vllm_maps_its_own_name(vllm_served: ServeProcess, tmp_path: Path) -> None:
+    """The README's remote-llama: a second gateway lists the running vLLM under `endpoints:` with
+    another name; it discovers vLLM's served name and rewrites requests to it."""
+    (ep,) = vllm_served.endpoints()
+    cfg = tmp_path / "remote.yaml"
+    cfg.write_text(yaml.safe_dump({"deployments": [{"name": "remote-llama", "runtime": "openai", "replicas": 0,
+                                                     "endpoints": [{"url": ep["url"]}]}]}))
+    front = start_serve(["--config", str(cfg)], tmp_path, ready_timeout=60)
+    try:
+        assert f"remote-llama: 1 of 1 endpoint(s) ready (vllm at {ep['url']}, model '{NAME}')" in front.log()
+        remote = openai.OpenAI(base_url=front.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+        r = remote.chat.completions.create(model="remote-llama", messages=MESSAGES, max_tokens=8)
+        assert r.choices[0].message.content and r.model == NAME  # vLLM answered under its own name
+    finally:
+        assert front.stop() == 0, front.log()
+
+
 def test_stop_leaves_no_vllm_process(vllm_served: ServeProcess) -> None:
     check_stop_leaves_nothing(vllm_served, "vllm")

@@ -31,3 +31,17 @@ def test_legend_entries_sit_below_the_plot_area() -> None:
     legend_ys = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)" font-size="11">run', svg)]
     assert len(legend_ys) == 4 and all(y > _H - 20 > _T for y in legend_ys)
     assert f'height="{_H + 2 * 16}"' in svg  # two legend rows added under the chart
+
+
+def test_a_sliver_of_a_last_second_does_not_become_a_huge_rate() -> None:
+    from inferplane.bench.records import RequestRecord
+    from inferplane.bench.timeseries import build_series
+
+    ns = 1_000_000_000
+    recs = []
+    for i in range(4):  # 10 tokens/s for 3 s; the last request ends 5 ms into the 4th second
+        end = 3 * ns + 5_000_000 if i == 3 else (i + 1) * ns
+        recs.append(RequestRecord(i, True, True, 0, i * ns, end, t_first_ns=i * ns + 1, t_last_ns=end - 1,
+                                  chunk_times_ns=(end - 1,), osl=10))
+    series = build_series(recs)
+    assert max(series.output_tokens) < 25, series.output_tokens  # not 10 tokens / 0.005 s = 2,000 tok/s
