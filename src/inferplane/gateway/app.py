@@ -148,7 +148,7 @@ class Gateway:
         stream = data.get("stream") is True
         model = served.config.name
         key = request.headers.get("x-session-id") or data.get("user")
-        info = RouteInfo(model, key if isinstance(key, str) else None, lambda: _prompt_text(data))
+        info = RouteInfo(model, key if isinstance(key, str) else None, body)
         gauge = self.metrics.model(model).in_flight
         gauge.inc()
         try:

@@ -2,8 +2,13 @@
 
 Endpoints are added by the placement backend (launched replicas) or from the config
 (existing URLs); readiness and scraped stats are written by the health checker; the
-gateway reads snapshots and acquires endpoints for requests. Everything here runs on
-the gateway's event loop: no locks, not thread-safe.
+gateway acquires endpoints for requests. Everything here runs on the gateway's event
+loop: no locks, not thread-safe.
+
+Listeners (:class:`EndpointListener`, e.g. the router's candidate sets) hear of every change
+that decides whether an endpoint may take traffic (added, removed, readiness: all through
+:meth:`EndpointRegistry.routable_changed`) and of every change of its in-flight count, so
+they keep their own structures up to date instead of scanning the registry per request.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from inferplane.routing.types import Candidate
 from inferplane.runtimes.base import Dialect, EndpointStats
 
-__all__ = ["Endpoint", "EndpointRegistry", "Release"]
+__all__ = ["Endpoint", "EndpointListener", "EndpointRegistry", "Release"]
 
 Release = Callable[[], None]
 
@@ -61,6 +67,16 @@ class Endpoint:
         )
 
 
+class EndpointListener(Protocol):
+    """Told of registry changes, synchronously, after they happened. Must not raise."""
+
+    def routable_changed(self, endpoint: Endpoint) -> None:
+        """``endpoint`` was added, removed, or changed readiness: ask ``registry.routable``."""
+
+    def load_changed(self, endpoint: Endpoint) -> None:
+        """``endpoint.in_flight`` changed (a request was acquired or released)."""
+
+
 class EndpointRegistry:
     """Endpoints by deployment, with acquire/release accounting of in-flight requests."""
 
@@ -69,6 +85,20 @@ class EndpointRegistry:
         self._by_id: dict[str, Endpoint] = {}
         self._ids = itertools.count(1)
         self._listeners: list[Callable[[Endpoint], None]] = []
+        self._watchers: list[EndpointListener] = []
+
+    def add_listener(self, listener: EndpointListener) -> None:
+        """Keep ``listener`` told of every routable and load change from now on."""
+        self._watchers.append(listener)
+
+    def routable(self, endpoint: Endpoint) -> bool:
+        """May ``endpoint`` take new requests? (Registered and ready.) The one definition."""
+        return endpoint.ready and self._by_id.get(endpoint.id) is endpoint
+
+    def routable_changed(self, endpoint: Endpoint) -> None:
+        """The one place every change of what ``routable`` says goes through."""
+        for w in self._watchers:
+            w.routable_changed(endpoint)
 
     def new_id(self, deployment: str) -> str:
         return f"{deployment}-{next(self._ids)}"
@@ -78,11 +108,13 @@ class EndpointRegistry:
             raise ValueError(f"endpoint id {endpoint.id!r} already registered")
         self._by_id[endpoint.id] = endpoint
         self._by_deployment.setdefault(endpoint.deployment, []).append(endpoint)
+        self.routable_changed(endpoint)
 
     def remove(self, endpoint_id: str) -> None:
         ep = self._by_id.pop(endpoint_id, None)
         if ep is not None:
             self._by_deployment[ep.deployment].remove(ep)
+            self.routable_changed(ep)
             for fn in self._listeners:
                 fn(ep)
 
@@ -93,6 +125,8 @@ class EndpointRegistry:
     def set_ready(self, endpoint: Endpoint, ready: bool) -> None:
         was = endpoint.ready
         endpoint.ready = ready
+        if was != ready:
+            self.routable_changed(endpoint)
         if was and not ready:
             for fn in self._listeners:
                 fn(endpoint)
@@ -114,11 +148,13 @@ class EndpointRegistry:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(list(self._by_id.values()))
 
-    @staticmethod
-    def acquire(endpoint: Endpoint) -> Release:
-        """Count a request in flight on ``endpoint``; call the returned function exactly once."""
+    def acquire(self, endpoint: Endpoint) -> Release:
+        """Count a request in flight on ``endpoint``; the returned release is idempotent."""
         endpoint.in_flight += 1
         endpoint.requests_total += 1
+        watchers = self._watchers
+        for w in watchers:
+            w.load_changed(endpoint)
         released = False
 
         def release() -> None:
@@ -126,5 +162,7 @@ class EndpointRegistry:
             if not released:
                 released = True
                 endpoint.in_flight -= 1
+                for w in watchers:
+                    w.load_changed(endpoint)
 
         return release
