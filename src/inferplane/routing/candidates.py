@@ -189,8 +189,8 @@ class TierView:
             return None
         return self.tier.members[i].candidate()
 
-    def least_loaded(self) -> Candidate:
-        e = self.tier.least_loaded(self._skip, rotate=True)
+    def least_loaded(self, *, rotate: bool = True) -> Candidate:
+        e = self.tier.least_loaded(self._skip, rotate=rotate)
         if e is None:
             raise LookupError("every candidate is skipped")
         return e.candidate()

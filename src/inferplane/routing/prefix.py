@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import xxhash
 
@@ -123,15 +123,39 @@ class PromptHashes(Sequence[int]):
             return hashes[k]
         if k < 0 or k >= self._n:
             raise IndexError(k)
-        view, block, done = self._view, self._block, self._done
+        return self._extend(k + 1)[k]
+
+    def __iter__(self) -> Iterator[int]:
+        hashes, k = self._hashes, 0
+        while k < self._n:
+            if k == len(hashes):
+                self._extend(min(self._n, k + 4))  # a few at a time: fewer Python calls
+            yield hashes[k]
+            k += 1
+
+    def upto(self, n: int) -> list[int]:
+        """The first ``n`` hashes (fewer if the prompt has fewer), hashing what is missing."""
+        n = min(n, self._n)
+        if len(self._hashes) < n:
+            self._extend(n)
+        return self._hashes if len(self._hashes) == n else self._hashes[:n]
+
+    def _extend(self, n: int) -> list[int]:
+        hashes, view, block, done = self._hashes, self._view, self._block, self._done
         h = hashes[-1] if hashes else 0
-        for i in range(len(hashes), k + 1):
+        for i in range(len(hashes), n):
             end = CHECKPOINT_BLOCKS[i] * block
             h = _xxh3(view[done:end], h)
             hashes.append(h)
             done = end
         self._done = done
-        return h
+        return hashes
+
+    def freeze(self) -> None:
+        """Keep only the hashes computed so far and let go of the request's bytes (for
+        holding on to the hashes after the request, e.g. awaiting the runtime's report)."""
+        self._n = len(self._hashes)
+        self._view = memoryview(b"")
 
     def hashed(self) -> int:
         """Checkpoints hashed so far (for tests and benchmarks)."""
@@ -156,6 +180,11 @@ def prefix_block_hashes(text: str | bytes, block_chars: int = DEFAULT_BLOCK_BYTE
     data = text.encode() if isinstance(text, str) else text
     hashes = PromptHashes(data, block_chars)
     return tuple(hashes[k] for k in range(len(hashes)))
+
+
+def _known(hashes: Sequence[int], n: int) -> Sequence[int]:
+    """The first ``n`` of ``hashes`` as a plain sequence (cheap to index)."""
+    return hashes.upto(n) if isinstance(hashes, PromptHashes) else hashes
 
 
 class PrefixIndex:
@@ -205,13 +234,15 @@ class PrefixIndex:
         """
         holders_of = self._holders
         best: set[str] = set()
-        n = 0
-        for k in range(len(hashes)):
-            holders = holders_of.get(hashes[k])
-            if not holders:
-                break
-            best = holders
-            n = k + 1
+        n, total = 0, len(hashes)
+        while n < total:
+            known = _known(hashes, min(total, n + 8))  # hash a few more at a time
+            for k in range(n, len(known)):
+                holders = holders_of.get(known[k])
+                if not holders:
+                    return n, best
+                best = holders
+                n += 1
         return n, best
 
     def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None) -> int:
@@ -221,7 +252,10 @@ class PrefixIndex:
         """
         lru = self._lru.get(endpoint_id)
         hi = len(hashes) if limit is None else min(limit, len(hashes))
-        if not lru or hi == 0 or hashes[0] not in lru:
+        if not lru or hi == 0:
+            return 0
+        hashes = _known(hashes, hi)
+        if hashes[0] not in lru:
             return 0
         if endpoint_id in self._holes:
             n = 1
@@ -274,6 +308,7 @@ class PrefixIndex:
         n = min(n, checkpoints_within(cap))
         if n <= 0:
             return
+        hashes = _known(hashes, n)
         lru = self._lru.get(endpoint_id)
         if lru is None:
             lru = self._lru[endpoint_id] = OrderedDict()
@@ -303,8 +338,7 @@ class PrefixIndex:
         keep = max(0, min(keep, len(hashes)))
         lru = self._lru.get(endpoint_id)
         if lru is not None:
-            for k in range(keep, len(hashes)):
-                h = hashes[k]
+            for h in _known(hashes, len(hashes))[keep:]:
                 span = lru.pop(h, None)
                 if span is not None:
                     self._drop(endpoint_id, h, span)

@@ -80,8 +80,9 @@ class CandidateSet(Protocol):
     def get(self, endpoint_id: str) -> Candidate | None:
         """The member with that id, or None if it is not a member or must be skipped."""
 
-    def least_loaded(self) -> Candidate:
-        """A member with the lowest ``load_ratio``; exact ties taken in turn."""
+    def least_loaded(self, *, rotate: bool = True) -> Candidate:
+        """A member with the lowest ``load_ratio``; with ``rotate``, exact ties are taken in
+        turn (the one returned goes behind its equals)."""
 
     def load_totals(self) -> tuple[float, int]:
         """``(sum of in_flight + waiting, sum of capacity)`` over the members."""

@@ -75,8 +75,11 @@ class CandidateList:
             self._by_id = {c.endpoint_id: c for c in self._items}
         return self._by_id.get(endpoint_id)
 
-    def least_loaded(self) -> Candidate:
-        return self._items[self._ties.argmin([load_ratio(c) for c in self._items])]
+    def least_loaded(self, *, rotate: bool = True) -> Candidate:
+        loads = [load_ratio(c) for c in self._items]
+        if not rotate:
+            return self._items[loads.index(min(loads))]
+        return self._items[self._ties.argmin(loads)]
 
     def load_totals(self) -> tuple[float, int]:
         return (float(sum(c.in_flight + c.waiting for c in self._items)),

@@ -25,7 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from inferplane.routing.policies._load import RotatingTieBreak, as_candidates, load_ratio
-from inferplane.routing.prefix import DEFAULT_MAX_BLOCKS, PrefixIndex, blocks_at, checkpoints_within
+from inferplane.routing.prefix import (
+    DEFAULT_MAX_BLOCKS,
+    PrefixIndex,
+    PromptHashes,
+    blocks_at,
+    checkpoints_within,
+)
 from inferplane.routing.types import Candidate, CandidateSet, Decision, RouteRequest
 
 __all__ = ["PrefixDecision", "PrefixPolicy"]
@@ -106,8 +112,9 @@ class PrefixPolicy:
                     want -= 1
                 if want == 0 or looked >= 4 * self.holder_sample:
                     break
-        least = cands.least_loaded()
-        out.setdefault(least.endpoint_id, least)
+        if k < n:  # the least loaded one is the balance guard's yardstick
+            least = cands.least_loaded(rotate=False)
+            out.setdefault(least.endpoint_id, least)
         return out
 
     def choose(self, request: RouteRequest, candidates: CandidateSet | Sequence[Candidate]) -> PrefixDecision:
@@ -161,11 +168,13 @@ class PrefixPolicy:
             predicted = blocks_at(self.index.match(endpoint_id, hashes))
         self._last = None
         key = (endpoint_id, request)
+        self.index.insert(endpoint_id, hashes)
+        if isinstance(hashes, PromptHashes):
+            hashes.freeze()  # the pending prediction must not keep the request body alive
         self._pending[key] = predicted
         self._pending.move_to_end(key)
         if len(self._pending) > _PENDING_LIMIT:
             self._pending.popitem(last=False)
-        self.index.insert(endpoint_id, hashes)
 
     def observe_cached(self, endpoint_id: str, request: RouteRequest, cached_blocks: int) -> None:
         """Correct the index from what the runtime reported for a request routed here.
@@ -173,19 +182,16 @@ class PrefixPolicy:
         ``cached_blocks`` = the runtime's ``cached_tokens`` converted to this request's
         blocks. If fewer than predicted, the endpoint did not hold what the index claimed
         (it evicted, or it does not cache prefixes): the request's checkpoints past
-        ``cached_blocks`` are forgotten for that endpoint. If at least as many, the
-        checkpoints within ``cached_blocks`` are refreshed. Call it once per routed
+        ``cached_blocks`` are forgotten for that endpoint. If at least as many, nothing
+        changes (``on_routed`` recorded the whole prompt already). Call it once per routed
         request; without a remembered prediction the whole request counts as predicted.
         """
         hashes = request.prefix_hashes
         if not hashes:
             return
         predicted = self._pending.pop((endpoint_id, request), blocks_at(len(hashes)))
-        keep = checkpoints_within(cached_blocks)
         if cached_blocks < predicted:
-            self.index.truncate(endpoint_id, hashes, keep)
-        elif keep > 0:
-            self.index.insert(endpoint_id, hashes, keep)
+            self.index.truncate(endpoint_id, hashes, checkpoints_within(cached_blocks))
 
     def set_capacity(self, endpoint_id: str, blocks: int) -> None:
         """Bound the endpoint's share of the index to ``blocks`` (its runtime's KV capacity)."""
