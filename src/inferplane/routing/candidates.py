@@ -6,7 +6,7 @@ deployment's :class:`Tier` (endpoints grouped by ``(priority, region rank)``), a
 acquire/release re-files its load. A tier keeps:
 
 - ``members`` + ``pos``: an array with O(1) add, swap-remove, random draw and rotation;
-- a lazy min-heap of ``(load_ratio, stamp, endpoint)``: an entry is current while its stamp
+- a lazy min-heap of ``(load_ratio, stamp, endpoint)``, built on first use: an entry is current while its stamp
   is the endpoint's latest; stale entries are dropped when they surface, and the heap is
   rebuilt once it holds more than twice as many entries as members (amortised O(1)). A top
   entry whose load moved without an acquire/release (a metrics scrape) is re-filed when
@@ -40,6 +40,7 @@ __all__ = ["CandidatePools", "Tier", "TierKey", "TierView"]
 TierKey = tuple[int, int]
 """``(priority, region rank)``: lower is preferred (see ``routing/tiers.py``)."""
 Skip = Callable[[str], bool]
+_NONE: list[Tier] = []
 
 
 def _load(ep: Endpoint) -> float:
@@ -49,15 +50,21 @@ def _load(ep: Endpoint) -> float:
 
 
 class Tier:
-    """The routable endpoints of one deployment in one tier (see the module docstring)."""
+    """The routable endpoints of one deployment in one tier (see the module docstring).
 
-    __slots__ = ("_filed", "_heap", "_refresh", "_seq", "capacity_total", "members", "outstanding_total", "pos")
+    The load heap is built the first time someone asks for the least loaded member and
+    kept from then on; until then a load change costs two dict updates.
+    """
+
+    __slots__ = ("_filed", "_heap", "_out", "_refresh", "_seq", "capacity_total", "members",
+                 "outstanding_total", "pos")
 
     def __init__(self) -> None:
         self.members: list[Endpoint] = []
         self.pos: dict[str, int] = {}
-        self._heap: list[tuple[float, int, Endpoint]] = []
-        self._filed: dict[str, tuple[int, float, int]] = {}  # id -> (stamp, load, outstanding)
+        self._heap: list[tuple[float, int, Endpoint]] | None = None
+        self._filed: dict[str, tuple[int, float]] = {}  # id -> (stamp, load), heap entries' truth
+        self._out: dict[str, int] = {}
         self._seq = 0
         self._refresh = 0
         self.outstanding_total = 0
@@ -83,37 +90,58 @@ class Tier:
         if last is not ep:
             self.members[i] = last
             self.pos[last.id] = i
-        filed = self._filed.pop(ep.id, None)
-        if filed is not None:
-            self.outstanding_total -= filed[2]
+        self._filed.pop(ep.id, None)
+        self.outstanding_total -= self._out.pop(ep.id, 0)
         self.capacity_total -= max(ep.capacity, 1)
 
     def refile(self, ep: Endpoint) -> None:
         """File ``ep`` under its current load (after its load changed)."""
-        if ep.id not in self.pos:
+        eid = ep.id
+        out = ep.in_flight + int(ep.stats.waiting or 0)
+        self.outstanding_total += out - self._out.get(eid, 0)
+        self._out[eid] = out
+        heap = self._heap
+        if heap is None or eid not in self.pos:
             return
         self._seq += 1
         load = _load(ep)
-        outstanding = ep.in_flight + int(ep.stats.waiting or 0)
-        old = self._filed.get(ep.id)
-        self.outstanding_total += outstanding - (old[2] if old is not None else 0)
-        self._filed[ep.id] = (self._seq, load, outstanding)
-        heap = self._heap
+        self._filed[eid] = (self._seq, load)
         heapq.heappush(heap, (load, self._seq, ep))
         if len(heap) > 2 * len(self.members) + 64:
-            filed = self._filed
-            self._heap = [(filed[e.id][1], filed[e.id][0], e) for e in self.members]
-            heapq.heapify(self._heap)
+            self._build_heap()
+
+    def _build_heap(self) -> list[tuple[float, int, Endpoint]]:
+        filed = self._filed
+        heap = []
+        for e in self.members:
+            self._seq += 1
+            filed[e.id] = (self._seq, _load(e))
+            heap.append((filed[e.id][1], self._seq, e))
+        heapq.heapify(heap)
+        self._heap = heap
+        return heap
+
+    def any_member(self, skip: Skip | None) -> Endpoint | None:
+        """Some member not skipped, or None: O(1) unless most members are skipped."""
+        members = self.members
+        n = len(members)
+        for step in range(n):
+            e = members[(self._refresh + step) % n]
+            if skip is None or not skip(e.id):
+                return e
+        return None
 
     def least_loaded(self, skip: Skip | None, *, rotate: bool) -> Endpoint | None:
         """The least loaded member not skipped (None if all are); with ``rotate``, it goes
         behind its equals so that exact ties are taken in turn."""
+        heap = self._heap if self._heap is not None else self._build_heap()
+        filed = self._filed
         if self.members:  # re-file one member per question: scraped loads stay fresh
             self._refresh = (self._refresh + 1) % len(self.members)
             e = self.members[self._refresh]
-            if _load(e) != self._filed[e.id][1]:
+            if _load(e) != filed[e.id][1]:
                 self.refile(e)
-        heap, filed = self._heap, self._filed
+                heap = self._heap
         skipped = []
         found = None
         while heap:
@@ -159,8 +187,7 @@ class TierView:
         members, skip = self.tier.members, self._skip
         n = len(members)
         if n <= k:
-            usable = self.tier.scan(skip)
-            return [e.candidate() for e in rng.sample(usable, len(usable))]
+            return [e.candidate() for e in members if skip is None or not skip(e.id)]
         got: dict[str, Endpoint] = {}
         for _ in range(4 * k + 8):
             e = members[int(rng.random() * n)]
@@ -215,8 +242,8 @@ class CandidatePools:
         self._registry = registry
         self._preferred_region = preferred_region
         self._tiers: dict[str, dict[TierKey, Tier]] = {}
-        self._order: dict[str, list[TierKey]] = {}
-        self._where: dict[str, tuple[str, TierKey]] = {}
+        self._order: dict[str, list[Tier]] = {}
+        self._where: dict[str, tuple[str, TierKey, Tier]] = {}
         self._on_join = on_join
         self._on_leave = on_leave
         registry.add_listener(self)
@@ -228,11 +255,8 @@ class CandidatePools:
         return (ep.priority, 0 if pr is None or ep.region == pr else 1)
 
     def tiers(self, deployment: str) -> list[Tier]:
-        """The deployment's non-empty tiers, best first."""
-        tiers = self._tiers.get(deployment)
-        if not tiers:
-            return []
-        return [tiers[k] for k in self._order[deployment]]
+        """The deployment's non-empty tiers, best first (do not modify the list)."""
+        return self._order.get(deployment, _NONE)
 
     def size(self, deployment: str) -> int:
         return sum(len(t) for t in self._tiers.get(deployment, {}).values())
@@ -244,12 +268,12 @@ class CandidatePools:
         where = self._where.get(endpoint.id)
         if where is not None and (not routable or where[0] != endpoint.deployment or
                                   where[1] != self.key(endpoint)):
-            dep, key = self._where.pop(endpoint.id)
-            tiers = self._tiers[dep]
-            tiers[key].remove(endpoint)
-            if not tiers[key]:
+            dep, key, tier = self._where.pop(endpoint.id)
+            tier.remove(endpoint)
+            if not tier:
+                tiers = self._tiers[dep]
                 del tiers[key]
-                self._order[dep].remove(key)
+                self._order[dep] = [tiers[k] for k in sorted(tiers)]
             if self._on_leave is not None:
                 self._on_leave(endpoint)
             where = None
@@ -258,13 +282,13 @@ class CandidatePools:
             tiers = self._tiers.setdefault(endpoint.deployment, {})
             if key not in tiers:
                 tiers[key] = Tier()
-                self._order[endpoint.deployment] = sorted(tiers)
+                self._order[endpoint.deployment] = [tiers[k] for k in sorted(tiers)]
             tiers[key].add(endpoint)
-            self._where[endpoint.id] = (endpoint.deployment, key)
+            self._where[endpoint.id] = (endpoint.deployment, key, tiers[key])
             if self._on_join is not None:
                 self._on_join(endpoint)
 
     def load_changed(self, endpoint: Endpoint) -> None:
         where = self._where.get(endpoint.id)
         if where is not None:
-            self._tiers[where[0]][where[1]].refile(endpoint)
+            where[2].refile(endpoint)

@@ -79,13 +79,16 @@ def checkpoints_within(blocks: int) -> int:
     return bisect.bisect_right(CHECKPOINT_BLOCKS, blocks)
 
 
-def prompt_view(body: bytes) -> memoryview:
+def prompt_view(body: bytes | memoryview) -> memoryview:
     """The prompt's bytes within a request body: from the ``"messages"`` key (chat) or the
-    ``"prompt"`` key (completions) on, else the whole body. No copy.
+    ``"prompt"`` key (completions) on, else the whole body. No copy. A memoryview is taken
+    to be the prompt already.
 
     Whatever precedes the prompt (the model name, sampling parameters, in any order) does
     not split two requests with the same prompt; what follows it only changes the last block.
     """
+    if isinstance(body, memoryview):
+        return body
     view = memoryview(body)
     for key in (b'"messages"', b'"prompt"'):
         at = body.find(key)

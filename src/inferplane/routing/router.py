@@ -47,13 +47,13 @@ class RouteInfo:
     """What routing needs to know of one request, computed lazily (hashing costs).
 
     ``prompt`` is the request body exactly as received (the prompt is found and hashed in
-    place, see ``routing.prefix.prompt_view``), or a callable returning the prompt as text
+    place, see ``routing.prefix.prompt_view``), a memoryview of the prompt itself, or a callable returning the prompt as text
     for callers that only have that (it is encoded once, when a policy needs it).
     """
 
     model: str
     session_key: str | None
-    prompt: bytes | Callable[[], str]
+    prompt: bytes | memoryview | Callable[[], str]
     _request: RouteRequest | None = None
 
     def request(self, policy: Policy) -> RouteRequest:
@@ -61,7 +61,7 @@ class RouteInfo:
             hashes: PromptHashes | tuple[()] = ()
             if policy.needs_prefix:
                 p = self.prompt
-                hashes = PromptHashes(prompt_view(p) if isinstance(p, bytes) else p().encode())
+                hashes = PromptHashes(prompt_view(p) if isinstance(p, (bytes, memoryview)) else p().encode())
             self._request = RouteRequest(self.model, prefix_hashes=hashes, session_key=self.session_key)
         return self._request
 
@@ -129,16 +129,15 @@ class Router:
     def _tier(self, deployment: str, skip: Callable[[str], bool] | None) -> tuple[Tier, int] | None:
         """The tier to route in and how many tiers the deployment has, or None if nothing is usable."""
         tiers = self.pools.tiers(deployment)
-        if len(tiers) == 1 and skip is None:
-            return tiers[0], 1
+        if len(tiers) == 1:
+            t = tiers[0]
+            return (t, 1) if skip is None or t.any_member(skip) is not None else None
         saturation = self.deployments[deployment].saturation if deployment in self.deployments else 1.0
         first = None
         for t in tiers:
             e = t.least_loaded(skip, rotate=False)
             if e is None:
                 continue
-            if len(tiers) == 1:
-                return t, 1
             if first is None:
                 first = t
             if max(e.in_flight, int(e.stats.running or 0) + int(e.stats.waiting or 0)) < saturation * max(e.capacity, 1):

@@ -72,7 +72,8 @@ class CandidateSet(Protocol):
         """Members, counting skipped ones (an upper bound of what can be returned)."""
 
     def sample(self, k: int, rng: random.Random) -> list[Candidate]:
-        """Up to ``k`` distinct members drawn at random (all of them when there are <= k)."""
+        """Up to ``k`` distinct members drawn at random (all of them, in the set's order,
+        when there are at most ``k``)."""
 
     def rotate(self, start: int) -> tuple[Candidate, int]:
         """The first member at position >= ``start`` (cyclically), and that position."""

@@ -64,7 +64,9 @@ class CandidateList:
 
     def sample(self, k: int, rng: random.Random) -> list[Candidate]:
         items = self._items
-        return [items[i] for i in rng.sample(range(len(items)), min(k, len(items)))]
+        if len(items) <= k:
+            return list(items)
+        return [items[i] for i in rng.sample(range(len(items)), k)]
 
     def rotate(self, start: int) -> tuple[Candidate, int]:
         i = start % len(self._items)

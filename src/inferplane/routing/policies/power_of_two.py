@@ -16,7 +16,7 @@ class PowerOfTwoPolicy:
 
     Scores = the two sampled candidates' load ratios (nobody else is looked at). With two
     candidates both are always sampled, so the more loaded one is never chosen (an exact
-    tie goes to the first sampled, which is random).
+    tie goes to either at random).
 
     Randomness comes only from ``rng`` (pass a seeded ``random.Random`` for replayable
     decisions); the default is seeded with 0.
@@ -35,8 +35,10 @@ class PowerOfTwoPolicy:
         picked = as_candidates(candidates).sample(2, self._rng)
         scores = {c.endpoint_id: load_ratio(c) for c in picked}
         best = picked[0]
-        if len(picked) == 2 and scores[picked[1].endpoint_id] < scores[best.endpoint_id]:
-            best = picked[1]
+        if len(picked) == 2:
+            a, b = scores[best.endpoint_id], scores[picked[1].endpoint_id]
+            if b < a or (b == a and self._rng.random() < 0.5):  # a tie: either, at random
+                best = picked[1]
         return Decision(best.endpoint_id, self.name, scores)
 
     def on_routed(self, request: RouteRequest, endpoint_id: str) -> None:

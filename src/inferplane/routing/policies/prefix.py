@@ -99,10 +99,7 @@ class PrefixPolicy:
     def _considered(self, cands: CandidateSet, holders: set[str]) -> dict[str, Candidate]:
         n = len(cands)
         k = n if n <= self.exact_below else 2
-        drawn = cands.sample(k, self._rng)
-        if k == n:  # all of them: in a stable order, so that exact ties rotate fairly
-            drawn.sort(key=lambda c: c.endpoint_id)
-        out = {c.endpoint_id: c for c in drawn}
+        out = {c.endpoint_id: c for c in cands.sample(k, self._rng)}  # k == n: all, in order
         if holders and k < n:
             want = self.holder_sample
             for looked, endpoint_id in enumerate(holders, 1):  # a set: cheap to read the first few of
