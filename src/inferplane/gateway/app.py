@@ -73,7 +73,8 @@ class Gateway:
 
     def _routing_sample(self) -> RoutingSample:
         r = self.router
-        return RoutingSample(dict(r.decision_counts), dict(r.prefix_predicted_blocks), dict(r.prefix_observed_blocks))
+        return RoutingSample(dict(r.decision_counts), dict(r.prefix_predicted_blocks), dict(r.prefix_observed_blocks),
+                             r.prefix_index_blocks())
 
     def _build_routes(self) -> dict[str, dict[str, Callable[[Request, Responder], Awaitable[None]]]]:
         return {

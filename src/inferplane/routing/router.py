@@ -88,6 +88,8 @@ class Router:
         self.prefix_predicted_blocks: collections.Counter[str] = collections.Counter()
         self.prefix_observed_blocks: collections.Counter[str] = collections.Counter()
         self._clock = clock
+        self._kv_tokens: dict[str, float] = {}
+        """Last KV capacity (tokens) passed on to the prefix index, per endpoint."""
         self._unhealthy: set[str] = set()
         """Endpoints whose breaker is not closed (the only ones whose breaker pick asks)."""
         self.pools = CandidatePools(registry, preferred_region=preferred_region,
@@ -166,8 +168,12 @@ class Router:
         else:
             rr = info.request(policy)
             decision = policy.choose(rr, TierView(tier, skip))
-            policy.on_routed(rr, decision.endpoint_id)
             ep = tier.members[tier.pos[decision.endpoint_id]]
+            kv = ep.stats.kv_cache_tokens
+            if kv is not None and self._kv_tokens.get(ep.id) != kv and isinstance(policy, PrefixPolicy):
+                self._kv_tokens[ep.id] = kv  # mirror the runtime's cache size in the index's bound
+                policy.set_capacity(ep.id, max(1, int(kv) * _CHARS_PER_TOKEN // DEFAULT_BLOCK_BYTES))
+            policy.on_routed(rr, decision.endpoint_id)
             predicted = decision.predicted_blocks if isinstance(decision, PrefixDecision) else None
             choice = Choice(ep, decision.policy, fallback, predicted)
             self.decisions.append({
@@ -181,6 +187,16 @@ class Router:
             b.allow(now)  # takes the half-open trial slot
         self.decision_counts[(owner, choice.policy)] += 1
         return choice
+
+    def prefix_index_blocks(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(deployment, endpoint) -> (blocks the prefix index remembers, its bound): for metrics."""
+        out = {}
+        for dep, policy in self.policies.items():
+            if isinstance(policy, PrefixPolicy):
+                index = policy.index
+                for eid in index.endpoints():
+                    out[(dep, eid)] = (index.size(eid), index.capacity(eid))
+        return out
 
     def succeeded(self, choice: Choice) -> None:
         """The endpoint answered (any status below 500)."""
