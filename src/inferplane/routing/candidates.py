@@ -121,6 +121,9 @@ class Tier:
         self._heap = heap
         return heap
 
+    def _current_heap(self) -> list[tuple[float, int, Endpoint]]:
+        return self._heap if self._heap is not None else self._build_heap()
+
     def any_member(self, skip: Skip | None) -> Endpoint | None:
         """Some member not skipped, or None: O(1) unless most members are skipped."""
         members = self.members
@@ -134,14 +137,14 @@ class Tier:
     def least_loaded(self, skip: Skip | None, *, rotate: bool) -> Endpoint | None:
         """The least loaded member not skipped (None if all are); with ``rotate``, it goes
         behind its equals so that exact ties are taken in turn."""
-        heap = self._heap if self._heap is not None else self._build_heap()
+        heap = self._current_heap()
         filed = self._filed
         if self.members:  # re-file one member per question: scraped loads stay fresh
             self._refresh = (self._refresh + 1) % len(self.members)
             e = self.members[self._refresh]
             if _load(e) != filed[e.id][1]:
                 self.refile(e)
-                heap = self._heap
+                heap = self._current_heap()
         skipped = []
         found = None
         while heap:
@@ -153,7 +156,7 @@ class Tier:
             if _load(ep) != load:
                 heapq.heappop(heap)
                 self.refile(ep)
-                heap = self._heap
+                heap = self._current_heap()  # refile may have rebuilt it
                 continue
             if skip is not None and skip(ep.id):
                 skipped.append(heapq.heappop(heap))
