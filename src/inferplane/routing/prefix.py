@@ -237,22 +237,27 @@ class PrefixIndex:
         """
         holders_of = self._holders
         best: set[str] = set()
-        n, total = 0, len(hashes)
+        n, total, step = 0, len(hashes), 8
         while n < total:
-            known = _known(hashes, min(total, n + 8))  # hash a few more at a time
+            known = _known(hashes, min(total, n + step))  # a few first; all once those matched
             for k in range(n, len(known)):
                 holders = holders_of.get(known[k])
                 if not holders:
                     return n, best
                 best = holders
                 n += 1
+            step = total
         return n, best
 
-    def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None) -> int:
+    def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None,
+              holders: set[str] | None = None) -> int:
         """Checkpoints of ``hashes`` (at most ``limit``) held by ``endpoint_id``; read-only.
 
-        Pass ``limit`` = the first value of :meth:`longest` to read no hash beyond it.
+        Pass ``limit, holders`` = what :meth:`longest` returned to read no hash beyond it and
+        to answer at once for the holders of the whole longest match.
         """
+        if holders is not None and limit and endpoint_id in holders and endpoint_id not in self._holes:
+            return limit
         lru = self._lru.get(endpoint_id)
         hi = len(hashes) if limit is None else min(limit, len(hashes))
         if not lru or hi == 0:

@@ -124,7 +124,7 @@ class PrefixPolicy:
         loads = [load_ratio(c) for c in considered]
         if depth:
             match = self.index.match
-            matched = [blocks_at(match(c.endpoint_id, hashes, depth)) for c in considered]
+            matched = [blocks_at(match(c.endpoint_id, hashes, depth, holders)) for c in considered]
         else:
             matched = [0] * len(considered)
         if total:
