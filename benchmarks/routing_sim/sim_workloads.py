@@ -195,7 +195,9 @@ class ShareGPTSource:
             i = self._next_new % len(self._convs)
             self._next_new += 1
             self._next_turn[i] = 0
-        turn = self._next_turn[i]
+        turn = self._next_turn.get(i, 0)
+        if turn >= len(self._convs[i].turns):  # recycled while an earlier pass was in flight
+            turn = 0
         self._next_turn[i] = turn + 1
         return self._convs[i].turns[turn]
 
