@@ -82,10 +82,11 @@ def trace_groups(rng: random.Random, args: argparse.Namespace, nonce: str) -> li
             for i, t in enumerate(poisson_times(rng, args.requests, args.rate))]
 
 
-def _sharegpt(rng: random.Random, need: int, min_turns: int) -> list[list[tuple[str, str]]]:
+def _sharegpt(rng: random.Random, need: int, min_turns: int, chars: int) -> list[list[tuple[str, str]]]:
+    """ShareGPT conversations (question, answer) pairs, each text cut to ``chars``."""
     convs = []
     for conv in itertools.islice(iter_conversations(), 4000):
-        pairs = [(conv.turns[i][1][:600], conv.turns[i + 1][1][:400]) for i in range(0, len(conv.turns) - 1, 2)]
+        pairs = [(conv.turns[i][1][:chars], conv.turns[i + 1][1][:chars]) for i in range(0, len(conv.turns) - 1, 2)]
         if len(pairs) >= min_turns:
             convs.append(pairs)
     rng.shuffle(convs)
@@ -94,7 +95,7 @@ def _sharegpt(rng: random.Random, need: int, min_turns: int) -> list[list[tuple[
 
 def trace_system_mix(rng: random.Random, args: argparse.Namespace, nonce: str) -> list[dict]:
     systems = [f"[{nonce} s{g}] You are assistant {g}. " + words(rng, args.system_len) for g in range(2)]
-    questions = [p[0][0] for p in _sharegpt(rng, args.requests, 1)]
+    questions = [p[0][0] for p in _sharegpt(rng, args.requests, 1, args.turn_chars)]
     rows = []
     for i, t in enumerate(poisson_times(rng, args.requests, args.rate)):
         r = rng.random()
@@ -107,7 +108,7 @@ def trace_system_mix(rng: random.Random, args: argparse.Namespace, nonce: str) -
 
 def trace_sharegpt(rng: random.Random, args: argparse.Namespace, nonce: str) -> list[dict]:
     turns_per = 4
-    convs = _sharegpt(rng, max(1, args.requests // turns_per + 1), 2)
+    convs = _sharegpt(rng, max(1, args.requests // turns_per + 1), 2, args.turn_chars)
     starts = poisson_times(rng, len(convs), args.rate / turns_per)
     rows = []
     for c, (pairs, t) in enumerate(zip(convs, starts, strict=True)):
@@ -204,7 +205,7 @@ def run_one(gateway: str, workload: str, seed: int, args: argparse.Namespace, tm
     try:
         subprocess.run([sys.executable, "-m", "inferplane", "bench", "--url", gateway, "--model", "smollm2",
                         "--workload", f"trace:{trace}", "--output-dir", str(out), "--no-progress",
-                        "--request-timeout-s", "120"],
+                        "--request-timeout-s", str(args.request_timeout_s)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finally:
         sampler.stop.set()
@@ -232,6 +233,8 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=5)
     ap.add_argument("--system-len", type=int, default=400, help="system prompt words (about tokens)")
     ap.add_argument("--think-s", type=float, default=3.0, help="sharegpt: mean think time between turns")
+    ap.add_argument("--turn-chars", type=int, default=400, help="ShareGPT texts are cut to this many characters")
+    ap.add_argument("--request-timeout-s", type=float, default=300)
     ap.add_argument("--workloads", nargs="+", default=list(TRACES), choices=list(TRACES))
     ap.add_argument("--policies", nargs="+", default=["prefix", "least_load", "power_of_two", "session", "round_robin"])
     ap.add_argument("--src", help="run the gateway from this source tree instead (PYTHONPATH)")
