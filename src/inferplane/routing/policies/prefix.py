@@ -6,8 +6,8 @@ decision that does not grow with the fleet:
 
 1. The index answers, without visiting endpoints, how deep the request's longest cached
    prefix goes anywhere and who holds all of it (``PrefixIndex.longest``).
-2. It scores a bounded set of candidates: up to ``holder_sample`` of those holders, two
-   drawn at random, and the least loaded one (every candidate when there are at most
+2. It scores a bounded set of candidates: up to ``holder_sample`` of those holders,
+   ``random_sample`` drawn at random, and the least loaded one (every candidate when there are at most
    ``exact_below``): ``matched`` = prefix blocks the index believes the candidate holds;
    ``score = w_load * load_ratio - w_cache * matched/total``.
 3. If the best-scoring candidate is badly overloaded compared to the least loaded one
@@ -76,6 +76,7 @@ class PrefixPolicy:
         balance_rel_threshold: float = 1.5,
         max_blocks_per_endpoint: int = DEFAULT_MAX_BLOCKS,
         holder_sample: int = 4,
+        random_sample: int = 2,
         exact_below: int = 8,
         seed: int = 0,
     ) -> None:
@@ -89,6 +90,7 @@ class PrefixPolicy:
         self.balance_abs_threshold = balance_abs_threshold
         self.balance_rel_threshold = balance_rel_threshold
         self.holder_sample = holder_sample
+        self.random_sample = random_sample
         self.exact_below = exact_below
         self.index = PrefixIndex(max_blocks_per_endpoint)
         self._rng = random.Random(seed)
@@ -98,7 +100,7 @@ class PrefixPolicy:
 
     def _considered(self, cands: CandidateSet, holders: set[str]) -> dict[str, Candidate]:
         n = len(cands)
-        k = n if n <= self.exact_below else 2
+        k = n if n <= self.exact_below else self.random_sample
         out = {c.endpoint_id: c for c in cands.sample(k, self._rng)}  # k == n: all, in order
         if holders and k < n:
             want = self.holder_sample
