@@ -5,10 +5,19 @@ Starts a null OpenAI upstream (benchmarks/null_upstream.py) and a gateway in fro
 for each concurrency and round. Prints RPS ratios and the added p50/p99 latency.
 
     python benchmarks/gateway_overhead.py [--duration 6] [--rounds 2] [--concurrency 1 32]
-        [--policy least_load] [--replicas 1] [--vllm-router PATH] [--upstream-model NAME]
+        [--policy least_load ...] [--replicas 1 ...] [--prompt-chars 0 ...] [--vllm-router PATH]
+        [--upstream-model NAME]
+        [--compare-src PATH]
 
-With --upstream-model, clients send the deployment name ``client-m`` and the gateway rewrites
-the request's ``model`` to NAME (``m`` is the null upstream's name): the rewrite's cost.
+With several --policy, --replicas or --prompt-chars values, every combination is measured
+and a table of gateway CPU per request (the least noise-sensitive number) closes the run.
+--prompt-chars N adds an N-character system prompt to the request (0: the short body alone).
+--compare-src PATH also runs each gateway from another source tree (PYTHONPATH=PATH, e.g.
+an unpacked `git archive` of the base commit's src/), alternating with this one in the same
+rounds: a before/after comparison measured side by side.
+Endpoints are probed every --scrape-interval-s (default 60 s, so that probing 1,000
+endpoints does not land inside the measured seconds; the gateway's own probes are not
+what this measures).
 
 With --vllm-router (the Rust router from PyPI `vllm-router`, installed in any venv), the
 same upstream is also measured through it in the same rounds, for a like-for-like anchor.
@@ -33,9 +42,21 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BODY = '{"model":"m","messages":[{"role":"user","content":"Say hello in one short sentence, please."}],"max_tokens":16}'
-LUA = """wrk.method = "POST"
-wrk.body = '{body}'
+QUESTION = '{"role":"user","content":"Say hello in one short sentence, please."}'
+
+
+def body(prompt_chars: int, model: str = "m") -> str:
+    """The request body: the short question, after a ``prompt_chars``-character system prompt."""
+    system = ""
+    if prompt_chars:
+        text = ("lorem ipsum dolor sit amet consectetur " * (prompt_chars // 39 + 1))[:prompt_chars]
+        system = f'{{"role":"system","content":"{text}"}},'
+    return f'{{"model":"{model}","messages":[{system}{QUESTION}],"max_tokens":16}}'
+
+
+def lua(prompt_chars: int, model: str = "m") -> str:
+    return f"""wrk.method = "POST"
+wrk.body = '{body(prompt_chars, model)}'
 wrk.headers["Content-Type"] = "application/json"
 """
 
@@ -91,87 +112,142 @@ def run_wrk(url: str, conns: int, duration: int, lua: Path, cpu_pid: int | None 
     return rps, p50, p99
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in reversed(procs):
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    procs.clear()
+
+
+def start_gateway(tmp: Path, upstream: str, *, policy: str, replicas: int, scrape_s: float,
+                  src: str | None, upstream_model: str | None = None) -> tuple[subprocess.Popen, str]:
+    gw_port = free_port()
+    endpoints = "\n".join(f"      - url: {upstream}" for _ in range(replicas))
+    cfg = tmp / f"deploy-{gw_port}.yaml"
+    cfg.write_text(
+        f"gateway:\n  port: {gw_port}\n  scrape_interval_s: {scrape_s}\ndeployments:\n"
+        f"  - name: {'client-m' if upstream_model else 'm'}\n"
+        + (f"    upstream_model: {upstream_model}\n" if upstream_model else "")
+        + f"    runtime: openai\n    replicas: 0\n    policy: {policy}\n    endpoints:\n{endpoints}\n")
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([sys.executable, "-m", "inferplane", "serve", "--config", str(cfg), "--log-dir", str(tmp)],
+                            stderr=subprocess.DEVNULL, env=env)
+    gateway = f"http://127.0.0.1:{gw_port}"
+    wait_ok(gateway + "/ready", timeout=120)
+    return proc, gateway
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    ap.add_argument("--policy", default="least_load")
-    ap.add_argument("--replicas", type=int, default=1, help="endpoints in the pool (all the same upstream)")
+    ap.add_argument("--policy", "--policies", dest="policies", nargs="+", default=["least_load"])
+    ap.add_argument("--replicas", type=int, nargs="+", default=[1], help="endpoints in the pool (all the same upstream)")
+    ap.add_argument("--prompt-chars", type=int, nargs="+", default=[0])
+    ap.add_argument("--scrape-interval-s", type=float, default=60.0)
+    ap.add_argument("--compare-src", help="a second source tree to run each gateway from, alternating")
+    ap.add_argument("--upstream-model", help="serve as 'client-m' and rewrite each request's model to this name "
+                    "(the null upstream's name is 'm'): the cost of the rewrite")
     ap.add_argument("--vllm-router", help="path of a vllm-router executable to measure alongside")
-    ap.add_argument("--upstream-model", help="serve as 'client-m' and rewrite each request's model to this name")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    lua = tmp / "post.lua"
-    name = "client-m" if args.upstream_model else "m"
-    lua.write_text(LUA.format(body=BODY.replace('"model":"m"', f'"model":"{name}"')))
-    up_port, gw_port = free_port(), free_port()
-    procs = []
+    up_port = free_port()
+    procs: list[subprocess.Popen] = []
+    srcs: list[tuple[str, str | None]] = [("this", None)]
+    if args.compare_src:
+        srcs.insert(0, ("compare", str(Path(args.compare_src).resolve())))
+    table: dict[tuple[str, int, int, str, int], list[float]] = {}
     try:
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "null_upstream.py"), str(up_port)]))
+        upstream_proc = subprocess.Popen([sys.executable, str(HERE / "null_upstream.py"), str(up_port)])
         upstream = f"http://127.0.0.1:{up_port}"
         wait_ok(upstream + "/health")
-        endpoints = "\n".join(f"      - url: {upstream}" for _ in range(args.replicas))
-        (tmp / "deploy.yaml").write_text(
-            f"gateway:\n  port: {gw_port}\n  scrape_interval_s: 5\ndeployments:\n  - name: {name}\n    runtime: openai\n"
-            + (f"    upstream_model: {args.upstream_model}\n" if args.upstream_model else "")
-            + f"    replicas: 0\n    policy: {args.policy}\n    endpoints:\n{endpoints}\n")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "inferplane", "serve", "--config", str(tmp / "deploy.yaml"), "--log-dir", str(tmp)],
-            stderr=subprocess.DEVNULL))
-        gateway = f"http://127.0.0.1:{gw_port}"
-        wait_ok(gateway + "/ready")
-        router = None
-        if args.vllm_router:
-            rport = free_port()
-            procs.append(subprocess.Popen(
-                [args.vllm_router, "--host", "127.0.0.1", "--port", str(rport), "--worker-urls",
-                 *([upstream] * args.replicas), "--policy", "round_robin", "--log-level", "error"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            router = f"http://127.0.0.1:{rport}"
-            wait_ok(router + "/health")
-        load = os.getloadavg()[0]
-        print(f"policy={args.policy} replicas={args.replicas} upstream_model={args.upstream_model or '-'} duration={args.duration}s rounds={args.rounds} "
-              f"cores={os.cpu_count()} load(1m) before={load:.2f}")
-        print(f"{'conc':>4} {'round':>5} {'direct rps':>11} {'gateway rps':>12} {'ratio':>6} "
-              f"{'direct p50':>10} {'gw p50':>8} {'+p50 ms':>8} {'direct p99':>10} {'gw p99':>8} {'+p99 ms':>8}")
-        for c in args.concurrency:
-            ratios, added50, rratios, radded50 = [], [], [], []
-            for r in range(args.rounds):
-                d = run_wrk(upstream + "/v1/chat/completions", c, args.duration, lua)
-                g = run_wrk(gateway + "/v1/chat/completions", c, args.duration, lua, cpu_pid=procs[1].pid)
-                ratios.append(g[0] / d[0])
-                added50.append(g[1] - d[1])
-                print(f"{c:>4} {r + 1:>5} {d[0]:>11.0f} {g[0]:>12.0f} {g[0] / d[0]:>6.2f} {d[1]:>10.3f} {g[1]:>8.3f} "
-                      f"{g[1] - d[1]:>8.3f} {d[2]:>10.3f} {g[2]:>8.3f} {g[2] - d[2]:>8.3f}")
-                if router:
-                    v = run_wrk(router + "/v1/chat/completions", c, args.duration, lua)
-                    d2 = run_wrk(upstream + "/v1/chat/completions", c, args.duration, lua)
-                    rratios.append(v[0] / d2[0])
-                    radded50.append(v[1] - d2[1])
-                    print(f"{'':>4} {'':>5} {d2[0]:>11.0f} {v[0]:>12.0f} {v[0] / d2[0]:>6.2f} {d2[1]:>10.3f} "
-                          f"{v[1]:>8.3f} {v[1] - d2[1]:>8.3f} {d2[2]:>10.3f} {v[2]:>8.3f} {v[2] - d2[2]:>8.3f}"
-                          "  <- vllm-router")
-            print(f"{c:>4}   inferplane: med ratio {statistics.median(ratios):.2f}  "
-                  f"added p50 {statistics.median(added50):.3f} ms  "
-                  f"gateway CPU {statistics.median(CPU_PER_REQUEST[-args.rounds:]):.0f} us/request")
-            if rratios:
-                print(f"{c:>4}   vllm-router: med ratio {statistics.median(rratios):.2f}  "
-                      f"added p50 {statistics.median(radded50):.3f} ms")
+        print(f"policies={args.policies} replicas={args.replicas} prompt_chars={args.prompt_chars} "
+              f"duration={args.duration}s rounds={args.rounds} cores={os.cpu_count()} "
+              f"load(1m) before={os.getloadavg()[0]:.2f}"
+              + (f" compare-src={srcs[0][1]}" if args.compare_src else ""))
+        for prompt_chars in args.prompt_chars:
+            script = tmp / f"post-{prompt_chars}.lua"
+            script.write_text(lua(prompt_chars, "client-m" if args.upstream_model else "m"))
+            for replicas in args.replicas:
+                for policy in args.policies:
+                    measure_cell(args, table, upstream, tmp, script, procs, srcs,
+                                 policy=policy, replicas=replicas, prompt_chars=prompt_chars)
+        print_table(table, args, srcs)
         print(f"load(1m) after={os.getloadavg()[0]:.2f}")
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop(procs)
+        upstream_proc.send_signal(signal.SIGTERM)
+        upstream_proc.wait(15)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def measure_cell(args: argparse.Namespace, table: dict, upstream: str, tmp: Path, script: Path,
+                 procs: list[subprocess.Popen], srcs: list[tuple[str, str | None]], *,
+                 policy: str, replicas: int, prompt_chars: int) -> None:
+    gateways = []
+    for label, src in srcs:
+        proc, url = start_gateway(tmp, upstream, policy=policy, replicas=replicas,
+                                  scrape_s=args.scrape_interval_s, src=src, upstream_model=args.upstream_model)
+        procs.append(proc)
+        gateways.append((label, proc, url))
+    router = None
+    if args.vllm_router:
+        rport = free_port()
+        procs.append(subprocess.Popen(
+            [args.vllm_router, "--host", "127.0.0.1", "--port", str(rport), "--worker-urls",
+             *([upstream] * replicas), "--policy", "round_robin", "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        router = f"http://127.0.0.1:{rport}"
+        wait_ok(router + "/health")
+    for _, _, url in gateways:  # warm the upstream connection pools of every endpoint
+        run_wrk(url + "/v1/chat/completions", 8, 1, script)
+    print(f"-- policy={policy} replicas={replicas} prompt_chars={prompt_chars} load(1m)={os.getloadavg()[0]:.2f}")
+    print(f"{'conc':>4} {'round':>5} {'src':>8} {'direct rps':>11} {'gateway rps':>12} {'ratio':>6} "
+          f"{'direct p50':>10} {'gw p50':>8} {'+p50 ms':>8} {'gw p99':>8} {'CPU us/req':>10}")
+    for c in args.concurrency:
+        for r in range(args.rounds):
+            for label, proc, url in gateways:
+                d = run_wrk(upstream + "/v1/chat/completions", c, args.duration, script)
+                g = run_wrk(url + "/v1/chat/completions", c, args.duration, script, cpu_pid=proc.pid)
+                cpu = CPU_PER_REQUEST[-1]
+                table.setdefault((label, prompt_chars, replicas, policy, c), []).append(cpu)
+                table.setdefault((label + ":ratio", prompt_chars, replicas, policy, c), []).append(g[0] / d[0])
+                print(f"{c:>4} {r + 1:>5} {label:>8} {d[0]:>11.0f} {g[0]:>12.0f} {g[0] / d[0]:>6.2f} {d[1]:>10.3f} "
+                      f"{g[1]:>8.3f} {g[1] - d[1]:>8.3f} {g[2]:>8.3f} {cpu:>10.0f}")
+            if router:
+                v = run_wrk(router + "/v1/chat/completions", c, args.duration, script)
+                d2 = run_wrk(upstream + "/v1/chat/completions", c, args.duration, script)
+                table.setdefault(("vllm-router:ratio", prompt_chars, replicas, policy, c), []).append(v[0] / d2[0])
+                print(f"{c:>4} {r + 1:>5} {'vllm-rtr':>8} {d2[0]:>11.0f} {v[0]:>12.0f} {v[0] / d2[0]:>6.2f} "
+                      f"{d2[1]:>10.3f} {v[1]:>8.3f} {v[1] - d2[1]:>8.3f} {v[2]:>8.3f}")
+    stop(procs)
+
+
+def print_table(table: dict, args: argparse.Namespace, srcs: list[tuple[str, str | None]]) -> None:
+    """Gateway CPU us/request (median over rounds) and RPS ratio, by prompt x replicas x policy."""
+    for c in args.concurrency:
+        print(f"\nGateway CPU per request (us, median of {args.rounds}) and RPS / direct, concurrency {c}:")
+        cols = [(p, r) for p in args.prompt_chars for r in args.replicas]
+        print(f"{'policy':<13} {'src':>8} " + " ".join(f"{f'{p}ch/{r}rep':>16}" for p, r in cols))
+        for policy in args.policies:
+            for label, _ in srcs:
+                cells = []
+                for p, r in cols:
+                    cpu = table.get((label, p, r, policy, c))
+                    ratio = table.get((label + ":ratio", p, r, policy, c))
+                    cells.append(f"{statistics.median(cpu):>7.0f} ({statistics.median(ratio):.2f}x)" if cpu else "-")
+                print(f"{policy:<13} {label:>8} " + " ".join(f"{x:>16}" for x in cells))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@
 Replays (1) ShareGPT multi-turn conversations (each turn's prompt = the whole history) and
 (2) a shared-system-prompt workload (G groups x long system prompt x short questions)
 against N simulated replicas with a prefix-cache cost model (see
-``routing_sim/sim_cluster.py``), using the gateway's own policy classes. Arrivals are
-Poisson at a rate that would load the cluster to ``--util`` with no cache hits.
+``routing_sim/sim_cluster.py``), routed by the gateway's own registry, router and policies
+(the same objects `inferplane serve` builds), whose CPU time per decision is measured and
+printed (``us/dec``): the trade-off between cache locality and routing cost as the fleet
+grows. Arrivals are Poisson at a rate that would load the cluster to ``--util`` with no
+cache hits.
 
-    PYTHONPATH=src python benchmarks/routing_sim.py                 # ~1 min
-    PYTHONPATH=src python benchmarks/routing_sim.py --replicas 16 --requests-per-replica 200
+    python benchmarks/routing_sim.py                                   # 16..1,000 replicas
+    python benchmarks/routing_sim.py --replicas 16 --requests-per-replica 200
+    PYTHONPATH=/path/to/other/src python benchmarks/routing_sim.py     # another tree's router
 
 Prints numbers only; nothing here asserts timings.
 """
@@ -15,6 +19,7 @@ Prints numbers only; nothing here asserts timings.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -23,24 +28,26 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE / "routing_sim"))
 try:
-    import inferplane  # noqa: F401
+    import inferplane
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(_HERE.parent / "src"))
+    import inferplane
 
 from sim_cluster import RunStats, SimParams, simulate  # noqa: E402
 from sim_workloads import SharedPromptSource, ShareGPTSource, load_sharegpt  # noqa: E402
 
-from inferplane.routing.policies import POLICY_NAMES, make_policy  # noqa: E402
+from inferplane.routing.policies import POLICY_NAMES  # noqa: E402
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = SimParams()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--replicas", default="4,16,64", help="comma-separated replica counts")
+    p.add_argument("--replicas", default="16,64,256,1000", help="comma-separated replica counts")
     p.add_argument("--policies", default=",".join(POLICY_NAMES))
     p.add_argument("--workloads", default="sharegpt,shared")
-    p.add_argument("--requests-per-replica", type=int, default=150)
+    p.add_argument("--requests-per-replica", type=int, default=60)
     p.add_argument("--min-requests", type=int, default=3000)
+    p.add_argument("--max-requests", type=int, default=30000)
     p.add_argument("--conversations", type=int, default=6000, help="ShareGPT conversations")
     p.add_argument("--think-s", type=float, default=10.0, help="mean ShareGPT user think time")
     p.add_argument("--groups", type=int, default=48, help="shared-prompt groups")
@@ -66,7 +73,8 @@ def _fmt(stats: RunStats) -> str:
     pred = "-" if stats.predicted_hit_rate is None else f"{100 * stats.predicted_hit_rate:5.1f}"
     return (
         f"{100 * stats.hit_rate:6.1f} {pred:>6} {1000 * stats.ttft_p50_s:8.0f} "
-        f"{1000 * stats.ttft_p99_s:8.0f} {stats.max_over_mean:8.2f} {stats.cv:6.3f}"
+        f"{1000 * stats.ttft_p99_s:8.0f} {stats.max_over_mean:8.2f} {stats.cv:6.3f} "
+        f"{stats.decision_us:7.1f}"
     )
 
 
@@ -99,17 +107,18 @@ def main(argv: list[str] | None = None) -> None:
         f"{params.block_chars} chars (~{params.cache_blocks * params.block_chars // 4} tokens), "
         f"prefill {params.prefill_s_per_token * 1e3:.1f} ms/token uncached, decode "
         f"{params.decode_s_per_token * 1e3:.0f} ms/token, arrivals for {args.util:.0%} no-cache "
-        f"load, feedback={'on' if params.feedback else 'off'}"
+        f"load, feedback={'on' if params.feedback else 'off'}; router from {Path(inferplane.__file__).parent}; "
+        f"load(1m)={os.getloadavg()[0]:.2f}"
     )
     header = (
         f"{'workload':9} {'N':>3} {'policy':13} {'reqs':>5} {'hit%':>6} {'pred%':>6} "
-        f"{'ttft50ms':>8} {'ttft99ms':>8} {'max/mean':>8} {'cv':>6}"
+        f"{'ttft50ms':>8} {'ttft99ms':>8} {'max/mean':>8} {'cv':>6} {'us/dec':>7}"
     )
     print(header)
     print("-" * len(header))
     for workload in args.workloads.split(","):
         for n in replica_counts:
-            requests = max(args.min_requests, args.requests_per_replica * n)
+            requests = min(args.max_requests, max(args.min_requests, args.requests_per_replica * n))
             for name in policies:
                 rng = random.Random(args.seed)
                 if workload == "sharegpt":
@@ -136,15 +145,15 @@ def main(argv: list[str] | None = None) -> None:
                     options["seed"] = args.seed
                 if name == "prefix":
                     options["max_blocks_per_endpoint"] = args.index_blocks or params.cache_blocks
-                policy = make_policy(name, **options)
                 stats = simulate(
-                    policy,
+                    name,
                     source,
                     replicas=n,
                     rate_per_s=rate,
                     requests=requests,
                     params=params,
                     seed=args.seed,
+                    policy_options=options,
                 )
                 print(f"{workload:9} {n:>3} {name:13} {stats.requests:>5} {_fmt(stats)}")
     print(f"total {time.perf_counter() - t0:.1f}s")

@@ -3,8 +3,13 @@
 Each replica has ``slots`` concurrent sequences, a FIFO queue, and an LRU prefix cache of
 ``cache_blocks`` blocks (the simulated runtime's real cache, independent of the policy's
 estimate). A request's service time is ``prefill_s_per_token * uncached_tokens +
-decode_s_per_token * output_tokens``; TTFT = queueing + prefill. The policy sees
-``Candidate`` snapshots built from this state, exactly as the gateway would build them.
+decode_s_per_token * output_tokens``; TTFT = queueing + prefill.
+
+Routing is the gateway's own: an ``EndpointRegistry`` with one endpoint per replica and a
+``Router`` over it, called exactly as the proxy calls them (``RouteInfo`` from the prompt's
+bytes, ``pick``, ``acquire``, ``succeeded``, ``observed`` with the cached tokens the
+simulated runtime reports, ``release``). The CPU time those calls take is measured: the
+router's real cost per decision at that fleet size.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import heapq
 import math
 import random
 import statistics
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from sim_workloads import SimRequest
 
-from inferplane.routing.types import Candidate, Policy, RouteRequest
+from inferplane.config.models import parse_config
+from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.routing.router import Choice, RouteInfo, Router
+from inferplane.runtimes.base import OPENAI_DIALECT
 
 __all__ = ["RunStats", "SimParams", "simulate"]
 
@@ -49,7 +58,9 @@ class SimParams:
 @dataclass(slots=True)
 class _Job:
     request: SimRequest
-    route: RouteRequest
+    info: RouteInfo
+    choice: Choice
+    release: object
     arrival_s: float
     replica: int
     counted: bool
@@ -80,6 +91,8 @@ class RunStats:
     """Requests on the busiest replica / mean requests per replica."""
     cv: float
     """Coefficient of variation of requests per replica."""
+    decision_us: float = math.nan
+    """Router CPU per request (RouteInfo, pick, acquire/release, feedback), microseconds."""
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -104,8 +117,19 @@ def _cache_lookup_and_fill(replica: _Replica, hashes: tuple[int, ...], limit: in
     return hit
 
 
+try:
+    from inferplane.routing.prefix import PromptHashes  # noqa: F401  (routing reads the bytes)
+
+    def _route_info(model: str, request: SimRequest) -> RouteInfo:
+        return RouteInfo(model, request.session_key, request.prompt)
+except ImportError:  # an earlier tree (--compare-src): its RouteInfo takes the prompt as text
+
+    def _route_info(model: str, request: SimRequest) -> RouteInfo:
+        return RouteInfo(model, request.session_key, lambda: bytes(request.prompt).decode(errors="replace"))
+
+
 def simulate(
-    policy: Policy,
+    policy: str,
     source: Source,
     *,
     replicas: int,
@@ -113,12 +137,26 @@ def simulate(
     requests: int,
     params: SimParams,
     seed: int,
+    policy_options: dict[str, object] | None = None,
 ) -> RunStats:
-    """Replay ``requests`` Poisson arrivals at ``rate_per_s`` through ``policy``."""
+    """Replay ``requests`` Poisson arrivals at ``rate_per_s`` through the gateway's router."""
+    from inferplane.routing.policies import make_policy
+
     rng = random.Random(seed)
+    cfg = parse_config({"deployments": [{"name": "sim", "replicas": 0, "policy": policy,
+                                         "endpoints": [{"url": "http://127.0.0.1:9"}]}]})
+    registry = EndpointRegistry()
+    router = Router(registry, cfg.deployments)
+    router.policies["sim"] = make_policy(policy, **(policy_options or {}))
     reps = [_Replica(f"replica-{i}") for i in range(replicas)]
     by_id = {r.endpoint_id: i for i, r in enumerate(reps)}
-    observe = getattr(policy, "observe_cached", None) if params.feedback else None
+    for r in reps:
+        ep = Endpoint(id=r.endpoint_id, deployment="sim", runtime="openai", url="http://127.0.0.1:9",
+                      dialect=OPENAI_DIALECT, capacity=params.slots)
+        registry.add(ep)
+        registry.set_ready(ep, True)
+    clock = time.process_time
+    cpu = 0.0
     events: list[tuple[float, int, _Job | None]] = [(rng.expovariate(rate_per_s), 0, None)]
     seq = 1
     issued = 0
@@ -150,24 +188,16 @@ def simulate(
         now, _, job = heapq.heappop(events)
         if job is None:  # arrival
             request = source.next(now)
-            route = RouteRequest(
-                model="sim", prefix_hashes=request.hashes, session_key=request.session_key
-            )
-            candidates = [
-                Candidate(
-                    r.endpoint_id,
-                    in_flight=r.running + len(r.queue),
-                    waiting=len(r.queue),
-                    running=r.running,
-                    capacity=params.slots,
-                )
-                for r in reps
-            ]
-            decision = policy.choose(route, candidates)
-            policy.on_routed(route, decision.endpoint_id)
+            t0 = clock()
+            info = _route_info("sim", request)
+            choice = router.pick(info, set())
+            assert choice is not None
+            release = registry.acquire(choice.endpoint)
+            router.succeeded(choice)
+            cpu += clock() - t0
             counted = issued >= warmup
-            new = _Job(request, route, now, by_id[decision.endpoint_id], counted)
-            predicted = getattr(decision, "predicted_blocks", None)
+            new = _Job(request, info, choice, release, now, by_id[choice.endpoint.id], counted)
+            predicted = choice.predicted_cached_blocks
             if counted and predicted is not None:
                 predicted_any = True
                 predicted_tokens += min(request.prompt_tokens, int(predicted * token_per_block))
@@ -187,8 +217,11 @@ def simulate(
         rep = reps[job.replica]  # completion
         rep.running -= 1
         source.finished(job.request, now)
-        if observe is not None:
-            observe(rep.endpoint_id, job.route, job.cached_blocks)
+        t0 = clock()
+        if params.feedback:
+            router.observed(job.choice, job.info, int(job.cached_blocks * token_per_block))
+        job.release()
+        cpu += clock() - t0
         if rep.queue:
             start(rep.queue.popleft(), now)
 
@@ -204,4 +237,5 @@ def simulate(
         ttft_p99_s=_percentile(ttfts, 0.99),
         max_over_mean=max(served_counted) / mean_served if mean_served else math.nan,
         cv=statistics.pstdev(served_counted) / mean_served if mean_served else math.nan,
+        decision_us=cpu / max(issued, 1) * 1e6,
     )

@@ -14,19 +14,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferplane.routing.prefix import prefix_block_hashes
+import xxhash
 
-__all__ = ["ShareGPTSource", "SharedPromptSource", "SimRequest", "load_sharegpt"]
+__all__ = ["ShareGPTSource", "SharedPromptSource", "SimRequest", "block_hashes", "load_sharegpt"]
+
+
+def block_hashes(data: bytes, block_bytes: int) -> tuple[int, ...]:
+    """Chained hashes of every full block: the simulated runtime's KV-cache keys (a runtime
+    caches at block granularity; the gateway's own index only sees checkpoints)."""
+    view, h, out = memoryview(data), 0, []
+    for start in range(0, len(data) - block_bytes + 1, block_bytes):
+        h = xxhash.xxh3_64_intdigest(view[start : start + block_bytes], h)
+        out.append(h)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
 class SimRequest:
-    """One simulated request: its prompt's block hashes, sizes and session."""
+    """One simulated request: its prompt (bytes, as the gateway would get them), the
+    runtime's block hashes of it, sizes and session."""
 
     prompt_tokens: int
     hashes: tuple[int, ...]
     output_tokens: int
     session_key: str | None
+    prompt: memoryview
     conversation: int = -1
     """Index of the conversation it belongs to (ShareGPT only)."""
 
@@ -123,28 +135,30 @@ def _to_conversation(
         pairs.append((str(human.get("value", "")), str(gpt.get("value", ""))))
     if not pairs:
         return None
-    history = ""
-    prompt_ends: list[tuple[int, int]] = []
+    history = b""
+    prompt_ends: list[tuple[int, int, int]] = []
     for question, answer in pairs:
-        prompt = history + f"human: {question}\n\n"
+        prompt = history + f"human: {question}\n\n".encode()
         if len(prompt) > max_prompt_chars:
             break
         output_tokens = max(1, min(max_output_tokens, int(len(answer) / chars_per_token)))
-        prompt_ends.append((len(prompt), output_tokens))
-        history = prompt + f"gpt: {answer}\n\n"
+        prompt_ends.append((len(prompt), int(len(prompt.decode(errors="replace")) / chars_per_token), output_tokens))
+        history = prompt + f"gpt: {answer}\n\n".encode()
     if not prompt_ends:
         return None
     # Hashes are chained, so each turn's hashes are a prefix of the whole history's.
-    full = prefix_block_hashes(history, block_chars)
+    full = block_hashes(history, block_chars)
+    view = memoryview(history)
     turns = tuple(
         SimRequest(
-            prompt_tokens=max(1, int(chars / chars_per_token)),
-            hashes=full[: chars // block_chars],
+            prompt_tokens=max(1, tokens),
+            hashes=full[: size // block_chars],
             output_tokens=output_tokens,
             session_key=key,
+            prompt=view[:size],
             conversation=index,
         )
-        for chars, output_tokens in prompt_ends
+        for size, tokens, output_tokens in prompt_ends
     )
     return _Conversation(key, turns)
 
@@ -181,7 +195,9 @@ class ShareGPTSource:
             i = self._next_new % len(self._convs)
             self._next_new += 1
             self._next_turn[i] = 0
-        turn = self._next_turn[i]
+        turn = self._next_turn.get(i, 0)
+        if turn >= len(self._convs[i].turns):  # recycled while an earlier pass was in flight
+            turn = 0
         self._next_turn[i] = turn + 1
         return self._convs[i].turns[turn]
 
@@ -225,12 +241,13 @@ class SharedPromptSource:
     def next(self, now_s: float) -> SimRequest:
         rng = self._rng
         (group,) = rng.choices(self._groups, self._weights)
-        text = self._systems[group] + "\nuser: " + _words(rng, rng.randint(100, 400))
+        text = (self._systems[group] + "\nuser: " + _words(rng, rng.randint(100, 400))).encode()
         return SimRequest(
             prompt_tokens=int(len(text) / self._cpt),
-            hashes=prefix_block_hashes(text, self._block_chars),
+            hashes=block_hashes(text, self._block_chars),
             output_tokens=rng.randint(16, 256),
             session_key=f"user-{rng.randrange(self._users)}",
+            prompt=memoryview(text),
         )
 
     def finished(self, request: SimRequest, now_s: float) -> None:

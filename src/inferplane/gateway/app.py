@@ -87,7 +87,8 @@ class Gateway:
 
     def _routing_sample(self) -> RoutingSample:
         r = self.router
-        return RoutingSample(dict(r.decision_counts), dict(r.prefix_predicted_blocks), dict(r.prefix_observed_blocks))
+        return RoutingSample(dict(r.decision_counts), dict(r.prefix_predicted_blocks), dict(r.prefix_observed_blocks),
+                             r.prefix_index_blocks())
 
     def _build_routes(self) -> dict[str, dict[str, Callable[[Request, Responder], Awaitable[None]]]]:
         return {
@@ -209,7 +210,7 @@ class Gateway:
         stream = data.get("stream") is True
         model = served.config.name
         key = request.headers.get("x-session-id") or data.get("user")
-        info = RouteInfo(model, key if isinstance(key, str) else None, lambda: _prompt_text(data))
+        info = RouteInfo(model, key if isinstance(key, str) else None, body)
         gauge = self.metrics.model(model).in_flight
         gauge.inc()
         try:

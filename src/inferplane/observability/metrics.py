@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -80,6 +80,8 @@ class RoutingSample:
     """(deployment, policy) -> decisions."""
     prefix_predicted_blocks: dict[str, int]
     prefix_observed_blocks: dict[str, int]
+    prefix_index_blocks: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    """(deployment, endpoint) -> (blocks the prefix index remembers there, its bound)."""
 
 
 class _StateCollector(Collector):
@@ -158,6 +160,17 @@ class _StateCollector(Collector):
             obs.add_metric([dep], float(n))
         yield pred
         yield obs
+        size = GaugeMetricFamily("inferplane_prefix_index_blocks",
+                                 "Prompt blocks the prefix index remembers per endpoint (its memory).",
+                                 labels=["deployment", "endpoint"])
+        bound = GaugeMetricFamily("inferplane_prefix_index_capacity_blocks",
+                                  "The prefix index's bound per endpoint (the runtime's KV capacity where known).",
+                                  labels=["deployment", "endpoint"])
+        for (dep, eid), (n, cap) in sorted(r.prefix_index_blocks.items()):
+            size.add_metric([dep, eid], float(n))
+            bound.add_metric([dep, eid], float(cap))
+        yield size
+        yield bound
 
 
 class FastCounter:

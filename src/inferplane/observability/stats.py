@@ -22,3 +22,5 @@ class EndpointStats:
     prompt_tokens: float | None = None
     """Counter of prompt tokens, cached ones included."""
     generation_tokens: float | None = None
+    kv_cache_tokens: float | None = None
+    """KV-cache capacity in tokens (what the runtime can hold at once), where its metrics say."""

@@ -1,152 +1,391 @@
-"""Prompt-prefix hashing and an approximate per-endpoint prefix-cache index.
+"""Prompt-prefix hashing and a global, bounded index of which endpoint caches which prefix.
 
-The gateway renders a request's messages to one string and calls
-:func:`prefix_block_hashes` once per request; the resulting tuple goes into
-``RouteRequest.prefix_hashes``. The prefix policy keeps a :class:`PrefixIndex`
-that guesses which of those blocks each endpoint has in its KV cache.
+Hashing (:class:`PromptHashes`): the gateway hands over the request's original bytes; the
+prompt is the part from the ``"messages"`` (or ``"prompt"``) key on, hashed in place
+through a memoryview (never decoded or re-encoded). A prompt is cut into blocks of
+``block_bytes``, but only the prefixes ending at *checkpoints* get a hash: every block up
+to ``DENSE_BLOCKS``, then ``CHECKPOINTS_PER_DOUBLING`` per doubling of the length (16, 20,
+24, 28, 32, 40, 48, ... blocks). Checkpoint ``k`` covers ``CHECKPOINT_BLOCKS[k]`` blocks;
+its hash is xxh3-64 of the bytes since checkpoint ``k - 1``, seeded with that checkpoint's
+hash, so it identifies the whole prefix. A 64 KB prompt is 32 C calls over its bytes, once,
+and lazily: a lookup hashes only as far as it walks (it stops at the first checkpoint no
+endpoint holds); only teaching the index (:meth:`PrefixIndex.insert`) hashes the rest.
+What this gives up: a match is known to checkpoint precision (at most a quarter of the
+matched length is unaccounted for past 4 KB), which changes no routing decision that cache
+locality could make, since the runtimes' own caches are only estimated here anyway.
+
+Index (:class:`PrefixIndex`): one map from checkpoint hash to the endpoints believed to hold
+that prefix (the SGLang/vllm-router "which workers hold this prefix" tree, flattened into a
+hash map because chained hashes make every prefix one key), plus a per-endpoint LRU whose
+size is counted in blocks and bounded per endpoint. The longest match over the whole fleet
+is a walk down the request's checkpoints while the map has them: no endpoint is visited.
 
 Everything here is pure, synchronous and not thread-safe.
 """
 
 from __future__ import annotations
 
-import zlib
+import bisect
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["DEFAULT_BLOCK_CHARS", "DEFAULT_MAX_BLOCKS", "PrefixIndex", "prefix_block_hashes"]
+import xxhash
 
-DEFAULT_BLOCK_CHARS = 256
-"""Characters per block: about 64 tokens, a few runtime KV blocks."""
+__all__ = [
+    "CHECKPOINT_BLOCKS",
+    "DEFAULT_BLOCK_BYTES",
+    "DEFAULT_BLOCK_CHARS",
+    "DEFAULT_MAX_BLOCKS",
+    "PrefixIndex",
+    "PromptHashes",
+    "blocks_at",
+    "checkpoints_within",
+    "prefix_block_hashes",
+    "prompt_view",
+]
+
+DEFAULT_BLOCK_BYTES = 256
+"""Bytes per block: about 64 tokens of JSON-encoded prompt, a few runtime KV blocks."""
+DEFAULT_BLOCK_CHARS = DEFAULT_BLOCK_BYTES  # the name earlier callers use
 
 DEFAULT_MAX_BLOCKS = 8192
-"""Blocks remembered per endpoint (about 2M characters, 0.5M tokens of prompt)."""
+"""Blocks remembered per endpoint when its runtime does not say its KV capacity (2 MB of prompt)."""
+
+DENSE_BLOCKS = 16
+CHECKPOINTS_PER_DOUBLING = 4
 
 
-def prefix_block_hashes(text: str, block_chars: int = DEFAULT_BLOCK_CHARS) -> tuple[int, ...]:
-    """Chained 64-bit hashes of the full ``block_chars``-character blocks of ``text``.
+def _checkpoints(limit: int) -> tuple[int, ...]:
+    out = list(range(1, DENSE_BLOCKS + 1))
+    shift = CHECKPOINTS_PER_DOUBLING.bit_length() - 1
+    while out[-1] < limit:  # from 2**j to 2**(j + 1): CHECKPOINTS_PER_DOUBLING equal steps
+        out.append(out[-1] + (1 << (out[-1].bit_length() - 1 - shift)))
+    return tuple(out)
 
-    Hash ``i`` identifies the whole prefix ``text[: (i + 1) * block_chars]``, so two prompts
-    share hash ``i`` exactly when (up to collisions) they share that prefix. A trailing
-    partial block is not hashed (runtimes only reuse full blocks either).
 
-    The hash is stable across processes and machines (CRC-32 and Adler-32, each chained
-    over the prefix, side by side); it is not cryptographic. About 2 µs per KB of prompt.
+CHECKPOINT_BLOCKS: tuple[int, ...] = _checkpoints(1 << 24)
+"""Blocks covered by checkpoint ``k`` (strictly increasing; a constant table)."""
+
+_xxh3 = xxhash.xxh3_64_intdigest
+
+
+def blocks_at(checkpoints: int) -> int:
+    """Blocks covered by the first ``checkpoints`` checkpoints (0 for none)."""
+    return CHECKPOINT_BLOCKS[checkpoints - 1] if checkpoints > 0 else 0
+
+
+def checkpoints_within(blocks: int) -> int:
+    """How many checkpoints lie within the first ``blocks`` blocks."""
+    return bisect.bisect_right(CHECKPOINT_BLOCKS, blocks)
+
+
+def prompt_view(body: bytes | memoryview) -> memoryview:
+    """The prompt's bytes within a request body: from the ``"messages"`` key (chat) or the
+    ``"prompt"`` key (completions) on, else the whole body. No copy. A memoryview is taken
+    to be the prompt already.
+
+    Whatever precedes the prompt (the model name, sampling parameters, in any order) does
+    not split two requests with the same prompt; what follows it only changes the last block.
+    """
+    if isinstance(body, memoryview):
+        return body
+    view = memoryview(body)
+    for key in (b'"messages"', b'"prompt"'):
+        at = body.find(key)
+        if at >= 0:
+            return view[at:]
+    return view
+
+
+class PromptHashes(Sequence[int]):
+    """The checkpoint hashes of one prompt, computed on first access and kept.
+
+    ``len()`` is the number of checkpoints of the prompt's full blocks (a trailing partial
+    block is not hashed: runtimes only reuse full blocks either); ``[k]`` hashes up to
+    checkpoint ``k`` if it was not yet. Equal prompts give equal hashes in any process.
+    """
+
+    __slots__ = ("_block", "_done", "_hashes", "_n", "_view")
+
+    def __init__(self, view: memoryview | bytes, block_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
+        """Raises ValueError when ``block_bytes`` is not positive."""
+        if block_bytes <= 0:
+            raise ValueError(f"block_bytes must be positive, got {block_bytes}")
+        self._view = memoryview(view)
+        self._block = block_bytes
+        self._n = checkpoints_within(len(self._view) // block_bytes)
+        self._hashes: list[int] = []
+        self._done = 0  # bytes hashed so far
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k: int) -> int:  # type: ignore[override]
+        hashes = self._hashes
+        if k < len(hashes):
+            return hashes[k]
+        if k < 0 or k >= self._n:
+            raise IndexError(k)
+        return self._extend(k + 1)[k]
+
+    def __iter__(self) -> Iterator[int]:
+        hashes, k = self._hashes, 0
+        while k < self._n:
+            if k == len(hashes):
+                self._extend(min(self._n, k + 4))  # a few at a time: fewer Python calls
+            yield hashes[k]
+            k += 1
+
+    def upto(self, n: int) -> list[int]:
+        """The first ``n`` hashes (fewer if the prompt has fewer), hashing what is missing."""
+        n = min(n, self._n)
+        if len(self._hashes) < n:
+            self._extend(n)
+        return self._hashes if len(self._hashes) == n else self._hashes[:n]
+
+    def _extend(self, n: int) -> list[int]:
+        hashes, view, block, done = self._hashes, self._view, self._block, self._done
+        h = hashes[-1] if hashes else 0
+        for i in range(len(hashes), n):
+            end = CHECKPOINT_BLOCKS[i] * block
+            h = _xxh3(view[done:end], h)
+            hashes.append(h)
+            done = end
+        self._done = done
+        return hashes
+
+    def freeze(self) -> None:
+        """Keep only the hashes computed so far and let go of the request's bytes (for
+        holding on to the hashes after the request, e.g. awaiting the runtime's report)."""
+        self._n = len(self._hashes)
+        self._view = memoryview(b"")
+
+    def hashed(self) -> int:
+        """Checkpoints hashed so far (for tests and benchmarks)."""
+        return len(self._hashes)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+def prefix_block_hashes(text: str | bytes, block_chars: int = DEFAULT_BLOCK_BYTES) -> tuple[int, ...]:
+    """All checkpoint hashes of ``text`` (UTF-8 encoded if a str), as a tuple.
+
+    Hash ``k`` identifies the whole prefix of ``CHECKPOINT_BLOCKS[k]`` blocks, so two prompts
+    share hash ``k`` exactly when (up to collisions) they share that prefix.
 
     Raises:
         ValueError: ``block_chars`` is not positive.
     """
-    if block_chars <= 0:
-        raise ValueError(f"block_chars must be positive, got {block_chars}")
-    end = len(text) - len(text) % block_chars
-    crc32 = zlib.crc32
-    adler32 = zlib.adler32
-    c = 0
-    a = 1
-    out: list[int] = []
-    append = out.append
-    for start in range(0, end, block_chars):
-        block = text[start : start + block_chars].encode()
-        c = crc32(block, c)
-        a = adler32(block, a)
-        append((c << 32) | a)
-    return tuple(out)
+    data = text.encode() if isinstance(text, str) else text
+    hashes = PromptHashes(data, block_chars)
+    return tuple(hashes[k] for k in range(len(hashes)))
+
+
+def _known(hashes: Sequence[int], n: int) -> Sequence[int]:
+    """The first ``n`` of ``hashes`` as a plain sequence (cheap to index)."""
+    return hashes.upto(n) if isinstance(hashes, PromptHashes) else hashes
 
 
 class PrefixIndex:
-    """Which prefix blocks each endpoint has probably cached, with an LRU bound per endpoint.
+    """Which prompt prefixes each endpoint has probably cached, bounded in blocks per endpoint.
 
     It is an estimate: it learns from routing decisions (:meth:`insert`), forgets the least
-    recently used blocks past ``max_blocks`` per endpoint, and is corrected from what the
-    runtime reports (:meth:`truncate`). It does not know the runtime's own evictions.
+    recently used prefixes once an endpoint holds more than its bound in blocks (the
+    runtime's KV capacity where known, :meth:`set_capacity`), and is corrected from what the
+    runtime reports (:meth:`truncate`). It does not see the runtime's own evictions.
 
-    Within one insert the tail blocks are touched before the head, so under pressure an
-    endpoint loses the ends of prompts before their shared beginnings (as runtimes do).
-    Consequence used by :meth:`match`: along any chain of prefix hashes (as made by
-    :func:`prefix_block_hashes`) the blocks an endpoint holds form a prefix, because a
-    block is never touched later than the blocks before it, so LRU never evicts a block
-    before its successors. Only :meth:`truncate` can break that (it cuts blocks that other
-    chains share), so a truncated endpoint is matched by a linear scan from then on.
+    Invariant that licenses the fast lookups: along any request's checkpoints, the
+    checkpoints an endpoint holds form a prefix (holding checkpoint ``k`` implies holding
+    every ``j < k``). It holds because one insert touches the deepest checkpoint first and
+    the shallowest last, so the LRU never evicts a checkpoint before its descendants, and
+    because ``holders[h]`` gains and loses an endpoint exactly when that endpoint's LRU does.
+    Consequences: the fleet-wide longest match is a walk down the checkpoints while
+    ``holders`` has them (:meth:`longest`); one endpoint's match is a binary search
+    (:meth:`match`), O(log checkpoints). Only :meth:`truncate` can break the invariant (it
+    cuts the deeper part of one chain, which a longer chain on the same endpoint may
+    extend), so a truncated endpoint is matched by a scan from the shallow end from then
+    on (O(match length), still independent of the fleet), and ``longest`` may name it as a
+    holder of a prefix it lost the middle of: the per-endpoint match then says so.
+
+    Memory: at most ``capacity`` entries per endpoint (each entry covers >= 1 block), one
+    dict entry and one set membership each.
     """
 
-    __slots__ = ("_blocks", "_holes", "max_blocks")
+    __slots__ = ("_capacity", "_holders", "_holes", "_lru", "_used", "max_blocks")
 
     def __init__(self, max_blocks: int = DEFAULT_MAX_BLOCKS) -> None:
         """Raises ValueError when ``max_blocks`` is not positive."""
         if max_blocks <= 0:
             raise ValueError(f"max_blocks must be positive, got {max_blocks}")
         self.max_blocks = max_blocks
-        self._blocks: dict[str, OrderedDict[int, None]] = {}
+        self._holders: dict[int, set[str]] = {}
+        self._lru: dict[str, OrderedDict[int, int]] = {}  # endpoint -> hash -> blocks it covers
+        self._used: dict[str, int] = {}
+        self._capacity: dict[str, int] = {}
         self._holes: set[str] = set()
 
-    def match(self, endpoint_id: str, hashes: Sequence[int]) -> int:
-        """Length of the longest prefix of ``hashes`` present on ``endpoint_id``.
+    # -- reading --------------------------------------------------------------------------
 
-        Read-only: it does not refresh recency (only routing does). O(log n) lookups while
-        the endpoint's blocks are prefix-closed (see the class docstring); a linear scan
-        once :meth:`truncate` may have left holes in other chains.
+    def longest(self, hashes: Sequence[int]) -> tuple[int, set[str]]:
+        """``(n, holders)``: the longest prefix (in checkpoints) any endpoint holds, and the
+        endpoints holding all of it (empty set when ``n == 0``). Reads ``hashes`` only up to
+        the first checkpoint nobody holds. O(n), independent of the number of endpoints.
         """
-        blocks = self._blocks.get(endpoint_id)
-        if not blocks or not hashes or hashes[0] not in blocks:
+        holders_of = self._holders
+        best: set[str] = set()
+        n, total, step = 0, len(hashes), 8
+        while n < total:
+            known = _known(hashes, min(total, n + step))  # a few first; all once those matched
+            for k in range(n, len(known)):
+                holders = holders_of.get(known[k])
+                if not holders:
+                    return n, best
+                best = holders
+                n += 1
+            step = total
+        return n, best
+
+    def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None,
+              holders: set[str] | None = None) -> int:
+        """Checkpoints of ``hashes`` (at most ``limit``) held by ``endpoint_id``; read-only.
+
+        Pass ``limit, holders`` = what :meth:`longest` returned to read no hash beyond it and
+        to answer at once for the holders of the whole longest match.
+        """
+        if holders is not None and limit and endpoint_id in holders and endpoint_id not in self._holes:
+            return limit
+        lru = self._lru.get(endpoint_id)
+        hi = len(hashes) if limit is None else min(limit, len(hashes))
+        if not lru or hi == 0:
+            return 0
+        hashes = _known(hashes, hi)
+        if hashes[0] not in lru:
             return 0
         if endpoint_id in self._holes:
-            n = 0
-            for h in hashes:
-                if h not in blocks:
-                    break
+            n = 1
+            while n < hi and hashes[n] in lru:
                 n += 1
             return n
-        lo, hi = 1, len(hashes)  # hashes[lo - 1] is present; the answer is in [lo, hi]
+        lo = 1  # hashes[lo - 1] is held; the answer is in [lo, hi]
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if hashes[mid - 1] in blocks:
+            if hashes[mid - 1] in lru:
                 lo = mid
             else:
                 hi = mid - 1
         return lo
 
-    def insert(self, endpoint_id: str, hashes: Sequence[int]) -> None:
-        """Record that ``endpoint_id`` now caches every block of ``hashes``; evict past the bound."""
-        if not hashes:
-            return
-        blocks = self._blocks.get(endpoint_id)
-        if blocks is None:
-            blocks = self._blocks[endpoint_id] = OrderedDict()
-        for h in reversed(hashes):
-            blocks[h] = None
-            blocks.move_to_end(h)
-        excess = len(blocks) - self.max_blocks
-        for _ in range(excess):
-            blocks.popitem(last=False)
-
-    def truncate(self, endpoint_id: str, hashes: Sequence[int], keep: int) -> None:
-        """Forget ``hashes[keep:]`` on ``endpoint_id``; refresh ``hashes[:keep]`` as cached.
-
-        Used when the endpoint reported it held only the first ``keep`` blocks.
-        """
-        keep = max(0, min(keep, len(hashes)))
-        blocks = self._blocks.get(endpoint_id)
-        if blocks is None:
-            if keep:
-                self.insert(endpoint_id, hashes[:keep])
-            return
-        for h in hashes[keep:]:
-            if h in blocks:
-                del blocks[h]
-                self._holes.add(endpoint_id)
-        if keep:
-            self.insert(endpoint_id, hashes[:keep])
-
-    def remove(self, endpoint_id: str) -> None:
-        """Forget everything about ``endpoint_id`` (it left the pool or restarted)."""
-        self._blocks.pop(endpoint_id, None)
-        self._holes.discard(endpoint_id)
+    def capacity(self, endpoint_id: str) -> int:
+        """The bound in blocks for ``endpoint_id``."""
+        return self._capacity.get(endpoint_id, self.max_blocks)
 
     def size(self, endpoint_id: str) -> int:
         """Blocks currently remembered for ``endpoint_id``."""
-        blocks = self._blocks.get(endpoint_id)
-        return len(blocks) if blocks else 0
+        return self._used.get(endpoint_id, 0)
+
+    def entries(self) -> int:
+        """Prefixes remembered over all endpoints (the index's memory, in entries)."""
+        return sum(len(lru) for lru in self._lru.values())
 
     def endpoints(self) -> Iterable[str]:
-        """Endpoints with at least one remembered block."""
-        return [e for e, b in self._blocks.items() if b]
+        """Endpoints with at least one remembered prefix."""
+        return [e for e, lru in self._lru.items() if lru]
+
+    # -- changing -------------------------------------------------------------------------
+
+    def set_capacity(self, endpoint_id: str, blocks: int) -> None:
+        """Bound ``endpoint_id`` to ``blocks`` blocks (e.g. its runtime's KV capacity); evicts
+        at once if it holds more. Raises ValueError when ``blocks`` is not positive."""
+        if blocks <= 0:
+            raise ValueError(f"capacity must be positive, got {blocks}")
+        self._capacity[endpoint_id] = blocks
+        self._evict(endpoint_id, blocks)
+
+    def insert(self, endpoint_id: str, hashes: Sequence[int], upto: int | None = None) -> None:
+        """Record that ``endpoint_id`` now caches the prefix up to checkpoint ``upto``
+        (default: all of ``hashes``), refreshing its recency; evict past the bound.
+
+        A prefix longer than the endpoint's whole capacity is recorded as far as it fits.
+        """
+        cap = self._capacity.get(endpoint_id, self.max_blocks)
+        n = len(hashes) if upto is None else min(upto, len(hashes))
+        n = min(n, checkpoints_within(cap))
+        if n <= 0:
+            return
+        hashes = _known(hashes, n)
+        lru = self._lru.get(endpoint_id)
+        if lru is None:
+            lru = self._lru[endpoint_id] = OrderedDict()
+        holders_of = self._holders
+        move = lru.move_to_end
+        added = 0
+        for k in range(n - 1, -1, -1):  # deepest first: the shallow ones end up most recent
+            h = hashes[k]
+            if h in lru:
+                move(h)
+                continue
+            span = CHECKPOINT_BLOCKS[k] - (CHECKPOINT_BLOCKS[k - 1] if k else 0)
+            lru[h] = span
+            added += span
+            holders = holders_of.get(h)
+            if holders is None:
+                holders_of[h] = {endpoint_id}
+            else:
+                holders.add(endpoint_id)
+        if added:
+            self._used[endpoint_id] = self._used.get(endpoint_id, 0) + added
+            self._evict(endpoint_id, cap)
+
+    def truncate(self, endpoint_id: str, hashes: Sequence[int], keep: int) -> None:
+        """Forget checkpoints ``keep`` and deeper of ``hashes`` on ``endpoint_id``; refresh the
+        first ``keep`` as cached. Used when the endpoint reported holding only that much."""
+        keep = max(0, min(keep, len(hashes)))
+        lru = self._lru.get(endpoint_id)
+        if lru is not None:
+            for h in _known(hashes, len(hashes))[keep:]:
+                span = lru.pop(h, None)
+                if span is not None:
+                    self._drop(endpoint_id, h, span)
+                    self._holes.add(endpoint_id)
+        if keep:
+            self.insert(endpoint_id, hashes, keep)
+
+    def remove(self, endpoint_id: str) -> None:
+        """Forget everything about ``endpoint_id`` (it left the pool or restarted)."""
+        lru = self._lru.pop(endpoint_id, None)
+        self._used.pop(endpoint_id, None)
+        self._holes.discard(endpoint_id)
+        if lru:
+            holders_of = self._holders
+            for h in lru:
+                holders = holders_of.get(h)
+                if holders is not None:
+                    holders.discard(endpoint_id)
+                    if not holders:
+                        del holders_of[h]
+
+    def _evict(self, endpoint_id: str, cap: int) -> None:
+        used = self._used.get(endpoint_id, 0)
+        if used <= cap:
+            return
+        lru = self._lru[endpoint_id]
+        while used > cap and lru:
+            h, span = lru.popitem(last=False)
+            used -= span
+            self._unhold(endpoint_id, h)
+        self._used[endpoint_id] = used
+
+    def _drop(self, endpoint_id: str, h: int, span: int) -> None:
+        self._used[endpoint_id] -= span
+        self._unhold(endpoint_id, h)
+
+    def _unhold(self, endpoint_id: str, h: int) -> None:
+        holders = self._holders.get(h)
+        if holders is not None:
+            holders.discard(endpoint_id)
+            if not holders:
+                del self._holders[h]

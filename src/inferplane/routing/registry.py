@@ -11,6 +11,12 @@ through ``set_state`` (``set_ready`` is its two-state shorthand), which calls th
 listeners: that one method is where routing, the held-request queue and metrics learn
 of changes. A draining or stopped endpoint never becomes ready again.
 
+Listeners (:class:`EndpointListener`, e.g. the router's candidate sets) hear of every change
+that decides whether an endpoint may take traffic (added, removed, readiness: all through
+:meth:`EndpointRegistry.routable_changed`, which ``set_state`` calls) and of every change of
+its in-flight count, so they keep their own structures up to date instead of scanning the
+registry per request.
+
 Everything here runs on the gateway's event loop: no locks, not thread-safe.
 """
 
@@ -20,11 +26,12 @@ import enum
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from inferplane.routing.types import Candidate
 from inferplane.runtimes.base import Dialect, EndpointStats
 
-__all__ = ["Endpoint", "EndpointRegistry", "EndpointState", "Release", "StateListener"]
+__all__ = ["Endpoint", "EndpointListener", "EndpointRegistry", "EndpointState", "Release", "StateListener"]
 
 Release = Callable[[], None]
 
@@ -92,6 +99,16 @@ class Endpoint:
         )
 
 
+class EndpointListener(Protocol):
+    """Told of registry changes, synchronously, after they happened. Must not raise."""
+
+    def routable_changed(self, endpoint: Endpoint) -> None:
+        """``endpoint`` was added, removed, or changed readiness: ask ``registry.routable``."""
+
+    def load_changed(self, endpoint: Endpoint) -> None:
+        """``endpoint.in_flight`` changed (a request was acquired or released)."""
+
+
 class EndpointRegistry:
     """Endpoints by deployment, with acquire/release accounting of in-flight requests."""
 
@@ -101,6 +118,20 @@ class EndpointRegistry:
         self._ids = itertools.count(1)
         self._listeners: list[Callable[[Endpoint], None]] = []
         self._state_listeners: list[StateListener] = []
+        self._watchers: list[EndpointListener] = []
+
+    def add_listener(self, listener: EndpointListener) -> None:
+        """Keep ``listener`` told of every routable and load change from now on."""
+        self._watchers.append(listener)
+
+    def routable(self, endpoint: Endpoint) -> bool:
+        """May ``endpoint`` take new requests? (Registered and ready.) The one definition."""
+        return endpoint.ready and self._by_id.get(endpoint.id) is endpoint
+
+    def routable_changed(self, endpoint: Endpoint) -> None:
+        """The one place every change of what ``routable`` says goes through."""
+        for w in self._watchers:
+            w.routable_changed(endpoint)
 
     def new_id(self, deployment: str) -> str:
         return f"{deployment}-{next(self._ids)}"
@@ -110,6 +141,7 @@ class EndpointRegistry:
             raise ValueError(f"endpoint id {endpoint.id!r} already registered")
         self._by_id[endpoint.id] = endpoint
         self._by_deployment.setdefault(endpoint.deployment, []).append(endpoint)
+        self.routable_changed(endpoint)
 
     def remove(self, endpoint_id: str) -> None:
         """Forget an endpoint (its state becomes STOPPED first, so listeners see it go)."""
@@ -121,6 +153,7 @@ class EndpointRegistry:
         self._by_deployment[ep.deployment].remove(ep)
         if not self._by_deployment[ep.deployment]:
             del self._by_deployment[ep.deployment]
+        self.routable_changed(ep)
 
     def on_removed(self, fn: Callable[[Endpoint], None]) -> None:
         """Call ``fn(endpoint)`` whenever an endpoint leaves the pool (stops taking traffic)."""
@@ -144,6 +177,8 @@ class EndpointRegistry:
         was_ready = endpoint.ready
         endpoint.state = state
         endpoint.ready = state is EndpointState.READY
+        if was_ready != endpoint.ready:
+            self.routable_changed(endpoint)
         if was_ready and not endpoint.ready:
             for fn in self._listeners:
                 fn(endpoint)
@@ -171,11 +206,13 @@ class EndpointRegistry:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(list(self._by_id.values()))
 
-    @staticmethod
-    def acquire(endpoint: Endpoint) -> Release:
-        """Count a request in flight on ``endpoint``; call the returned function exactly once."""
+    def acquire(self, endpoint: Endpoint) -> Release:
+        """Count a request in flight on ``endpoint``; the returned release is idempotent."""
         endpoint.in_flight += 1
         endpoint.requests_total += 1
+        watchers = self._watchers
+        for w in watchers:
+            w.load_changed(endpoint)
         released = False
 
         def release() -> None:
@@ -183,5 +220,7 @@ class EndpointRegistry:
             if not released:
                 released = True
                 endpoint.in_flight -= 1
+                for w in watchers:
+                    w.load_changed(endpoint)
 
         return release

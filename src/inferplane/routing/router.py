@@ -10,7 +10,14 @@ Order of choice for one attempt:
    those whose breaker is open;
 2. if none: the same for the deployment's ``fallback`` deployment (one hop);
 3. among them, the best tier (priority, then preferred region) that is not saturated;
-4. within the tier, the deployment's policy (skipped when only one candidate is left).
+4. within the tier, the deployment's policy (skipped when the tier has one member).
+
+Cost: no step looks at every endpoint. The candidate sets (``routing/candidates.py``)
+are kept by the registry's change and load notifications, grouped by tier, each tier
+with its least loaded member at hand; "not saturated" is that member's load; tried and
+open-breaker endpoints are skipped where a policy looks, not filtered out beforehand;
+policies sample (see ``types.Policy``). The prompt is hashed only for policies that
+read it (``needs_prefix``), lazily (``routing/prefix.py``).
 
 When a deployment (and its fallback) has no ready replica at all, ``wait_pick`` holds the
 request in the ``HeldQueue`` until one becomes ready (startup, restart after a crash,
@@ -28,12 +35,12 @@ from typing import Any
 
 from inferplane.config import DeploymentConfig
 from inferplane.routing.breaker import Breaker, BreakerState
+from inferplane.routing.candidates import CandidatePools, Tier, TierView
 from inferplane.routing.held import HeldQueue, NoReplica
 from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_policy
-from inferplane.routing.prefix import DEFAULT_BLOCK_CHARS, prefix_block_hashes
+from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, PromptHashes, prompt_view
 from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
 from inferplane.routing.sessions import RecentSessions
-from inferplane.routing.tiers import select_tier
 from inferplane.routing.types import Policy, RouteRequest
 
 __all__ = ["Choice", "RouteInfo", "Router"]
@@ -46,16 +53,24 @@ _CHARS_PER_TOKEN = 4
 
 @dataclass(slots=True)
 class RouteInfo:
-    """What routing needs to know of one request, computed lazily (hashing costs)."""
+    """What routing needs to know of one request, computed lazily (hashing costs).
+
+    ``prompt`` is the request body exactly as received (the prompt is found and hashed in
+    place, see ``routing.prefix.prompt_view``), a memoryview of the prompt itself, or a callable returning the prompt as text
+    for callers that only have that (it is encoded once, when a policy needs it).
+    """
 
     model: str
     session_key: str | None
-    prompt: Callable[[], str]
+    prompt: bytes | memoryview | Callable[[], str]
     _request: RouteRequest | None = None
 
     def request(self, policy: Policy) -> RouteRequest:
         if self._request is None:
-            hashes = prefix_block_hashes(self.prompt()) if policy.name == "prefix" else ()
+            hashes: PromptHashes | tuple[()] = ()
+            if policy.needs_prefix:
+                p = self.prompt
+                hashes = PromptHashes(prompt_view(p) if isinstance(p, (bytes, memoryview)) else p().encode())
             self._request = RouteRequest(self.model, prefix_hashes=hashes, session_key=self.session_key)
         return self._request
 
@@ -82,10 +97,15 @@ class Router:
         self.prefix_predicted_blocks: collections.Counter[str] = collections.Counter()
         self.prefix_observed_blocks: collections.Counter[str] = collections.Counter()
         self._clock = clock
+        self._kv_tokens: dict[str, float] = {}
+        """Last KV capacity (tokens) passed on to the prefix index, per endpoint."""
+        self._unhealthy: set[str] = set()
+        """Endpoints whose breaker is not closed (the only ones whose breaker pick asks)."""
+        self.pools = CandidatePools(registry, preferred_region=preferred_region,
+                                    on_join=self._joined, on_leave=self._removed)
         self.held = held
         self.sessions = RecentSessions()
         """Where recent sessions were served (read by the controller when it picks a replica to drain)."""
-        registry.on_removed(self._removed)
         registry.on_state(self._state_changed)
 
     def breaker(self, ep: Endpoint) -> Breaker:
@@ -98,6 +118,11 @@ class Router:
     def breaker_state(self, ep: Endpoint) -> BreakerState:
         b = self.breakers.get(ep.id)
         return BreakerState.CLOSED if b is None else b.state
+
+    def _joined(self, ep: Endpoint) -> None:
+        policy = self.policies.get(ep.deployment)
+        if policy is not None:
+            policy.on_added(ep.id)
 
     def _removed(self, ep: Endpoint) -> None:
         policy = self.policies.get(ep.deployment)
@@ -122,7 +147,10 @@ class Router:
         for d in deployments:
             old = self.deployments.get(d.name)
             if old is None or old.policy != d.policy:
-                self.policies[d.name] = make_policy(d.policy)
+                policy = self.policies[d.name] = make_policy(d.policy)
+                for ep in self.registry.endpoints(d.name):  # a new policy learns the members it has
+                    if self.registry.routable(ep):
+                        policy.on_added(ep.id)
         gone = self.deployments.keys() - new.keys()
         self.deployments = new
         if self.held is not None:
@@ -153,57 +181,87 @@ class Router:
             if choice is not None:
                 return choice
 
-    def _usable(self, deployment: str, tried: set[str], now: float) -> list[Endpoint]:
-        out = []
-        for e in self.registry.ready(deployment):
-            if e.id in tried:
+    def _skipper(self, tried: set[str], now: float) -> Callable[[str], bool] | None:
+        """What one attempt must skip: tried endpoints and those whose breaker says no."""
+        unhealthy = self._unhealthy
+        if not tried and not unhealthy:
+            return None
+        breakers = self.breakers
+
+        def skip(endpoint_id: str) -> bool:
+            return endpoint_id in tried or (endpoint_id in unhealthy and not breakers[endpoint_id].would_allow(now))
+
+        return skip
+
+    def _tier(self, deployment: str, skip: Callable[[str], bool] | None) -> tuple[Tier, int] | None:
+        """The tier to route in and how many tiers the deployment has, or None if nothing is usable."""
+        tiers = self.pools.tiers(deployment)
+        if len(tiers) == 1:
+            t = tiers[0]
+            return (t, 1) if skip is None or t.any_member(skip) is not None else None
+        saturation = self.deployments[deployment].saturation if deployment in self.deployments else 1.0
+        first = None
+        for t in tiers:
+            e = t.least_loaded(skip, rotate=False)
+            if e is None:
                 continue
-            b = self.breakers.get(e.id)
-            if b is None or b.would_allow(now):
-                out.append(e)
-        return out
+            if first is None:
+                first = t
+            if max(e.in_flight, int(e.stats.running or 0) + int(e.stats.waiting or 0)) < saturation * max(e.capacity, 1):
+                return t, len(tiers)
+        return (first, len(tiers)) if first is not None else None
 
     def pick(self, info: RouteInfo, tried: set[str]) -> Choice | None:
         """The endpoint for the next attempt, or None when nothing can serve the request."""
         dep = self.deployments[info.model]
         now = self._clock()
-        eps = self._usable(dep.name, tried, now)
+        skip = self._skipper(tried, now)
+        owner = dep.name
+        found = self._tier(owner, skip)
         fallback = False
-        if not eps and dep.fallback is not None:
-            eps = self._usable(dep.fallback, tried, now)
+        if found is None and dep.fallback is not None:
+            owner = dep.fallback
+            found = self._tier(owner, skip)
             fallback = True
-        if not eps:
+        if found is None:
             return None
-        owner = eps[0].deployment
+        tier, n_tiers = found
         policy = self.policies[owner]
-        if len(eps) == 1:
-            ep = eps[0]
-            choice = Choice(ep, "only", fallback)
+        if len(tier) == 1:
+            ep = tier.members[0]
+            choice = Choice(ep, "only" if n_tiers == 1 else "tier", fallback)
         else:
-            cands = [e.candidate() for e in eps]
-            tier = select_tier(cands, preferred_region=self.preferred_region,
-                               saturation=self.deployments[owner].saturation)
-            if len(tier) == 1:
-                ep = self.registry.get(tier[0].endpoint_id) or eps[0]
-                choice = Choice(ep, "tier", fallback)
-            else:
-                rr = info.request(policy)
-                decision = policy.choose(rr, tier)
-                policy.on_routed(rr, decision.endpoint_id)
-                ep = self.registry.get(decision.endpoint_id) or eps[0]
-                predicted = decision.predicted_blocks if isinstance(decision, PrefixDecision) else None
-                choice = Choice(ep, decision.policy, fallback, predicted)
-                self.decisions.append({
-                    "time": time.time(), "model": info.model, "endpoint": ep.id, "policy": decision.policy,
-                    "fallback": fallback, "scores": decision.scores,
-                    "tier": [c.endpoint_id for c in tier],
-                    "excluded": sorted(tried), "predicted_cached_blocks": predicted,
-                })
+            rr = info.request(policy)
+            decision = policy.choose(rr, TierView(tier, skip))
+            ep = tier.members[tier.pos[decision.endpoint_id]]
+            kv = ep.stats.kv_cache_tokens
+            if kv is not None and self._kv_tokens.get(ep.id) != kv and isinstance(policy, PrefixPolicy):
+                self._kv_tokens[ep.id] = kv  # mirror the runtime's cache size in the index's bound
+                policy.set_capacity(ep.id, max(1, int(kv) * _CHARS_PER_TOKEN // DEFAULT_BLOCK_BYTES))
+            policy.on_routed(rr, decision.endpoint_id)
+            predicted = decision.predicted_blocks if isinstance(decision, PrefixDecision) else None
+            choice = Choice(ep, decision.policy, fallback, predicted)
+            self.decisions.append({
+                "time": time.time(), "model": info.model, "endpoint": ep.id, "policy": decision.policy,
+                "fallback": fallback, "scores": decision.scores,
+                "tier": {"priority": ep.priority, "region": ep.region, "size": len(tier)},
+                "excluded": sorted(tried), "predicted_cached_blocks": predicted,
+            })
         b = self.breakers.get(ep.id)
         if b is not None:
             b.allow(now)  # takes the half-open trial slot
         self.decision_counts[(owner, choice.policy)] += 1
         return choice
+
+    def prefix_index_blocks(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(deployment, endpoint) -> (blocks the prefix index remembers, its bound): for metrics."""
+        out = {}
+        for dep, policy in self.policies.items():
+            if isinstance(policy, PrefixPolicy):
+                index = policy.index
+                for eid in index.endpoints():
+                    out[(dep, eid)] = (index.size(eid), index.capacity(eid))
+        return out
 
     def succeeded(self, choice: Choice) -> None:
         """The endpoint answered (any status below 500)."""
@@ -213,6 +271,7 @@ class Router:
             if b.state is not BreakerState.CLOSED:
                 log.warning("breaker of %s closed: a trial request succeeded", ep.id)
             b.record_success()
+            self._unhealthy.discard(ep.id)
         ep.consecutive_failures = 0
 
     def observed(self, choice: Choice, info: RouteInfo, cached_tokens: int | None) -> None:
@@ -223,7 +282,7 @@ class Router:
         if choice.predicted_cached_blocks is None or cached_tokens is None:
             return
         policy = self.policies[ep.deployment]
-        observed = cached_tokens * _CHARS_PER_TOKEN // DEFAULT_BLOCK_CHARS
+        observed = cached_tokens * _CHARS_PER_TOKEN // DEFAULT_BLOCK_BYTES
         self.prefix_predicted_blocks[ep.deployment] += choice.predicted_cached_blocks
         self.prefix_observed_blocks[ep.deployment] += observed
         if isinstance(policy, PrefixPolicy):
@@ -235,6 +294,8 @@ class Router:
         b = self.breaker(ep)
         was = b.state
         b.record_failure(self._clock())
+        if b.state is not BreakerState.CLOSED:
+            self._unhealthy.add(ep.id)
         if b.state is BreakerState.OPEN and was is not BreakerState.OPEN:
             log.warning("breaker of %s opened after %d consecutive failure(s): no traffic for %.0f s",
                         ep.id, ep.consecutive_failures, b.open_s)

@@ -17,6 +17,7 @@ vLLM speaks OpenAI, errors included: bytes pass through.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -58,10 +59,26 @@ VLLM_CAPABILITIES = Capabilities(
 _MODULE = "vllm.entrypoints.openai.api_server"
 
 
+_KV_TOKENS = re.compile(r'^vllm:cache_config_info\{[^}]*\bkv_cache_size_tokens="(\d+)"', re.M)
+_KV_BLOCKS = re.compile(r'^vllm:cache_config_info\{[^}]*\bnum_gpu_blocks="(\d+)"', re.M)
+_KV_BLOCK_SIZE = re.compile(r'^vllm:cache_config_info\{[^}]*\bblock_size="(\d+)"', re.M)
+
+
+def _kv_cache_tokens(text: str) -> float | None:
+    """KV capacity from ``vllm:cache_config_info``'s labels (``kv_cache_size_tokens``, else
+    ``num_gpu_blocks`` x ``block_size``; see tests/fixtures/vllm/live/metrics.txt)."""
+    m = _KV_TOKENS.search(text)
+    if m:
+        return float(m.group(1))
+    blocks, size = _KV_BLOCKS.search(text), _KV_BLOCK_SIZE.search(text)
+    return float(blocks.group(1)) * float(size.group(1)) if blocks and size else None
+
+
 def parse_vllm_metrics(text: str) -> EndpointStats:
     """``vllm:*`` (V1 engine names; older releases' ``gpu_`` spellings as fallback)."""
     m = parse_prometheus(text)
     return EndpointStats(
+        kv_cache_tokens=_kv_cache_tokens(text),
         running=m.get("vllm:num_requests_running"),
         waiting=m.get("vllm:num_requests_waiting"),
         kv_cache_usage=m.get("vllm:kv_cache_usage_perc", m.get("vllm:gpu_cache_usage_perc")),

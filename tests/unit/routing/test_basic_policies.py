@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 
@@ -16,6 +15,7 @@ from inferplane.routing.policies import (
     UnknownPolicyError,
     make_policy,
 )
+from inferplane.routing.policies._load import load_ratio
 from inferplane.routing.types import Candidate, RouteRequest
 
 REQ = RouteRequest(model="m")
@@ -40,12 +40,12 @@ def test_round_robin_cycles(n: int, calls: int, expected: list[str]) -> None:
     assert got == expected
 
 
-def test_round_robin_scores_rank_the_rotation() -> None:
+def test_round_robin_looks_at_the_chosen_one_only() -> None:
     policy = RoundRobinPolicy()
     policy.choose(REQ, cands(0, 0, 0))
     decision = policy.choose(REQ, cands(0, 0, 0))
     assert decision.endpoint_id == "e1"
-    assert decision.scores == {"e1": 0.0, "e2": 1.0, "e0": 2.0}
+    assert decision.scores == {"e1": 0.0}
 
 
 @pytest.mark.parametrize(
@@ -61,8 +61,7 @@ def test_round_robin_scores_rank_the_rotation() -> None:
 def test_least_load_picks_min(candidates: list[Candidate], expected: str) -> None:
     decision = LeastLoadPolicy().choose(REQ, candidates)
     assert decision.endpoint_id == expected
-    assert set(decision.scores) == {c.endpoint_id for c in candidates}
-    assert decision.scores[expected] == min(decision.scores.values())
+    assert decision.scores == {expected: min(load_ratio(c) for c in candidates)}
 
 
 @pytest.mark.parametrize(
@@ -99,8 +98,8 @@ def test_power_of_two_never_picks_the_max(seed: int, loads: tuple[int, ...], nev
         decision = policy.choose(REQ, candidates)
         assert decision.endpoint_id != never
         assert decision.scores[decision.endpoint_id] == min(decision.scores.values())
-        assert set(decision.scores) == {c.endpoint_id for c in candidates}
-        assert sum(math.isfinite(s) for s in decision.scores.values()) == 2
+        assert len(decision.scores) == 2  # the two sampled ones, nobody else
+        assert set(decision.scores) <= {c.endpoint_id for c in candidates}
 
 
 def test_power_of_two_is_replayable_and_spreads() -> None:
@@ -128,7 +127,8 @@ def test_registry_builds_every_policy(name: str) -> None:
     decision = policy.choose(RouteRequest(model="m", session_key="s"), candidates)
     assert decision.policy == name
     assert decision.endpoint_id in {c.endpoint_id for c in candidates}
-    assert set(decision.scores) == {c.endpoint_id for c in candidates}
+    assert decision.endpoint_id in decision.scores
+    assert set(decision.scores) <= {c.endpoint_id for c in candidates}
     policy.on_routed(REQ, decision.endpoint_id)
     policy.on_removed(decision.endpoint_id)
 

@@ -1,28 +1,77 @@
-"""Prefix block hashing and the bounded per-endpoint prefix index."""
+"""Prefix checkpoint hashing and the bounded, fleet-wide prefix index."""
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 
 import pytest
 
-from inferplane.routing.prefix import PrefixIndex, prefix_block_hashes
+from inferplane.routing.prefix import (
+    CHECKPOINT_BLOCKS,
+    PrefixIndex,
+    PromptHashes,
+    blocks_at,
+    checkpoints_within,
+    prefix_block_hashes,
+    prompt_view,
+)
 
 
 @pytest.mark.parametrize(
-    ("text", "block_chars", "blocks"),
+    ("text", "block_bytes", "checkpoints"),
     [
         ("", 4, 0),
         ("abc", 4, 0),
         ("abcd", 4, 1),
         ("abcdefg", 4, 1),
         ("abcdefgh", 4, 2),
-        ("x" * 10_240, 256, 40),
-        ("é" * 9, 4, 2),
+        ("x" * 4096, 256, 16),  # every block up to 16 ...
+        ("x" * 10_240, 256, 21),  # ... then 20, 24, 28, 32, 40 of the 40 blocks
+        ("x" * 65_536, 256, 16 + 4 * 4),  # four per doubling: 32 for 256 blocks
+        ("é" * 9, 4, 4),  # bytes, not characters: 18 bytes of UTF-8
     ],
 )
-def test_hashes_cover_full_blocks_only(text: str, block_chars: int, blocks: int) -> None:
-    assert len(prefix_block_hashes(text, block_chars)) == blocks
+def test_hashes_cover_full_blocks_at_checkpoints(text: str, block_bytes: int, checkpoints: int) -> None:
+    assert len(prefix_block_hashes(text, block_bytes)) == checkpoints
+
+
+@pytest.mark.parametrize(
+    ("blocks", "checkpoints", "covered"),
+    [(0, 0, 0), (1, 1, 1), (16, 16, 16), (19, 16, 16), (20, 17, 20), (255, 31, 224), (256, 32, 256)],
+)
+def test_checkpoint_table(blocks: int, checkpoints: int, covered: int) -> None:
+    assert checkpoints_within(blocks) == checkpoints
+    assert blocks_at(checkpoints) == covered
+    steps = [b - a for a, b in itertools.pairwise(CHECKPOINT_BLOCKS)]
+    assert all(s <= max(1, a // 4) for s, a in zip(steps, CHECKPOINT_BLOCKS, strict=False))
+
+
+def test_hashing_is_lazy_and_stops_where_asked() -> None:
+    hashes = PromptHashes(b"y" * 65_536, 256)
+    assert len(hashes) == 32 and hashes.hashed() == 0
+    assert hashes[2] == prefix_block_hashes(b"y" * 65_536, 256)[2]
+    assert hashes.hashed() == 3
+    index = PrefixIndex()
+    index.insert("e1", prefix_block_hashes(b"y" * 1024, 256))  # 4 blocks known anywhere
+    fresh = PromptHashes(b"y" * 65_536, 256)
+    assert index.longest(fresh) == (4, {"e1"})
+    assert fresh.hashed() <= 8  # hashed a few at a time, up to the first one nobody holds
+
+
+@pytest.mark.parametrize(
+    ("body", "prompt_starts"),
+    [
+        (b'{"model":"m","temperature":0.1,"messages":[{"role":"user"}]}', b'"messages":'),
+        (b'{"temperature":0.9,"model":"other","messages":[{"role":"user"}]}', b'"messages":'),
+        (b'{"model":"m","prompt":"hello"}', b'"prompt":'),
+        (b'{"model":"m"}', b'{"model"'),
+    ],
+)
+def test_prompt_view_skips_what_precedes_the_prompt(body: bytes, prompt_starts: bytes) -> None:
+    view = prompt_view(body)
+    assert bytes(view).startswith(prompt_starts)
+    assert view.obj is body  # a view, not a copy
 
 
 @pytest.mark.parametrize(
@@ -48,14 +97,14 @@ def test_hashes_identify_prefixes(a: str, b: str, shared: int) -> None:
 
 
 def test_hashes_are_stable_values() -> None:
-    # Stable across processes (no salted hash()): pin one value.
-    assert prefix_block_hashes("abcd", 4) == prefix_block_hashes("abcd", 4)
-    assert prefix_block_hashes("abcd", 4)[0] == (0xED82CD11 << 32) | 0x03D8018B
+    # Stable across processes (no salted hash()): pin one value (xxh3-64 of b"abcd", seed 0).
+    assert prefix_block_hashes("abcd", 4) == prefix_block_hashes(b"abcd", 4)
+    assert prefix_block_hashes("abcd", 4)[0] == 0x6497A96F53A89890
 
 
 @pytest.mark.parametrize("bad", [0, -1])
 def test_hashes_reject_bad_block_size(bad: int) -> None:
-    with pytest.raises(ValueError, match="block_chars"):
+    with pytest.raises(ValueError, match="block_bytes"):
         prefix_block_hashes("abcd", bad)
 
 
@@ -145,17 +194,19 @@ def test_truncate_shortens_chains_sharing_the_cut_blocks(keep: int) -> None:
 
 @pytest.mark.parametrize("prefix_chars", [0, 4, 40, 400])
 def test_match_equals_a_reference_lru_with_linear_scan(prefix_chars: int) -> None:
+    # reference: an LRU over checkpoints, each weighing the blocks it covers
     index = PrefixIndex(max_blocks=50)
-    reference: OrderedDict[int, None] = OrderedDict()
+    reference: OrderedDict[int, int] = OrderedDict()
     texts = [f"{'s' * prefix_chars}{i:03d}" + "x" * (8 * (i % 5)) for i in range(40)]
     for text in texts:
         hashes = prefix_block_hashes(text, 4)
-        index.insert("e1", hashes)
-        for h in reversed(hashes):
-            reference[h] = None
-            reference.move_to_end(h)
-        while len(reference) > 50:
+        index.insert("e1", hashes[: checkpoints_within(50)])
+        for k in reversed(range(min(len(hashes), checkpoints_within(50)))):
+            reference[hashes[k]] = CHECKPOINT_BLOCKS[k] - (CHECKPOINT_BLOCKS[k - 1] if k else 0)
+            reference.move_to_end(hashes[k])
+        while sum(reference.values()) > 50:
             reference.popitem(last=False)
+        assert index.size("e1") == sum(reference.values())
     for text in texts:
         hashes = prefix_block_hashes(text + "tail", 4)
         expected = 0

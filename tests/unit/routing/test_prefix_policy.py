@@ -120,15 +120,15 @@ def test_prefix_works_across_heterogeneous_capacities() -> None:
     [
         (0, 0),  # runtime had nothing (or does not cache prefixes): forget it all
         (5, 5),  # fewer than predicted: forget the unmatched tail
-        (18, 18),  # as predicted: keep
+        (16, 16),  # as predicted: keep
     ],
 )
 def test_observe_cached_corrects_the_index(observed: int, after: int) -> None:
     policy = PrefixPolicy()
     request = req(SYSTEM)
     blocks = len(request.prefix_hashes)
-    assert blocks == 18
-    warm(policy, "e0", SYSTEM)  # predicted from now on: 18 blocks
+    assert blocks == 16  # 18 blocks of 64 bytes; the index knows them up to checkpoint 16
+    warm(policy, "e0", SYSTEM)  # predicted from now on: 16 blocks
     again = policy.choose(request, pool(0, 0))
     assert again.endpoint_id == "e0" and again.predicted_blocks == blocks
     policy.on_routed(request, "e0")

@@ -1,0 +1,297 @@
+"""Candidate sets kept up to date as endpoints change, so a routing decision visits O(1) of them.
+
+The router registers a :class:`CandidatePools` with the registry. From then on every
+routable change (added, removed, ready, unready) moves the endpoint in or out of its
+deployment's :class:`Tier` (endpoints grouped by ``(priority, region rank)``), and every
+acquire/release re-files its load. A tier keeps:
+
+- ``members`` + ``pos``: an array with O(1) add, swap-remove, random draw and rotation;
+- a lazy min-heap of ``(load_ratio, stamp, endpoint)``, built on first use: an entry is current while its stamp
+  is the endpoint's latest; stale entries are dropped when they surface, and the heap is
+  rebuilt once it holds more than twice as many entries as members (amortised O(1)). A top
+  entry whose load moved without an acquire/release (a metrics scrape) is re-filed when
+  seen, and one member per question is re-filed in turn, so scraped loads are never staler
+  than one pass over the tier;
+- running totals of outstanding requests and capacity (the session policy's bound).
+
+:class:`TierView` is a tier seen by one request attempt: it implements
+``types.CandidateSet`` and skips members the attempt must not use (tried, breaker open).
+Skipping is O(1) per member looked at; only if nearly every member is skipped do draws
+fall back to one scan of the tier. ``policies._load.CandidateList`` implements the same
+protocol over a plain list of candidates (tests, tiny pools).
+
+Event-loop only; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from inferplane.routing.types import Candidate
+
+if TYPE_CHECKING:
+    from inferplane.routing.registry import Endpoint, EndpointRegistry
+
+__all__ = ["CandidatePools", "Tier", "TierKey", "TierView"]
+
+TierKey = tuple[int, int]
+"""``(priority, region rank)``: lower is preferred (see ``routing/tiers.py``)."""
+Skip = Callable[[str], bool]
+_NONE: list[Tier] = []
+
+
+def _load(ep: Endpoint) -> float:
+    s = ep.stats
+    outstanding = max(ep.in_flight, int(s.running or 0) + int(s.waiting or 0))
+    return outstanding / max(ep.capacity, 1)
+
+
+class Tier:
+    """The routable endpoints of one deployment in one tier (see the module docstring).
+
+    The load heap is built the first time someone asks for the least loaded member and
+    kept from then on; until then a load change costs two dict updates.
+    """
+
+    __slots__ = ("_filed", "_heap", "_out", "_refresh", "_seq", "capacity_total", "members",
+                 "outstanding_total", "pos")
+
+    def __init__(self) -> None:
+        self.members: list[Endpoint] = []
+        self.pos: dict[str, int] = {}
+        self._heap: list[tuple[float, int, Endpoint]] | None = None
+        self._filed: dict[str, tuple[int, float]] = {}  # id -> (stamp, load), heap entries' truth
+        self._out: dict[str, int] = {}
+        self._seq = 0
+        self._refresh = 0
+        self.outstanding_total = 0
+        """Sum over members of ``in_flight + waiting`` as last filed."""
+        self.capacity_total = 0
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def add(self, ep: Endpoint) -> None:
+        if ep.id in self.pos:
+            return
+        self.pos[ep.id] = len(self.members)
+        self.members.append(ep)
+        self.capacity_total += max(ep.capacity, 1)
+        self.refile(ep)
+
+    def remove(self, ep: Endpoint) -> None:
+        i = self.pos.pop(ep.id, None)
+        if i is None:
+            return
+        last = self.members.pop()
+        if last is not ep:
+            self.members[i] = last
+            self.pos[last.id] = i
+        self._filed.pop(ep.id, None)
+        self.outstanding_total -= self._out.pop(ep.id, 0)
+        self.capacity_total -= max(ep.capacity, 1)
+
+    def refile(self, ep: Endpoint) -> None:
+        """File ``ep`` under its current load (after its load changed)."""
+        eid = ep.id
+        out = ep.in_flight + int(ep.stats.waiting or 0)
+        self.outstanding_total += out - self._out.get(eid, 0)
+        self._out[eid] = out
+        heap = self._heap
+        if heap is None or eid not in self.pos:
+            return
+        self._seq += 1
+        load = _load(ep)
+        self._filed[eid] = (self._seq, load)
+        heapq.heappush(heap, (load, self._seq, ep))
+        if len(heap) > 2 * len(self.members) + 64:
+            self._build_heap()
+
+    def _build_heap(self) -> list[tuple[float, int, Endpoint]]:
+        filed = self._filed
+        heap = []
+        for e in self.members:
+            self._seq += 1
+            filed[e.id] = (self._seq, _load(e))
+            heap.append((filed[e.id][1], self._seq, e))
+        heapq.heapify(heap)
+        self._heap = heap
+        return heap
+
+    def _current_heap(self) -> list[tuple[float, int, Endpoint]]:
+        return self._heap if self._heap is not None else self._build_heap()
+
+    def any_member(self, skip: Skip | None) -> Endpoint | None:
+        """Some member not skipped, or None: O(1) unless most members are skipped."""
+        members = self.members
+        n = len(members)
+        for step in range(n):
+            e = members[(self._refresh + step) % n]
+            if skip is None or not skip(e.id):
+                return e
+        return None
+
+    def least_loaded(self, skip: Skip | None, *, rotate: bool) -> Endpoint | None:
+        """The least loaded member not skipped (None if all are); with ``rotate``, it goes
+        behind its equals so that exact ties are taken in turn."""
+        heap = self._current_heap()
+        filed = self._filed
+        if self.members:  # re-file one member per question: scraped loads stay fresh
+            self._refresh = (self._refresh + 1) % len(self.members)
+            e = self.members[self._refresh]
+            if _load(e) != filed[e.id][1]:
+                self.refile(e)
+                heap = self._current_heap()
+        skipped = []
+        found = None
+        while heap:
+            load, seq, ep = heap[0]
+            f = filed.get(ep.id)
+            if f is None or f[0] != seq:
+                heapq.heappop(heap)
+                continue
+            if _load(ep) != load:
+                heapq.heappop(heap)
+                self.refile(ep)
+                heap = self._current_heap()  # refile may have rebuilt it
+                continue
+            if skip is not None and skip(ep.id):
+                skipped.append(heapq.heappop(heap))
+                continue
+            found = ep
+            break
+        for item in skipped:
+            heapq.heappush(heap, item)
+        if found is not None and rotate:
+            self.refile(found)
+        return found
+
+    def scan(self, skip: Skip | None) -> list[Endpoint]:
+        """Every member not skipped: O(members), only for degenerate cases."""
+        return [e for e in self.members if skip is None or not skip(e.id)]
+
+
+class TierView:
+    """One tier as one attempt sees it: ``types.CandidateSet`` minus the skipped members."""
+
+    __slots__ = ("_skip", "tier")
+
+    def __init__(self, tier: Tier, skip: Skip | None) -> None:
+        self.tier = tier
+        self._skip = skip
+
+    def __len__(self) -> int:
+        return len(self.tier.members)
+
+    def sample(self, k: int, rng: random.Random) -> list[Candidate]:
+        members, skip = self.tier.members, self._skip
+        n = len(members)
+        if n <= k:
+            return [e.candidate() for e in members if skip is None or not skip(e.id)]
+        got: dict[str, Endpoint] = {}
+        for _ in range(4 * k + 8):
+            e = members[int(rng.random() * n)]
+            if e.id not in got and (skip is None or not skip(e.id)):
+                got[e.id] = e
+                if len(got) == k:
+                    break
+        if len(got) < k:  # nearly all skipped: draw from the usable ones directly
+            usable = self.tier.scan(skip)
+            return [e.candidate() for e in rng.sample(usable, min(k, len(usable)))]
+        return [e.candidate() for e in got.values()]
+
+    def rotate(self, start: int) -> tuple[Candidate, int]:
+        members, skip = self.tier.members, self._skip
+        n = len(members)
+        for step in range(n):
+            i = (start + step) % n
+            e = members[i]
+            if skip is None or not skip(e.id):
+                return e.candidate(), i
+        raise LookupError("every candidate is skipped")
+
+    def get(self, endpoint_id: str) -> Candidate | None:
+        i = self.tier.pos.get(endpoint_id)
+        if i is None or (self._skip is not None and self._skip(endpoint_id)):
+            return None
+        return self.tier.members[i].candidate()
+
+    def least_loaded(self, *, rotate: bool = True) -> Candidate:
+        e = self.tier.least_loaded(self._skip, rotate=rotate)
+        if e is None:
+            raise LookupError("every candidate is skipped")
+        return e.candidate()
+
+    def load_totals(self) -> tuple[float, int]:
+        return float(self.tier.outstanding_total), self.tier.capacity_total
+
+    def ids(self) -> Sequence[str] | None:
+        return None
+
+
+class CandidatePools:
+    """Per deployment, its routable endpoints by tier; a registry listener (see module doc).
+
+    ``on_join`` / ``on_leave`` are called with each endpoint entering or leaving a pool
+    (the router forwards them to the deployment's policy).
+    """
+
+    def __init__(self, registry: EndpointRegistry, *, preferred_region: str | None = None,
+                 on_join: Callable[[Endpoint], None] | None = None,
+                 on_leave: Callable[[Endpoint], None] | None = None) -> None:
+        self._registry = registry
+        self._preferred_region = preferred_region
+        self._tiers: dict[str, dict[TierKey, Tier]] = {}
+        self._order: dict[str, list[Tier]] = {}
+        self._where: dict[str, tuple[str, TierKey, Tier]] = {}
+        self._on_join = on_join
+        self._on_leave = on_leave
+        registry.add_listener(self)
+        for ep in registry.endpoints():
+            self.routable_changed(ep)
+
+    def key(self, ep: Endpoint) -> TierKey:
+        pr = self._preferred_region
+        return (ep.priority, 0 if pr is None or ep.region == pr else 1)
+
+    def tiers(self, deployment: str) -> list[Tier]:
+        """The deployment's non-empty tiers, best first (do not modify the list)."""
+        return self._order.get(deployment, _NONE)
+
+    def size(self, deployment: str) -> int:
+        return sum(len(t) for t in self._tiers.get(deployment, {}).values())
+
+    # -- EndpointListener -----------------------------------------------------------------
+
+    def routable_changed(self, endpoint: Endpoint) -> None:
+        routable = self._registry.routable(endpoint)
+        where = self._where.get(endpoint.id)
+        if where is not None and (not routable or where[0] != endpoint.deployment or
+                                  where[1] != self.key(endpoint)):
+            dep, key, tier = self._where.pop(endpoint.id)
+            tier.remove(endpoint)
+            if not tier:
+                tiers = self._tiers[dep]
+                del tiers[key]
+                self._order[dep] = [tiers[k] for k in sorted(tiers)]
+            if self._on_leave is not None:
+                self._on_leave(endpoint)
+            where = None
+        if routable and where is None:
+            key = self.key(endpoint)
+            tiers = self._tiers.setdefault(endpoint.deployment, {})
+            if key not in tiers:
+                tiers[key] = Tier()
+                self._order[endpoint.deployment] = [tiers[k] for k in sorted(tiers)]
+            tiers[key].add(endpoint)
+            self._where[endpoint.id] = (endpoint.deployment, key, tiers[key])
+            if self._on_join is not None:
+                self._on_join(endpoint)
+
+    def load_changed(self, endpoint: Endpoint) -> None:
+        where = self._where.get(endpoint.id)
+        if where is not None:
+            where[2].refile(endpoint)
