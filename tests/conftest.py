@@ -83,3 +83,25 @@ def fake_server() -> Iterator[Callable[..., str]]:
     for proc in procs:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def vllm_fake() -> Iterator[str]:
+    """The vLLM replay fake serving 'smollm2' (other model names get vLLM's recorded 404)."""
+    root = Path(__file__).parents[1]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(root / "tests/fakes/replay_runtime.py"), str(root / "tests/fixtures/vllm"),
+                             "vllm", "--port", str(port), "--served-model-name", "smollm2"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if http_get(url + "/v1/models", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import free_port, http_get
+from helpers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -22,25 +20,6 @@ def _bench(*argv: str) -> subprocess.CompletedProcess[str]:
                            "--workload", "synthetic", *argv], capture_output=True, text=True, timeout=90)
 
 
-@pytest.fixture(scope="module")
-def vllm_fake() -> Iterator[str]:
-    """The vLLM replay fake serving 'smollm2': other names get vLLM's recorded 404."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/fakes/replay_runtime.py"), str(ROOT / "tests/fixtures/vllm"),
-                             "vllm", "--port", str(port), "--served-model-name", "smollm2"])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if http_get(url + "/v1/models", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_a_dead_url_fails_before_the_run(tmp_path: Path) -> None:

@@ -8,8 +8,6 @@ deployment's name, ``remote-llama``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,24 +26,6 @@ ROOT = Path(__file__).parents[3]
 MSGS = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def vllm_fake() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/fakes/replay_runtime.py"), str(ROOT / "tests/fixtures/vllm"),
-                             "vllm", "--port", str(port), "--served-model-name", "smollm2"])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if http_get(url + "/v1/models", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _serve(tmp_path: Path, dep: dict) -> ServeProcess:
