@@ -83,7 +83,6 @@ class HttpServerProtocol(asyncio.Protocol):
         self._failure: tuple[int, str, str] | None = None  # (status, message, code) owed to the client
         self._failing = False  # that answer is written: drop all input until closed
         self._counted = False
-        self._eof = False  # the client half-closed: close after the responses in progress
         self._continue_owed = False
         self._in_head = False
         self._in_body = False
@@ -324,7 +323,7 @@ class HttpServerProtocol(asyncio.Protocol):
                     responder.keep_alive = False
             if self.closed:
                 return
-            if not responder.keep_alive or (self._eof and not self._queue):
+            if not responder.keep_alive:
                 self._task = None
                 if self._transport is not None:
                     self._transport.close()
@@ -417,11 +416,11 @@ class HttpServerProtocol(asyncio.Protocol):
                b"\r\n%s" % (status, REASONS[status], self.state.date, len(body), extra, body)
 
     def eof_received(self) -> bool | None:
-        """The client is done sending: answer what it already asked (then close), else close now
-        (which also ends a lingering close early)."""
-        if self._task is not None and not self._failing:
-            self._eof = True
-            return True
+        """The client closed its side: it is gone. Close now, which cancels the request in
+        progress (held, waiting for a first byte or streaming: the upstream request is aborted and
+        its slot freed) and ends a lingering close early. Like uvicorn and nginx (without
+        ``proxy_ignore_client_abort``), a half-close is not kept open for an answer: with LLM
+        requests that run for minutes, a client that left must not keep a replica busy."""
         return None
 
 

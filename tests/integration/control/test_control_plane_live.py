@@ -164,6 +164,7 @@ def test_scale_to_zero_after_idle_then_a_request_is_held_and_answered(tmp_path: 
 def test_sigterm_lets_four_streams_in_flight_finish(tmp_path: Path) -> None:
     # least load: two streams per replica, all four decoding at once (2 slots each)
     sp, _ = _serve(tmp_path, [_smollm2(replicas=2, policy="least_load")], drain_timeout_s=60)
+    _wait("both replicas ready", lambda: _deployment(sp)["ready"] == 2, 120, sp)  # /ready needs only one
     pids = sp.runtime_pids()
     results: list[str] = []
     started = threading.Barrier(5)
@@ -241,7 +242,7 @@ def test_patch_and_reload_change_replicas_without_touching_requests_in_flight(tm
 
 def test_an_endpoint_added_and_removed_through_the_admin_api(tmp_path: Path, fakes) -> None:
     cfg = tmp_path / "ext.yaml"
-    cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3, "queue_timeout_s": 3, "api_keys": ["k"]},
+    cfg.write_text(yaml.safe_dump({"gateway": {"scrape_interval_s": 0.3, "queue_timeout_s": 15, "api_keys": ["k"]},
                                    "deployments": [{"name": "m", "runtime": "openai", "replicas": 0}]}))
     sp = start_serve(["--config", str(cfg)], tmp_path, wait_ready=False)
     try:

@@ -48,9 +48,10 @@ def _recorded(runtime: str) -> tuple[str, int]:
 def _deployment(runtime: str, tmp: Path) -> dict:
     wrapper = tmp / f"fake-{runtime}"
     folder = FIXTURES / FOLDER.get(runtime, runtime)
-    if runtime == "llamacpp":  # a GGUF path that exists (the fake never reads it)
-        (tmp / "smol.gguf").write_bytes(b"GGUF")
-        MODEL["llamacpp"] = str(tmp / "smol.gguf")
+    if runtime == "llamacpp":  # a real GGUF (serve checks its header first; the fake never reads it)
+        from inferplane.models import ModelStore
+
+        MODEL["llamacpp"] = str(ModelStore().resolve("smollm2", fetch=False))  # scripts/test.sh pulls it
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "{folder}" "$0" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return {
