@@ -32,16 +32,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from _procs import free_port, stop, wait_ok  # noqa: E402
+
 QUESTION = '{"role":"user","content":"Say hello in one short sentence, please."}'
 
 
@@ -61,22 +61,6 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ok(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready")
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -111,16 +95,6 @@ def run_wrk(url: str, conns: int, duration: int, lua: Path, cpu_pid: int | None 
         print("  wrk reported errors:", [ln for ln in out.splitlines() if "Non-2xx" in ln or "Socket" in ln])
     return rps, p50, p99
 
-
-def stop(procs: list[subprocess.Popen]) -> None:
-    for p in reversed(procs):
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    procs.clear()
 
 
 def start_gateway(tmp: Path, upstream: str, *, policy: str, replicas: int, scrape_s: float,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,24 +29,8 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ok(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready")
+sys.path.insert(0, str(HERE))
+from _procs import free_port, stop, wait_ok  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -194,20 +177,14 @@ def main() -> int:
             f"    replicas: 0\n    endpoints:\n      - url: http://127.0.0.1:{up_port}\n")
         procs.append(subprocess.Popen([sys.executable, "-m", "inferplane", "serve", "--config", str(tmp / "deploy.yaml"),
                                        "--log-dir", str(tmp)], stderr=subprocess.DEVNULL))
-        wait_ok(f"http://127.0.0.1:{gw_port}/ready")
+        wait_ok(f"http://127.0.0.1:{gw_port}/ready", timeout=60)
         print(f"cores={os.cpu_count()} load(1m)={os.getloadavg()[0]:.2f}")
         asyncio.run(campaign(gw_port, procs[1].pid, args))
         with urllib.request.urlopen(f"http://127.0.0.1:{gw_port}/health", timeout=10) as r:
             print(f"a normal request afterwards: {r.status}; final RSS {rss_mb(procs[1].pid):.0f} MB")
         print(f"load(1m) after={os.getloadavg()[0]:.2f}")
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop(procs)
     return 0
 
 
