@@ -164,40 +164,43 @@ def test_scale_to_zero_after_idle_then_a_request_is_held_and_answered(tmp_path: 
 def test_sigterm_lets_four_streams_in_flight_finish(tmp_path: Path) -> None:
     # least load: two streams per replica, all four decoding at once (2 slots each)
     sp, _ = _serve(tmp_path, [_smollm2(replicas=2, policy="least_load")], drain_timeout_s=60)
-    _wait("both replicas ready", lambda: _deployment(sp)["ready"] == 2, 120, sp)  # /ready needs only one
-    pids = sp.runtime_pids()
-    results: list[str] = []
-    started = threading.Barrier(5)
+    try:
+        _wait("both replicas ready", lambda: _deployment(sp)["ready"] == 2, 120, sp)  # /ready needs only one
+        pids = sp.runtime_pids()
+        results: list[str] = []
+        started = threading.Barrier(5)
 
-    def stream() -> None:
-        client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0, timeout=120)
-        s = client.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=120, stream=True,
-                                           extra_body={"ignore_eos": True})
-        finish, first = None, True
-        try:
-            for chunk in s:
-                if first and chunk.choices and chunk.choices[0].delta.content:
-                    first = False
-                    started.wait(60)
-                if chunk.choices and chunk.choices[0].finish_reason:
-                    finish = chunk.choices[0].finish_reason
-        except Exception as exc:  # recorded: the test asserts there is none
-            results.append(repr(exc))
-            return
-        results.append(finish or "cut")
+        def stream() -> None:
+            client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0, timeout=120)
+            s = client.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=120, stream=True,
+                                               extra_body={"ignore_eos": True})
+            finish, first = None, True
+            try:
+                for chunk in s:
+                    if first and chunk.choices and chunk.choices[0].delta.content:
+                        first = False
+                        started.wait(60)
+                    if chunk.choices and chunk.choices[0].finish_reason:
+                        finish = chunk.choices[0].finish_reason
+            except Exception as exc:  # recorded: the test asserts there is none
+                results.append(repr(exc))
+                return
+            results.append(finish or "cut")
 
-    threads = [threading.Thread(target=stream) for _ in range(4)]
-    for t in threads:
-        t.start()
-    started.wait(120)  # all four have their first token
-    assert sum(e["in_flight"] for e in sp.endpoints()) == 4
-    sp.proc.send_signal(signal.SIGTERM)
-    for t in threads:
-        t.join(120)
-    assert sp.proc.wait(60) == 0
-    assert results == ["length"] * 4, results  # 120 tokens each: none was cut
-    assert not [p for p in pids if alive(p)]
-    assert "waiting up to 60 s for 4 request(s) in flight to finish" in sp.log()
+        threads = [threading.Thread(target=stream) for _ in range(4)]
+        for t in threads:
+            t.start()
+        started.wait(120)  # all four have their first token
+        assert sum(e["in_flight"] for e in sp.endpoints()) == 4
+        sp.proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(120)
+        assert sp.proc.wait(60) == 0
+        assert results == ["length"] * 4, results  # 120 tokens each: none was cut
+        assert not [p for p in pids if alive(p)]
+        assert "waiting up to 60 s for 4 request(s) in flight to finish" in sp.log()
+    finally:
+        sp.stop(signal.SIGKILL)  # no serve outlives a failed assert (a no-op once it exited)
 
 
 def test_patch_and_reload_change_replicas_without_touching_requests_in_flight(tmp_path: Path) -> None:
