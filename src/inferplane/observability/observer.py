@@ -1,0 +1,189 @@
+"""The request observer: the one way anything outside the request path sees a request.
+
+The gateway's request pipeline reports each request's life exactly once, in order::
+
+    started(rec)                      once, as soon as the request has an id (before validation)
+    attempt(rec, Attempt)             once per upstream try, when its outcome is known (0..n)
+    first_token(rec, t)               once, when the first generated content went to the client
+    finished(rec, Outcome)            once, always - success, upstream failure, the gateway's
+                                      own rejection (400/401/403/404/413/429), client disconnect
+
+Metrics, traces, the access log, tenant limits (settling reserved tokens) and the
+dashboard's recent-requests view are observers. The hot path calls ``Observers``, never a
+metrics object directly.
+
+Contract for implementations:
+- Called on the gateway's event loop; must not block, must not raise (a raising observer is
+  a bug in it; ``Observers`` logs and drops it rather than failing the request), must not
+  keep ``rec.body`` past ``finished`` (it is the client's buffer).
+- ``RequestRecord`` is filled in by the pipeline as it learns things (``model`` once the
+  deployment is known, ``tenant`` once authenticated); observers read it, never write it,
+  except ``rec.notes``, a per-request dict where an observer may keep its own state
+  (a span, a reservation) keyed by its own name.
+- Timestamps are ``time.perf_counter()`` seconds (``t_start`` and the ``t`` arguments);
+  ``started_unix`` is wall-clock for logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from inferplane.protocol.routes import Route, SurfaceName
+
+__all__ = ["Attempt", "Observers", "Outcome", "RequestObserver", "RequestRecord", "Usage"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class RequestRecord:
+    """One request as observers see it. Filled in by the pipeline; read-only for observers."""
+
+    request_id: str
+    surface: SurfaceName
+    route: Route
+    t_start: float
+    """``time.perf_counter()`` when the request head was complete."""
+    started_unix: float
+    """``time.time()`` at the same moment (for logs)."""
+    path: str
+    body: bytes = b""
+    """The request body as the client sent it (do not keep past ``finished``)."""
+    model: str | None = None
+    """The deployment name, once known (None for an unknown model or an unparsable body)."""
+    stream: bool = False
+    tenant: str | None = None
+    """The authenticated tenant's name (None: no keys configured, or not authenticated)."""
+    priority: str | None = None
+    max_tokens: int | None = None
+    """What the client asked for at most (None: not said), for token reservations."""
+    session: str | None = None
+    traceparent: str | None = None
+    """The client's W3C ``traceparent`` header, if it sent one."""
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Per-request state an observer keeps for itself, under its own key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One upstream try and how it ended."""
+
+    endpoint_id: str
+    deployment: str
+    """The deployment that served it (differs from ``rec.model`` on a fallback)."""
+    runtime: str
+    policy: str
+    """The routing policy that chose the endpoint."""
+    reason: str
+    """Why this endpoint (the policy's own words, e.g. ``prefix 12 blocks``, ``least load 3``)."""
+    outcome: str
+    """``ok``, or the failure kind that made the gateway move on (``connect``, ``timeout``,
+    ``frozen``, ``status_5xx``, ``invalid_response``, ``disconnect``, ``too_large``)."""
+    t_start: float
+    t_end: float
+    status: int | None = None
+    """The upstream's HTTP status, if it answered."""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a request ended, as the client saw it."""
+
+    status: int
+    """The status the client got (499: it went away first; a stream that started with 200 and
+    then failed is 502 here, with ``error_code`` saying why)."""
+    t_end: float
+    error_code: str | None = None
+    """The error body's ``code`` (``model_not_found``, ``rate_limited``, ``upstream_timeout``...)."""
+    usage: Usage | None = None
+    """What the runtime reported it used (None: it did not say, or no runtime was reached)."""
+    ttft_s: float | None = None
+    endpoint_id: str | None = None
+    """The endpoint that answered (None: none did)."""
+    runtime: str | None = None
+    retries: int = 0
+    queued_s: float = 0.0
+    """Time spent held in the gateway (admission, or waiting for a replica) before the first attempt."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+class RequestObserver(Protocol):
+    """See the module docstring for the contract."""
+
+    def started(self, rec: RequestRecord) -> None: ...
+
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None: ...
+
+    def first_token(self, rec: RequestRecord, t: float) -> None: ...
+
+    def finished(self, rec: RequestRecord, outcome: Outcome) -> None: ...
+
+
+class Observers:
+    """Fans every event out to the observers it holds, in order; one that raises is logged
+    (once per kind of error) and the others still run. With none, each call is a loop over
+    an empty tuple."""
+
+    __slots__ = ("_all", "_warned")
+
+    def __init__(self, observers: tuple[RequestObserver, ...] = ()) -> None:
+        self._all = observers
+        self._warned: set[tuple[str, str]] = set()
+
+    def add(self, observer: RequestObserver) -> None:
+        self._all = (*self._all, observer)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._all)
+
+    def started(self, rec: RequestRecord) -> None:
+        for o in self._all:
+            try:
+                o.started(rec)
+            except Exception as exc:
+                self._broken(o, "started", exc)
+
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
+        for o in self._all:
+            try:
+                o.attempt(rec, attempt)
+            except Exception as exc:
+                self._broken(o, "attempt", exc)
+
+    def first_token(self, rec: RequestRecord, t: float) -> None:
+        for o in self._all:
+            try:
+                o.first_token(rec, t)
+            except Exception as exc:
+                self._broken(o, "first_token", exc)
+
+    def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
+        for o in self._all:
+            try:
+                o.finished(rec, outcome)
+            except Exception as exc:
+                self._broken(o, "finished", exc)
+
+    def _broken(self, o: RequestObserver, event: str, exc: Exception) -> None:
+        key = (type(o).__name__, f"{event}:{type(exc).__name__}")
+        if key not in self._warned:
+            self._warned.add(key)
+            log.error("request observer %s failed in %s: %r (further errors like it are not logged)",
+                      type(o).__name__, event, exc)
