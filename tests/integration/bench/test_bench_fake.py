@@ -85,7 +85,8 @@ def test_failures_missing_usage_and_reasoning(fake_server: FakeFactory) -> None:
     )  # "tok " estimates to 1 token
     assert any("failed" in w for w in out.warnings) and any("estimate" in w for w in out.warnings)
     ok = [r for r in res.records if r.ok]
-    assert all(r.reasoning_chunks == 2 and r.t_first_output_ns > r.t_first_ns for r in ok)  # type: ignore[operator]
+    # reasoning arrives before the answer; on a loaded box both may come in one read (one timestamp)
+    assert all(r.reasoning_chunks == 2 and r.t_first_output_ns >= r.t_first_ns for r in ok)  # type: ignore[operator]
 
 
 def test_cli_end_to_end_with_two_workers(fake_server: FakeFactory, tmp_path: Path) -> None:
