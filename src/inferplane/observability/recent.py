@@ -1,0 +1,265 @@
+"""Recent requests per deployment, in time buckets: the dashboard's rolling windows.
+
+``RecentRequests`` is a request observer (``observability/observer.py``). For each
+deployment it keeps the last ``window_s`` seconds as a ring of ``bucket_s``-second
+buckets; each bucket counts requests and statuses, sums tokens, and keeps a bounded
+sample of TTFT, ITL and end-to-end latencies. ``snapshot(now)`` turns the ring into
+plain data: a dense series (one point per bucket, zeros where nothing happened) for the
+plots, and a summary over the last ``summary_s`` seconds (rates, percentiles).
+
+Memory is bounded whatever the traffic: at most ``window_s / bucket_s`` buckets per
+deployment, at most ``samples_per_bucket`` values per series in a bucket (reservoir
+sampling keeps a uniform sample of everything the bucket saw; percentiles weight each
+bucket's sample by how many values it stood for), at most ``max_deployments`` rings
+(requests for deployments past that are counted under ``(other)``). Requests that never
+named a deployment (bad JSON, unknown model) are counted under ``(none)``.
+
+What is measured (``time.perf_counter()`` seconds, from the pipeline's record):
+
+- TTFT: ``Outcome.ttft_s``, successful requests only.
+- ITL: per streamed request, the mean time between output tokens after the first,
+  ``(e2e - ttft) / (completion_tokens - 1)`` (what vLLM's benchmark calls TPOT). The
+  observer contract reports the first token, not each chunk, so this is a per-request
+  mean, not the spread within a request.
+- e2e: ``Outcome.t_end - rec.t_start``, successful requests only.
+
+Hot path: ``finished`` does one dict lookup, a few integer adds and at most three
+reservoir inserts (``benchmarks/recent_observer.py`` measures it). ``started``,
+``attempt`` and ``first_token`` do nothing. Runs on the gateway's event loop; not
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferplane.observability.observer import Attempt, Outcome, RequestRecord
+
+__all__ = ["NO_DEPLOYMENT", "OTHER_DEPLOYMENTS", "RecentRequests", "weighted_percentile"]
+
+NO_DEPLOYMENT = "(none)"
+"""Where requests that never named a served deployment are counted."""
+OTHER_DEPLOYMENTS = "(other)"
+"""Where requests are counted once ``max_deployments`` rings exist."""
+
+_QUANTILES = (0.5, 0.9, 0.99)
+
+
+class _Reservoir:
+    """A uniform sample of at most ``k`` of the values added (Vitter's algorithm R)."""
+
+    __slots__ = ("k", "n", "values")
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.n = 0
+        self.values: list[float] = []
+
+    def add(self, v: float, rng: random.Random) -> None:
+        self.n += 1
+        if len(self.values) < self.k:
+            self.values.append(v)
+        else:
+            j = rng.randrange(self.n)
+            if j < self.k:
+                self.values[j] = v
+
+    def weighted(self) -> Iterable[tuple[float, float]]:
+        """(value, how many values it stands for) pairs."""
+        if not self.values:
+            return ()
+        w = self.n / len(self.values)
+        return ((v, w) for v in self.values)
+
+
+@dataclass(slots=True, eq=False)
+class _Bucket:
+    index: int
+    """``int(t // bucket_s)``: which bucket of the clock this is."""
+    k: int
+    requests: int = 0
+    ok: int = 0
+    client_errors: int = 0
+    """4xx, the gateway's own rejections (400/401/403/404/413/429) and 499 (client gone) among them."""
+    server_errors: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft: _Reservoir = field(init=False)
+    itl: _Reservoir = field(init=False)
+    e2e: _Reservoir = field(init=False)
+    percentiles: tuple[int, dict[str, float | None]] | None = None
+    """(requests when computed, the bucket's percentiles): a closed bucket is sorted once."""
+
+    def __post_init__(self) -> None:
+        self.ttft = _Reservoir(self.k)
+        self.itl = _Reservoir(self.k)
+        self.e2e = _Reservoir(self.k)
+
+    def point_percentiles(self) -> dict[str, float | None]:
+        cached = self.percentiles
+        if cached is not None and cached[0] == self.requests:
+            return cached[1]
+        ttft, itl = list(self.ttft.weighted()), list(self.itl.weighted())
+        out = {"ttft_p50_s": weighted_percentile(ttft, 0.5), "ttft_p95_s": weighted_percentile(ttft, 0.95),
+               "itl_p50_s": weighted_percentile(itl, 0.5), "itl_p95_s": weighted_percentile(itl, 0.95)}
+        self.percentiles = (self.requests, out)
+        return out
+
+
+def weighted_percentile(pairs: Iterable[tuple[float, float]], q: float) -> float | None:
+    """The smallest value whose cumulative weight reaches ``q`` of the total (None if empty)."""
+    items = sorted(pairs)
+    total = sum(w for _, w in items)
+    if not items or total <= 0:
+        return None
+    target = q * total
+    acc = 0.0
+    for v, w in items:
+        acc += w
+        if acc >= target - 1e-9:
+            return v
+    return items[-1][0]
+
+
+class RecentRequests:
+    """The last ``window_s`` seconds of requests per deployment; see the module docstring."""
+
+    def __init__(self, *, window_s: float = 600.0, bucket_s: float = 5.0, summary_s: float = 60.0,
+                 samples_per_bucket: int = 128, max_deployments: int = 256,
+                 clock: Callable[[], float] = time.perf_counter, seed: int | None = None) -> None:
+        if bucket_s <= 0 or window_s < bucket_s:
+            raise ValueError(f"need 0 < bucket_s <= window_s (got bucket_s={bucket_s}, window_s={window_s})")
+        if samples_per_bucket < 1:
+            raise ValueError("samples_per_bucket must be at least 1")
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self.summary_s = min(summary_s, window_s)
+        self.samples_per_bucket = samples_per_bucket
+        self.max_deployments = max_deployments
+        self.n_buckets = math.ceil(window_s / bucket_s)
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._rings: dict[str, collections.deque[_Bucket]] = {}
+        self.requests_total = 0
+        """Every request this observer saw finish (never decreases; for 'is it moving' checks)."""
+
+    # -- the observer ----------------------------------------------------------------------
+
+    def started(self, rec: RequestRecord) -> None:
+        pass
+
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
+        pass
+
+    def first_token(self, rec: RequestRecord, t: float) -> None:
+        pass
+
+    def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
+        t = outcome.t_end
+        b = self._bucket(rec.model or NO_DEPLOYMENT, t)
+        self.requests_total += 1
+        b.requests += 1
+        status = outcome.status
+        b.statuses[status] = b.statuses.get(status, 0) + 1
+        if status >= 500:
+            b.server_errors += 1
+            return
+        if status >= 400:
+            b.client_errors += 1
+            return
+        b.ok += 1
+        rng = self._rng
+        e2e = t - rec.t_start
+        b.e2e.add(e2e, rng)
+        ttft = outcome.ttft_s
+        if ttft is not None:
+            b.ttft.add(ttft, rng)
+        usage = outcome.usage
+        if usage is not None:
+            ct = usage.completion_tokens or 0
+            b.prompt_tokens += usage.prompt_tokens or 0
+            b.completion_tokens += ct
+            if rec.stream and ttft is not None and ct > 1 and e2e > ttft:
+                b.itl.add((e2e - ttft) / (ct - 1), rng)
+
+    def _bucket(self, name: str, t: float) -> _Bucket:
+        idx = int(t // self.bucket_s)
+        ring = self._rings.get(name)
+        if ring is None:
+            if len(self._rings) >= self.max_deployments and name != OTHER_DEPLOYMENTS:
+                return self._bucket(OTHER_DEPLOYMENTS, t)
+            ring = self._rings[name] = collections.deque(maxlen=self.n_buckets)
+        if ring:
+            last = ring[-1]
+            if last.index >= idx:  # the common case; an earlier t (clock skew) counts in the newest bucket
+                return last
+        b = _Bucket(idx, self.samples_per_bucket)
+        ring.append(b)
+        return b
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def deployments(self) -> list[str]:
+        return list(self._rings)
+
+    def snapshot(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+        """Per deployment: ``series`` (one point per bucket of the window, oldest first, each
+        ``ago_s`` = how long before ``now`` its bucket started) and ``summary`` over the last
+        ``summary_s``. Buckets older than the window are dropped here too."""
+        now = self._clock() if now is None else now
+        return {name: self._one(ring, now) for name, ring in self._rings.items()}
+
+    def _one(self, ring: collections.deque[_Bucket], now: float) -> dict[str, Any]:
+        bs = self.bucket_s
+        cur = int(now // bs)
+        first = cur - self.n_buckets + 1
+        while ring and ring[0].index < first:
+            ring.popleft()
+        by_index = {b.index: b for b in ring}
+        series = []
+        for idx in range(first, cur + 1):
+            b = by_index.get(idx)
+            span = bs if idx < cur else max(now - idx * bs, 1.0)  # the current bucket is still filling
+            point: dict[str, Any] = {"ago_s": round(now - idx * bs, 3)}
+            if b is None:
+                point.update(requests=0, rps=0.0, ok=0, errors=0, tokens_per_s=0.0,
+                             ttft_p50_s=None, ttft_p95_s=None, itl_p50_s=None, itl_p95_s=None)
+            else:
+                point.update(
+                    requests=b.requests, rps=b.requests / span, ok=b.ok,
+                    errors=b.client_errors + b.server_errors, tokens_per_s=b.completion_tokens / span,
+                    **b.point_percentiles())
+            series.append(point)
+        return {"series": series, "summary": self._summary(ring, now)}
+
+    def _summary(self, ring: Iterable[_Bucket], now: float) -> dict[str, Any]:
+        bs = self.bucket_s
+        since = now - self.summary_s
+        recent = [b for b in ring if (b.index + 1) * bs > since]
+        requests = sum(b.requests for b in recent)
+        statuses: collections.Counter[int] = collections.Counter()
+        for b in recent:
+            statuses.update(b.statuses)
+        span = min(self.summary_s, max(now - recent[0].index * bs, 1.0)) if recent else self.summary_s
+        out: dict[str, Any] = {
+            "window_s": self.summary_s, "requests": requests, "rps": requests / span,
+            "ok": sum(b.ok for b in recent),
+            "client_errors": sum(b.client_errors for b in recent),
+            "server_errors": sum(b.server_errors for b in recent),
+            "statuses": {str(s): n for s, n in sorted(statuses.items())},
+            "prompt_tokens": sum(b.prompt_tokens for b in recent),
+            "completion_tokens": sum(b.completion_tokens for b in recent),
+        }
+        out["completion_tokens_per_s"] = out["completion_tokens"] / span
+        for series in ("ttft", "itl", "e2e"):
+            pairs = [p for b in recent for p in getattr(b, series).weighted()]
+            for q in _QUANTILES:
+                out[f"{series}_p{round(q * 100)}_s"] = weighted_percentile(pairs, q)
+        return out
