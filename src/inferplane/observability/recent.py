@@ -206,6 +206,10 @@ class RecentRequests:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def now(self) -> float:
+        """The observer's clock (the one ``snapshot`` defaults to)."""
+        return self._clock()
+
     def deployments(self) -> list[str]:
         return list(self._rings)
 
@@ -215,6 +219,11 @@ class RecentRequests:
         ``summary_s``. Buckets older than the window are dropped here too."""
         now = self._clock() if now is None else now
         return {name: self._one(ring, now) for name, ring in self._rings.items()}
+
+    def summary_all(self, now: float | None = None) -> dict[str, Any]:
+        """The summary over every deployment together (counts add, percentiles are of all samples)."""
+        now = self._clock() if now is None else now
+        return self._summary([b for ring in self._rings.values() for b in ring], now)
 
     def _one(self, ring: collections.deque[_Bucket], now: float) -> dict[str, Any]:
         bs = self.bucket_s
@@ -247,7 +256,8 @@ class RecentRequests:
         statuses: collections.Counter[int] = collections.Counter()
         for b in recent:
             statuses.update(b.statuses)
-        span = min(self.summary_s, max(now - recent[0].index * bs, 1.0)) if recent else self.summary_s
+        oldest = min((b.index for b in recent), default=None)
+        span = self.summary_s if oldest is None else min(self.summary_s, max(now - oldest * bs, 1.0))
         out: dict[str, Any] = {
             "window_s": self.summary_s, "requests": requests, "rps": requests / span,
             "ok": sum(b.ok for b in recent),

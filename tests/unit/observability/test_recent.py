@@ -137,3 +137,14 @@ def test_bad_settings_are_refused() -> None:
         RecentRequests(window_s=5, bucket_s=10)
     with pytest.raises(ValueError, match="samples_per_bucket"):
         RecentRequests(samples_per_bucket=0)
+
+
+def test_the_summary_over_all_deployments() -> None:
+    rr = RecentRequests(window_s=60, bucket_s=10, summary_s=60)
+    for _ in range(10):
+        _finish(rr, "a", 0.0, ttft=0.1)
+        _finish(rr, "b", 0.0, ttft=0.3)
+    _finish(rr, "b", 0.0, status=503)
+    s = rr.summary_all(now=5.0)
+    assert s["requests"] == 21 and s["server_errors"] == 1
+    assert s["ttft_p50_s"] == pytest.approx(0.1) and s["ttft_p90_s"] == pytest.approx(0.3)
