@@ -61,6 +61,7 @@ _DECISIONS_SHOWN = 25
 _EVENTS_SHOWN = 20
 _TENANTS_SHOWN = 20
 _PREFIX_WINDOW_S = 60.0
+_FEED_REUSE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ class Dashboard:
         self._page = _read_page()
         self._page_headers = page_headers(self._page)
         self._prefix: dict[str, collections.deque[tuple[float, float, float]]] = {}
+        self._cached: tuple[float, bytes] | None = None
 
     def routes(self, path: str) -> dict[str, Handler] | None:
         if path == PAGE_PATH:
@@ -142,8 +144,12 @@ class Dashboard:
         out.send(200, self._page, self._page_headers)
 
     async def feed(self, _request: Request, out: Responder) -> None:
-        out.send(200, orjson.dumps(self.state()),
-                 [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+        """The state as JSON; several viewers polling at once share one reading per ``_FEED_REUSE_S``."""
+        now = self.recent.now()
+        cached = self._cached
+        if cached is None or now - cached[0] >= _FEED_REUSE_S or now < cached[0]:
+            cached = self._cached = (now, orjson.dumps(self.state(now)))
+        out.send(200, cached[1], [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
 
     # -- the state ---------------------------------------------------------------------------
 

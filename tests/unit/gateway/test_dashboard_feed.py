@@ -99,7 +99,7 @@ def test_the_feed_shows_replicas_load_queue_windows_decisions_and_autoscaling() 
         assert a_view["prefix_hit_rate_recent"] == 0.6 and a_view["prefix_hit_rate"] == 0.45
         summary = d["recent"]["summary"]
         assert summary["requests"] == 4 and summary["server_errors"] == 1
-        assert summary["ttft_p50_s"] == 0.2
+        assert abs(summary["ttft_p50_s"] - 0.2) < 0.2 * 0.02
         assert [p["requests"] for p in d["recent"]["series"]][-2:] == [4, 0]
         assert st["requests_total"] == 4 and st["summary"]["requests"] == 4
         decisions = st["routing"]["decisions"]
