@@ -33,15 +33,16 @@ import hashlib
 import importlib.resources
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from inferplane import __version__
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.observability.recent import RecentRequests
+from inferplane.observability.tenant_window import TenantWindows
 from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from inferplane.routing.held import HeldQueue
     from inferplane.routing.router import Router
 
-__all__ = ["FEED_PATH", "PAGE_PATH", "Dashboard", "TenantUsage", "page_headers"]
+__all__ = ["FEED_PATH", "PAGE_PATH", "Dashboard", "TenantLimits", "TenantUsage", "page_headers", "tenants_provider"]
 
 PAGE_PATH = "/dashboard"
 FEED_PATH = "/admin/dashboard.json"
@@ -90,6 +91,41 @@ class TenantUsage:
 
 
 TenantsProvider = Callable[[], Sequence[TenantUsage]]
+
+
+class TenantLimits(Protocol):
+    """What the provider needs of a tenant's configuration (``gateway.tenants`` entries have it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def priority(self) -> str: ...
+    @property
+    def rpm_limit(self) -> int | None: ...
+    @property
+    def tpm_limit(self) -> int | None: ...
+    @property
+    def max_concurrent(self) -> int | None: ...
+
+
+def tenants_provider(limits: Callable[[], Sequence[TenantLimits]], windows: TenantWindows,
+                     in_progress: Callable[[], Mapping[str, int]] | None = None) -> TenantsProvider:
+    """A provider for ``Dashboard.tenants``: each configured tenant's limits against what this
+    gateway saw it use in the last minute (``windows``) and its requests in progress (the
+    limiter's count, when there is a limiter); tenants seen but not configured (the plain
+    ``api_keys`` tenant) are listed without limits."""
+    def provide() -> list[TenantUsage]:
+        used = windows.usage()
+        busy = in_progress() if in_progress is not None else {}
+        rows = []
+        for t in limits():
+            r, tok = used.pop(t.name, (0, 0))
+            rows.append(TenantUsage(t.name, t.priority, r, t.rpm_limit, tok, t.tpm_limit, busy.get(t.name, 0),
+                                    t.max_concurrent))
+        rows += [TenantUsage(name, "normal", r, None, tok, None, busy.get(name, 0)) for name, (r, tok) in used.items()]
+        return rows
+
+    return provide
 
 
 def _read_page() -> bytes:

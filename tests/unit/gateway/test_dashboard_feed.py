@@ -8,16 +8,25 @@ import base64
 import hashlib
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from inferplane.autoscale import Autoscaler, SignalReader
 from inferplane.config.models import parse_config
-from inferplane.gateway.dashboard import FEED_PATH, PAGE_PATH, Dashboard, TenantUsage, page_headers
+from inferplane.gateway.dashboard import (
+    FEED_PATH,
+    PAGE_PATH,
+    Dashboard,
+    TenantUsage,
+    page_headers,
+    tenants_provider,
+)
 from inferplane.observability.observer import Outcome, RequestRecord, Usage
 from inferplane.observability.recent import RecentRequests
 from inferplane.observability.stats import EndpointStats
+from inferplane.observability.tenant_window import TenantWindows
 from inferplane.placement.plane import ControlPlane
 from inferplane.protocol.routes import Route, SurfaceName
 from inferplane.routing.held import HeldQueue
@@ -152,3 +161,40 @@ def test_routes_and_the_page_is_shipped_with_a_strict_csp() -> None:
     assert f"script-src 'sha256-{digest}'" in csp
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert headers["Content-Type"].startswith("text/html")
+
+
+@dataclass(frozen=True)
+class _Limits:
+    name: str
+    priority: str = "normal"
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrent: int | None = None
+
+
+def _tenant_request(w: TenantWindows, tenant: str | None, t: float, status: int = 200, tokens: int = 100) -> None:
+    rec = RequestRecord("r", SurfaceName.OPENAI, Route.CHAT, t - 1, 0.0, "/v1/chat/completions", model="chat",
+                        tenant=tenant)
+    w.finished(rec, Outcome(status, t, usage=Usage(tokens // 2, tokens - tokens // 2) if status < 400 else None))
+
+
+def test_tenant_usage_counts_the_last_minute_against_the_configured_limits() -> None:
+    clock = _Clock(1000.0)
+    w = TenantWindows(window_s=60, bucket_s=5, clock=clock)
+    _tenant_request(w, "search", 900.0)                 # over a minute ago: gone
+    for i in range(9):
+        _tenant_request(w, "search", 950.0 + i)        # 9 requests, 900 tokens in the last minute
+    _tenant_request(w, "search", 999.0, status=429)     # refused by the gateway: no use
+    _tenant_request(w, "search", 999.0, status=502)     # reached upstream and failed: counts, no tokens
+    _tenant_request(w, "default", 999.0, tokens=10)     # the plain api_keys tenant, no limits
+    _tenant_request(w, None, 999.0)                     # no tenant: not counted
+    provide = tenants_provider(lambda: [_Limits("search", "high", rpm_limit=10, tpm_limit=1000, max_concurrent=4),
+                                        _Limits("idle", rpm_limit=60)], w, lambda: {"search": 3})
+    rows = {t.tenant: t for t in provide()}
+    s = rows["search"]
+    assert (s.rpm_used, s.rpm_limit, s.tpm_used, s.tpm_limit, s.concurrent, s.max_concurrent) == (10, 10, 900, 1000, 3, 4)
+    assert s.nearest == 1.0 and s.priority == "high"
+    assert rows["idle"].rpm_used == 0 and rows["idle"].nearest == 0.0
+    assert rows["default"].tpm_used == 10 and rows["default"].rpm_limit is None
+    clock.t += 120
+    assert {t.tenant: t.rpm_used for t in provide()} == {"search": 0, "idle": 0}
