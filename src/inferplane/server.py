@@ -34,8 +34,10 @@ from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
+from inferplane.gateway.dashboard import FEED_PATH, PAGE_PATH, Dashboard
 from inferplane.models import CATALOG, ModelError, ModelStore
 from inferplane.observability.control_metrics import ControlCollector
+from inferplane.observability.recent import RecentRequests
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
 from inferplane.placement.gpus import GpuShortage, assign_gpus
@@ -174,6 +176,7 @@ async def run_server(
     gateway.metrics.registry.register(ControlCollector(
         plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
         lambda: held.rejected_total))
+    _attach_dashboard(gateway, plane, held, autoscaler)
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
                                  on_refused=gateway.refused)
@@ -287,6 +290,18 @@ async def _drain_requests(registry: EndpointRegistry, timeout_s: float, say: Cal
         busy = sum(e.in_flight for e in registry)
     if busy:
         say(f"drain timeout: {busy} request(s) still in flight are cut")
+
+
+def _attach_dashboard(gateway: Gateway, plane: ControlPlane, held: HeldQueue, autoscaler: Autoscaler) -> Dashboard:
+    """``GET /dashboard`` (public: the page holds no data) and its feed ``GET /admin/dashboard.json``
+    (an admin route), over the rolling request windows, which observe every request."""
+    recent = RecentRequests()
+    gateway.observers.add(recent)
+    dashboard = Dashboard(registry=gateway.registry, router=gateway.router, recent=recent, plane=plane, held=held,
+                          autoscaler=autoscaler)
+    gateway.route(PAGE_PATH, "GET", dashboard.page, public=True)
+    gateway.route(FEED_PATH, "GET", dashboard.feed)
+    return dashboard
 
 
 def _cached_blocks(gateway: Gateway) -> Callable[[str], int]:

@@ -90,6 +90,7 @@ class Gateway:
         self.surfaces = tuple(surfaces) if surfaces is not None else (OpenAISurface(),)
         self._surface_at: dict[str, tuple[Surface, Route]] = {}
         self._routes = self._build_routes()
+        self._open_paths = _OPEN_PATHS
 
     def _endpoint_samples(self) -> list[EndpointSample]:
         return [EndpointSample(e.deployment, e.id, e.runtime, e.ready, e.in_flight,
@@ -118,8 +119,11 @@ class Gateway:
                 self._surface_at[r.path] = (surface, r.route)
         return routes
 
-    def route(self, path: str, method: str, handler: Handler) -> None:
-        """Serve ``method path`` with ``handler`` (a route outside any surface, e.g. a dashboard)."""
+    def route(self, path: str, method: str, handler: Handler, *, public: bool = False) -> None:
+        """Serve ``method path`` with ``handler`` (a route outside any surface, e.g. a dashboard).
+        ``public``: answered without a key, like ``/health`` (only for what holds no data)."""
+        if public:
+            self._open_paths = self._open_paths | {path}
         methods = self._routes.setdefault(path, {})
         if method in methods:
             raise ValueError(f"{method} {path} is already served")
@@ -142,7 +146,7 @@ class Gateway:
             if handler is not None:
                 await handler(request, out)
                 return
-        if path not in _OPEN_PATHS:
+        if path not in self._open_paths:
             try:
                 self.admission.authenticate(request.headers, at[0].key_headers if at else _DEFAULT_KEY_HEADERS)
             except Rejection as rej:
