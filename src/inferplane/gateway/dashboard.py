@@ -58,7 +58,7 @@ FEED_PATH = "/admin/dashboard.json"
 
 Handler = Callable[[Request, Responder], Awaitable[None]]
 
-_DECISIONS_SHOWN = 25
+_DECISIONS_SHOWN = 12
 _EVENTS_SHOWN = 20
 _TENANTS_SHOWN = 20
 _PREFIX_WINDOW_S = 60.0
