@@ -467,8 +467,11 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The ``INFERPLANE_*`` settings the CLI honours, read from the environment.
 
     ``INFERPLANE_HOST``, ``INFERPLANE_PORT``, ``INFERPLANE_MODEL_CACHE`` (model store
-    folder), ``INFERPLANE_API_KEYS`` (comma-separated).
+    folder), ``INFERPLANE_API_KEYS`` (comma-separated), ``INFERPLANE_ADMIN_KEY`` (what
+    ``status`` / ``reload`` send to /admin/*; a gateway reads its admin key from the variable
+    ``gateway.admin_key_env`` names, see ``admin_key``).
     """
     env = os.environ if environ is None else environ
-    keys = ("INFERPLANE_HOST", "INFERPLANE_PORT", "INFERPLANE_MODEL_CACHE", "INFERPLANE_API_KEYS")
+    keys = ("INFERPLANE_HOST", "INFERPLANE_PORT", "INFERPLANE_MODEL_CACHE", "INFERPLANE_API_KEYS",
+            "INFERPLANE_ADMIN_KEY")
     return {k: env[k] for k in keys if env.get(k)}

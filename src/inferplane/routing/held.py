@@ -167,6 +167,10 @@ class HeldQueue:
         oldest = min((t.held_since for t in q), default=None) if q is not None else None
         return self._clock() - oldest if oldest is not None else 0.0
 
+    def now(self) -> float:
+        """The queue's clock (``held_since`` is on it)."""
+        return self._clock()
+
     def held(self, deployment: str) -> list[Ticket]:
         """The tickets held for ``deployment``, in the order they would be let go."""
         q = self._queues.get(deployment)

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from inferplane.config.tenants import TenantConfig
-from inferplane.gateway.admission.gcra import Bucket, MemoryStore, take
-from inferplane.gateway.admission.keys import KeyRing, Tenant, bearer, hash_key, new_key
-from inferplane.gateway.admission.limiter import Limiter, estimate_tokens, go_duration
+from inferplane.gateway.tenancy.gcra import Bucket, MemoryStore, take
+from inferplane.gateway.tenancy.keys import KeyRing, Tenant, bearer, hash_key, new_key
+from inferplane.gateway.tenancy.limiter import Limiter, estimate_tokens, go_duration
 
 
 class Clock:
@@ -153,7 +153,7 @@ def test_max_concurrent_gives_back_what_the_rate_buckets_took() -> None:
 
 class _DownStore(MemoryStore):
     async def take(self, buckets):  # type: ignore[no-untyped-def]
-        from inferplane.gateway.admission.gcra import StoreUnavailable
+        from inferplane.gateway.tenancy.gcra import StoreUnavailable
         raise StoreUnavailable("limits store redis://127.0.0.1:1: connection refused")
 
 

@@ -9,6 +9,11 @@ as text), expiring once the bucket would be full again: an idle tenant costs not
 Settling a reservation is a second script (``adjust``), also atomic. One Redis round trip
 per admission and one per settlement; nothing else on the request path.
 
+Requests in progress (``max_concurrent``) are a hash per tenant, one field per gateway
+(a random id per process) with its count; a gateway's counts are only believed while its
+heartbeat key lives (``_HEARTBEAT_S``), so the places of a gateway that died without
+giving them back come free by themselves.
+
 Not for Redis Cluster (the scripts touch one tenant's keys, which may hash to different
 slots); one Redis (with a replica for failover) serves any number of gateways.
 
@@ -17,13 +22,16 @@ Needs the ``redis`` package: ``pip install 'inferplane[redis]'``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from inferplane.gateway.admission.gcra import PERIOD_S, Bucket, BucketState, StoreUnavailable, Taken
+from inferplane.gateway.tenancy.gcra import PERIOD_S, Bucket, BucketState, StoreUnavailable, Taken
 
 __all__ = ["RedisStore"]
 
@@ -85,6 +93,33 @@ end
 return 1
 """
 
+_ENTER = """
+local total = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local gw, n = all[i], tonumber(all[i + 1])
+  if gw == ARGV[2] or redis.call('EXISTS', ARGV[3] .. gw) == 1 then
+    total = total + n
+  else
+    redis.call('HDEL', KEYS[1], gw)
+  end
+end
+if total >= tonumber(ARGV[1]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('SET', ARGV[3] .. ARGV[2], '1', 'EX', tonumber(ARGV[4]))
+return 1
+"""
+
+_LEAVE = """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return n
+"""
+
+_HEARTBEAT_S = 10
+"""A gateway's places count while its heartbeat key lives (refreshed every third of this):
+places a gateway held when it died are freed within this many seconds."""
+
 _RETRY_CONNECT_S = 1.0
 """After a failure, the store is not asked again for this long (each request would wait for it)."""
 
@@ -103,6 +138,10 @@ class RedisStore:
                                                    health_check_interval=0)
         self._take = self._redis.register_script(_TAKE)
         self._adjust = self._redis.register_script(_ADJUST)
+        self._enter = self._redis.register_script(_ENTER)
+        self._leave = self._redis.register_script(_LEAVE)
+        self.gateway_id = os.urandom(8).hex()
+        self._heartbeat: asyncio.Task[None] | None = None
         self._errors: tuple[type[BaseException], ...] = (OSError, TimeoutError, _redis_error())
         self.prefix = prefix
         self.period_s = period_s
@@ -140,7 +179,38 @@ class RedisStore:
         except self._errors as exc:
             raise self._failed(exc) from exc
 
+    async def enter(self, key: str, limit: int) -> bool:
+        self._check()
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.ensure_future(self._beat())
+        try:
+            ok = await self._enter(keys=[self.prefix + key],
+                                   args=[limit, self.gateway_id, self.prefix + "gw:", _HEARTBEAT_S])
+        except self._errors as exc:
+            raise self._failed(exc) from exc
+        return int(ok) == 1
+
+    async def leave(self, key: str) -> None:
+        self._check()
+        try:
+            await self._leave(keys=[self.prefix + key], args=[self.gateway_id])
+        except self._errors as exc:
+            raise self._failed(exc) from exc
+
+    async def _beat(self) -> None:
+        """Keep this gateway's heartbeat key alive while it holds places (owned; cancelled by close)."""
+        while True:
+            await asyncio.sleep(_HEARTBEAT_S / 3)
+            try:
+                await self._redis.set(self.prefix + "gw:" + self.gateway_id, "1", ex=_HEARTBEAT_S)
+            except self._errors as exc:
+                log.warning("limits store %s: heartbeat failed: %s", self.url, exc)
+
     async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
         await self._redis.aclose()
 
 

@@ -1,4 +1,4 @@
-"""Admission: who is calling (keys -> tenants), whether they may (scopes, limits), and the
+"""Tenancy: who is calling (keys -> tenants), whether they may (scopes, limits), and the
 tenant observer that settles what each request used.
 
 - ``keys``: hashing, ``KeyRing`` (API keys -> ``Tenant``), the admin key.

@@ -14,7 +14,8 @@ overshoot the limit by more than what the runtime used beyond the estimates of t
 requests in flight (none when clients set ``max_tokens`` and prompts are estimated high).
 There is no spend to go stale: a refund makes the bucket fuller at once.
 
-Requests in progress (``max_concurrent``) are counted in this gateway.
+Requests in progress (``max_concurrent``) are counted in the same store (across gateways
+with Redis).
 
 Refusals: 429 ``rate_limit_exceeded`` with ``Retry-After`` (whole seconds) and
 ``retry-after-ms`` (which the OpenAI SDKs read first); a request that could never fit a
@@ -29,18 +30,18 @@ import asyncio
 import collections
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from inferplane.gateway.admission.gcra import (
+from inferplane.gateway.tenancy.gcra import (
     Bucket,
     BucketState,
     LimitStore,
     StoreUnavailable,
     Taken,
 )
-from inferplane.gateway.admission.keys import Tenant
+from inferplane.gateway.tenancy.keys import Tenant
 
 __all__ = ["Limiter", "Reservation", "Verdict", "estimate_tokens", "go_duration"]
 
@@ -142,14 +143,23 @@ class Limiter:
                     return self._refused(tenant, buckets, taken, headers)
                 res.tokens = tokens
         if tenant.max_concurrent is not None:
-            if self.in_progress[tenant.name] >= tenant.max_concurrent:
-                if res.tokens or tenant.rpm_limit is not None:  # give back what the rate buckets took
+            try:
+                entered = await self.store.enter(f"{tenant.name}:conc", tenant.max_concurrent)
+            except StoreUnavailable as exc:
+                self.store_failures += 1
+                if self.failure == "closed":
                     self._give_back(tenant, res.tokens, rpm=bool(headers))
+                    return Verdict(None, [("Retry-After", "1")], 503, "limits_unavailable",
+                                   f"the rate-limit store cannot be reached ({exc}); try again shortly", "store")
+                entered = None
+            if entered is False:
+                self._give_back(tenant, res.tokens, rpm=bool(headers))  # what the rate buckets took
                 return Verdict(None, [*headers, ("Retry-After", "1")], 429, "rate_limit_exceeded",
                                f"tenant {tenant.name!r} has {tenant.max_concurrent} requests in progress, its "
                                "max_concurrent; try again when one has finished", "concurrency")
-            self.in_progress[tenant.name] += 1
-            res.concurrent = True
+            if entered:
+                self.in_progress[tenant.name] += 1
+                res.concurrent = True
         return Verdict(res, headers)
 
     def _refused(self, tenant: Tenant, buckets: Sequence[Bucket], taken: Taken,
@@ -183,6 +193,11 @@ class Limiter:
                 self.in_progress[name] = left
             else:
                 del self.in_progress[name]
+            leave_now = getattr(self.store, "leave_now", None)
+            if leave_now is not None:
+                leave_now(f"{name}:conc")
+            else:
+                self._spawn(self.store.leave(f"{name}:conc"), f"{name}:conc")
         if res.tokens and used_tokens is not None and used_tokens != res.tokens:
             self._adjust(f"{name}:tpm", res.tenant.tpm_limit or 1, used_tokens - res.tokens)
 
@@ -197,16 +212,20 @@ class Limiter:
         if now is not None:  # in-process: at once
             now(key, limit, delta)
             return
-        task = asyncio.ensure_future(self._adjust_async(key, limit, delta))
+        self._spawn(self.store.adjust(key, limit, delta), f"{key} by {delta:+d}")
+
+    def _spawn(self, call: Awaitable[None], what: str) -> None:
+        """Run a settlement in the background (observers must not block); owned until ``close``."""
+        task = asyncio.ensure_future(self._settle_async(call, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _adjust_async(self, key: str, limit: int, delta: int) -> None:
+    async def _settle_async(self, call: Awaitable[None], what: str) -> None:
         try:
-            await self.store.adjust(key, limit, delta)
+            await call
         except StoreUnavailable as exc:
             self.store_failures += 1
-            log.warning("could not settle %s by %+d: %s", key, delta, exc)
+            log.warning("could not settle %s: %s", what, exc)
 
     async def close(self) -> None:
         """Finish pending settlements (briefly), then close the store."""

@@ -124,6 +124,15 @@ class LimitStore(Protocol):
         """Settle a reservation: ``delta`` more (or, negative, fewer) than was taken. Raises StoreUnavailable."""
         ...
 
+    async def enter(self, key: str, limit: int) -> bool:
+        """Take one of ``limit`` places (requests in progress), or return False when all are
+        taken. Raises StoreUnavailable."""
+        ...
+
+    async def leave(self, key: str) -> None:
+        """Give back a place ``enter`` took. Raises StoreUnavailable."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -132,6 +141,7 @@ class MemoryStore:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, period_s: float = PERIOD_S) -> None:
         self._tats: dict[str, float] = {}
+        self._places: dict[str, int] = {}
         self._clock = clock
         self.period_s = period_s
 
@@ -155,6 +165,23 @@ class MemoryStore:
 
     async def adjust(self, key: str, limit: int, delta: int) -> None:
         self.adjust_now(key, limit, delta)
+
+    async def enter(self, key: str, limit: int) -> bool:
+        n = self._places.get(key, 0)
+        if n >= limit:
+            return False
+        self._places[key] = n + 1
+        return True
+
+    def leave_now(self, key: str) -> None:
+        n = self._places.get(key, 0) - 1
+        if n > 0:
+            self._places[key] = n
+        else:
+            self._places.pop(key, None)
+
+    async def leave(self, key: str) -> None:
+        self.leave_now(key)
 
     async def close(self) -> None:
         return None
