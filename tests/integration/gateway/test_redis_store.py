@@ -53,3 +53,24 @@ def test_an_unreachable_store_raises_store_unavailable(tmp_path: Path) -> None:
             await s.close()
 
     asyncio.run(body())
+
+
+def test_places_in_progress_are_shared_and_a_dead_gateways_come_free(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        async def body() -> None:
+            a, b = RedisStore(url, timeout_s=2.0), RedisStore(url, timeout_s=2.0)
+            try:
+                got = await asyncio.gather(*[(a if i % 2 else b).enter("t:conc", 3) for i in range(8)])
+                assert sum(got) == 3
+                await a.leave("t:conc")
+                assert await b.enter("t:conc", 3) and not await a.enter("t:conc", 3)
+                # b "dies": its heartbeat key goes (as it would expire), and its places with it
+                await b._redis.delete(b.prefix + "gw:" + b.gateway_id)
+                held_by_a = sum(1 for i, ok in enumerate(got) if ok and i % 2) - 1
+                free = 3 - held_by_a
+                assert sum([await a.enter("t:conc", 3) for _ in range(5)]) == free
+            finally:
+                await a.close()
+                await b.close()
+
+        asyncio.run(body())

@@ -57,7 +57,7 @@ def test_the_key_comes_from_authorization_or_x_api_key(authorization, x_api_key,
     (None, 61, 0.0, False, 60, 0.0, 0.0),     # larger than the bucket: never fits
 ])
 def test_gcra_step(tat, cost, now, allowed, remaining, reset_s, retry_s) -> None:
-    taken, after = take([tat], [Bucket("k", 60, cost)], now)
+    taken, _after = take([tat], [Bucket("k", 60, cost)], now)
     assert taken.allowed is allowed
     assert taken.states[0].remaining == remaining
     assert taken.states[0].reset_s == pytest.approx(reset_s)

@@ -9,12 +9,17 @@ What a request used, for ``tpm_limit`` and ``inferplane_tenant_tokens_total``: t
 runtime reported (``Outcome.usage``); none when no runtime was reached
 (``Outcome.endpoint_id`` is None); the reserved estimate when a runtime was reached and
 did not say (a stream cut short, a runtime that reports no usage).
+
+It is also a Prometheus collector: the counts are plain counters per request (no label
+lookups on the hot path), turned into metric families at scrape time.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily
+import collections
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from inferplane.gateway.tenancy.limiter import Limiter, Reservation
@@ -26,23 +31,18 @@ NOTE = "tenant"
 """``rec.notes`` key of the request's ``Reservation``."""
 
 
-class TenantObserver:
+class TenantObserver(Collector):
     """Settles reservations; exports per-tenant requests, tokens and refusals."""
 
-    def __init__(self, limiter: Limiter | None, registry: CollectorRegistry) -> None:
+    def __init__(self, limiter: Limiter | None) -> None:
         self.limiter = limiter
-        self.requests = Counter("inferplane_tenant_requests", "Inference requests per tenant, by the status "
-                                "the client got.", ["tenant", "status"], registry=registry)
-        self.tokens = Counter("inferplane_tenant_tokens", "Tokens per tenant as the runtimes reported them "
-                              "(kind: prompt, completion, cached).", ["tenant", "kind"], registry=registry)
-        self.limited = Counter("inferplane_tenant_rate_limited", "Requests refused by a tenant limit (429), by "
-                               "limit: requests, tokens, concurrency, too_large.", ["tenant", "limit"],
-                               registry=registry)
-        registry.register(_InProgress(limiter))
+        self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.tokens: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.limited: collections.Counter[tuple[str, str]] = collections.Counter()
 
     def refused(self, tenant: str, limit: str) -> None:
-        """Count a 429 of ``tenant`` (the pipeline calls it with the verdict's ``limit``)."""
-        self.limited.labels(tenant, limit).inc()
+        """Count a 429 of ``tenant`` (admission calls it with the verdict's ``limit``)."""
+        self.limited[(tenant, limit)] += 1
 
     def started(self, rec: RequestRecord) -> None:
         return None
@@ -57,41 +57,53 @@ class TenantObserver:
         tenant = rec.tenant
         if tenant is None:
             return
-        self.requests.labels(tenant, str(outcome.status)).inc()
+        self.requests[(tenant, outcome.status)] += 1
         u = outcome.usage
         used: int | None
         if u is not None and (u.prompt_tokens is not None or u.completion_tokens is not None):
             used = u.total_tokens
+            tokens = self.tokens
             if u.prompt_tokens:
-                self.tokens.labels(tenant, "prompt").inc(u.prompt_tokens)
+                tokens[(tenant, "prompt")] += u.prompt_tokens
             if u.completion_tokens:
-                self.tokens.labels(tenant, "completion").inc(u.completion_tokens)
+                tokens[(tenant, "completion")] += u.completion_tokens
             if u.cached_tokens:
-                self.tokens.labels(tenant, "cached").inc(u.cached_tokens)
+                tokens[(tenant, "cached")] += u.cached_tokens
         else:
             used = 0 if outcome.endpoint_id is None else None
         res = rec.notes.get(NOTE)
         if isinstance(res, Reservation) and self.limiter is not None:
             self.limiter.settle(res, used)
 
-
-class _InProgress(Collector):
-    def __init__(self, limiter: Limiter | None) -> None:
-        self._limiter = limiter
+    # -- Prometheus ----------------------------------------------------------------------
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        req = CounterMetricFamily("inferplane_tenant_requests", "Inference requests per tenant, by the status "
+                                  "the client got.", labels=["tenant", "status"])
+        for (tenant, status), n in sorted(self.requests.items()):
+            req.add_metric([tenant, str(status)], float(n))
+        yield req
+        tok = CounterMetricFamily("inferplane_tenant_tokens", "Tokens per tenant as the runtimes reported them "
+                                  "(kind: prompt, completion, cached).", labels=["tenant", "kind"])
+        for (tenant, kind), n in sorted(self.tokens.items()):
+            tok.add_metric([tenant, kind], float(n))
+        yield tok
+        lim = CounterMetricFamily("inferplane_tenant_rate_limited", "Requests refused by a tenant limit (429), "
+                                  "by limit: requests, tokens, concurrency, too_large.", labels=["tenant", "limit"])
+        for (tenant, limit), n in sorted(self.limited.items()):
+            lim.add_metric([tenant, limit], float(n))
+        yield lim
         g = GaugeMetricFamily("inferplane_tenant_in_progress", "Requests of the tenant in progress in this gateway "
                               "(counted against max_concurrent).", labels=["tenant"])
-        if self._limiter is not None:
-            for name, n in sorted(self._limiter.in_progress.items()):
+        if self.limiter is not None:
+            for name, n in sorted(self.limiter.in_progress.items()):
                 g.add_metric([name], float(n))
         yield g
-        if self._limiter is not None:
-            from prometheus_client.core import CounterMetricFamily
+        if self.limiter is not None:
             c = CounterMetricFamily("inferplane_limits_store_failures", "Requests whose limits store could not "
                                     "be asked (the failure policy decided).")
-            c.add_metric([], float(self._limiter.store_failures))
+            c.add_metric([], float(self.limiter.store_failures))
             yield c
