@@ -48,7 +48,7 @@ from typing import Any
 from inferplane.config import DeploymentConfig
 from inferplane.routing.breaker import Breaker, BreakerState
 from inferplane.routing.candidates import CandidatePools, Tier, TierView
-from inferplane.routing.held import HeldQueue, NoReplica
+from inferplane.routing.held import HeldQueue, HeldTimeout, NoReplica
 from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_policy
 from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, PromptHashes, prompt_view
 from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
@@ -237,7 +237,14 @@ class Router:
                 # every replica is full, or others wait already: queue (and if there is room
                 # after all, let the first in the queue's order go once this one is in it)
                 asyncio.get_running_loop().call_soon(self._let_go, dep.name)
-            await held.wait(ticket)
+            try:
+                await held.wait(ticket)
+            except HeldTimeout as exc:
+                if not self.registry.ready(dep.name):
+                    raise
+                raise HeldTimeout(f"every replica of {dep.name!r} stayed full for {held.timeout_s:g} s "
+                                  "(the gateway holds requests while replicas are busy); try again shortly",
+                                  retry_after_s=exc.retry_after_s) from None
             if info.model not in self.deployments:
                 continue
             choice = self.pick(info, tried, waited=True)
