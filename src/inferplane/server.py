@@ -33,13 +33,16 @@ from inferplane.config.models import ConfigError, load_config
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
+from inferplane.gateway.tenancy.setup import build_tenancy
 from inferplane.models import CATALOG, ModelError, ModelStore
 from inferplane.observability.control_metrics import ControlCollector
+from inferplane.observability.queue_metrics import QueueCollector
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
 from inferplane.placement.gpus import GpuShortage, assign_gpus
 from inferplane.placement.local_backend import LocalBackend
 from inferplane.placement.plane import ControlPlane
+from inferplane.routing.fair import FairOrdering
 from inferplane.routing.health import HealthChecker
 from inferplane.routing.held import HeldQueue
 from inferplane.routing.policies import PrefixPolicy
@@ -158,8 +161,14 @@ async def run_server(
     findings = await _survey_endpoints(deployments)
     _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
     registry = EndpointRegistry()
-    held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
-    gateway = Gateway(gw_cfg, deployments, registry, held=held)
+    held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests, ordering=FairOrdering)
+    try:
+        tenancy = build_tenancy(gw_cfg)
+    except (ConfigError, RuntimeError) as exc:
+        raise ServeError(str(exc)) from exc
+    gateway = Gateway(gw_cfg, deployments, registry, held=held, tenancy=tenancy)
+    gateway.metrics.registry.register(tenancy.observer)
+    gateway.metrics.registry.register(QueueCollector(held))
     plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)
@@ -225,6 +234,7 @@ async def run_server(
         await plane.shutdown(drain_timeout_s=0.0)
         await checker.stop()
         gateway.close()
+        await tenancy.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return code

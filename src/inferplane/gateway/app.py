@@ -7,7 +7,8 @@ Routes:
 - ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
   zero and starts one on demand), else 503.
 - ``GET /metrics`` - Prometheus.
-- ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions.
+- ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions;
+  ``GET /admin/queues`` - held requests per deployment, priority and tenant.
 - the control plane's ``/admin/*`` routes (``gateway/admin.py``), when ``serve`` attaches them.
 
 Everything the handlers need is built once in ``Gateway.__init__`` (no module state).
@@ -28,11 +29,16 @@ from inferplane.config import DeploymentConfig, GatewayConfig
 from inferplane.gateway.errors import error_response
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.gateway.http_limits import HttpLimits
-from inferplane.gateway.proxy import Forwarder
+from inferplane.gateway.proxy import USAGE, Forwarder
+from inferplane.gateway.tenancy.admission import Refusal
+from inferplane.gateway.tenancy.queues import queues_view
+from inferplane.gateway.tenancy.setup import Tenancy
 from inferplane.gateway.upstream import UpstreamPool
 from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
+from inferplane.observability.observer import Outcome, RequestRecord, Usage
 from inferplane.protocol.openai import check_chat, check_completion
 from inferplane.protocol.parts import check_parts, check_tools
+from inferplane.protocol.routes import Route, SurfaceName
 from inferplane.routing.held import HeldQueue
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
@@ -59,8 +65,11 @@ class Gateway:
     """The HTTP front: owns the app, the metrics, the upstream pool and the routing state."""
 
     def __init__(self, config: GatewayConfig, deployments: tuple[DeploymentConfig, ...],
-                 registry: EndpointRegistry, *, held: HeldQueue | None = None) -> None:
+                 registry: EndpointRegistry, *, held: HeldQueue | None = None,
+                 tenancy: Tenancy | None = None) -> None:
         self.config = config
+        self.tenancy = tenancy
+        """Keys, tenants and limits (None: the plain api_keys check alone)."""
         self.registry = registry
         self.router = Router(registry, deployments, preferred_region=config.preferred_region, held=held)
         self.admin: Callable[[str], dict[str, Callable[[Request, Responder], Awaitable[None]]] | None] | None = None
@@ -100,6 +109,7 @@ class Gateway:
             "/metrics": {"GET": self.prometheus},
             "/admin/endpoints": {"GET": self.admin_endpoints},
             "/admin/routing": {"GET": self.admin_routing},
+            "/admin/queues": {"GET": self.admin_queues},
         }
 
     async def handle(self, request: Request, out: Responder) -> None:
@@ -110,7 +120,18 @@ class Gateway:
         which routes exist. ``HEAD`` is served by the ``GET`` handler (the server drops the body).
         """
         path = request.path
-        if self._keys and path not in _OPEN_PATHS and not self._authorized(request.headers.get("authorization")):
+        tenancy = self.tenancy
+        if tenancy is not None:
+            if path not in _OPEN_PATHS:
+                try:
+                    if path.startswith("/admin/"):
+                        tenancy.admission.check_admin(request.headers)
+                    else:
+                        tenancy.admission.tenant(request.headers, _KEY_HEADERS)
+                except Refusal as r:
+                    _refuse(out, r, [])
+                    return
+        elif self._keys and path not in _OPEN_PATHS and not self._authorized(request.headers.get("authorization")):
             error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
                            code="invalid_api_key", headers=[("WWW-Authenticate", "Bearer")])
             return
@@ -178,6 +199,28 @@ class Gateway:
         await self._inference(request, out, "completions")
 
     async def _inference(self, request: Request, out: Responder, route: str) -> None:
+        tenancy = self.tenancy
+        if tenancy is None or not tenancy.admission.keys.required:
+            await self._serve(request, out, route, None)
+            return
+        # what the request used is reported to the tenant observer when it ends, however it ends
+        t_start = time.perf_counter()
+        rid = request.headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
+        request.headers["x-request-id"] = rid
+        rec = RequestRecord(rid, SurfaceName.OPENAI, Route(route), t_start, time.time(), request.path)
+        tenant = tenancy.admission.tenant(request.headers, _KEY_HEADERS)  # handle() let it in: a tenant
+        rec.tenant = tenant.name if tenant is not None else None
+        used: list[int | None] = [0, None, None, None]
+        token = USAGE.set(used)
+        try:
+            await self._serve(request, out, route, rec)
+        finally:
+            USAGE.reset(token)
+            usage = Usage(used[1], used[2], used[3]) if used[1] is not None else None
+            tenancy.observer.finished(rec, Outcome(out.status or 499, time.perf_counter(), usage=usage,
+                                                   endpoint_id="reached" if used[0] else None))
+
+    async def _serve(self, request: Request, out: Responder, route: str, rec: RequestRecord | None) -> None:
         t_start = time.perf_counter()
         rid = request.headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
         headers = [("x-request-id", rid)]
@@ -191,6 +234,15 @@ class Gateway:
             error_response(out, 400, "request body must be a JSON object", code="invalid_json", headers=headers)
             return
         model = data.get("model")
+        tenancy = self.tenancy
+        tenant = None
+        if rec is not None and tenancy is not None:
+            tenant = tenancy.admission.keys.tenants.get(rec.tenant) if rec.tenant else None
+            try:
+                tenancy.admission.check_scope(tenant, model)
+            except Refusal as r:
+                _refuse(out, r, headers)
+                return
         served = self.served.get(model) if isinstance(model, str) else None
         problem = _CHECKS[route](data, max_n=128 if served is None else _max_n(served.capabilities))
         if problem is not None:
@@ -211,6 +263,16 @@ class Gateway:
         model = served.config.name
         key = request.headers.get("x-session-id") or data.get("user")
         info = RouteInfo(model, key if isinstance(key, str) else None, body)
+        if tenant is not None and rec is not None and tenancy is not None:
+            info.tenant, info.priority = tenant.name, tenant.priority
+            max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
+            try:
+                headers += await tenancy.admission.admit(
+                    rec.notes, tenant, body_len=len(body), n=data.get("n"),
+                    max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None)
+            except Refusal as r:
+                _refuse(out, r, headers)
+                return
         gauge = self.metrics.model(model).in_flight
         gauge.inc()
         try:
@@ -221,11 +283,13 @@ class Gateway:
 
     # -- the rest ------------------------------------------------------------------------
 
-    async def models(self, _request: Request, out: Responder) -> None:
+    async def models(self, request: Request, out: Responder) -> None:
+        tenancy = self.tenancy
+        tenant = tenancy.admission.tenant(request.headers, _KEY_HEADERS) if tenancy is not None else None
         data = [
             {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
              "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}
-            for name, s in self.served.items()
+            for name, s in self.served.items() if tenant is None or tenant.may_call(name)
         ]
         _json(out, 200, {"object": "list", "data": data})
 
@@ -256,6 +320,9 @@ class Gateway:
     async def admin_routing(self, _request: Request, out: Responder) -> None:
         _json(out, 200, {"decisions": list(self.router.decisions)})
 
+    async def admin_queues(self, _request: Request, out: Responder) -> None:
+        _json(out, 200, queues_view(self.router, self.router.held))
+
 
 def _served(d: DeploymentConfig, created: int) -> _Served:
     adapter = get_adapter(d.runtime)
@@ -268,6 +335,14 @@ def _max_n(caps: Capabilities) -> int:
 
 
 _JSON = [("Content-Type", "application/json")]
+_KEY_HEADERS = ("authorization", "x-api-key")
+"""Where a request's API key may be: OpenAI's bearer token, Anthropic's x-api-key."""
+
+
+def _refuse(out: Responder, r: Refusal, headers: list[tuple[str, str]]) -> None:
+    error_response(out, r.status, r.message, code=r.code, headers=[*headers, *r.headers])
+
+
 _OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 """Paths that answer without an API key: for probes and scrapers."""
 

@@ -30,6 +30,7 @@ import logging
 import math
 import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,12 @@ from inferplane.routing.router import RouteInfo, Router
 from inferplane.runtimes.base import UnsupportedRequest
 from inferplane.runtimes.registry import get_adapter
 
-__all__ = ["Forwarder", "has_content"]
+__all__ = ["USAGE", "Forwarder", "has_content"]
+
+USAGE: ContextVar[list[int | None] | None] = ContextVar("inferplane_request_usage", default=None)
+"""Where the request being forwarded reports what it used, when its caller wants to know (tenant
+limits): ``[reached a runtime (0/1), prompt_tokens, completion_tokens, cached_tokens]``. Set by
+the gateway per request (each request runs in its own task, so its own context)."""
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +221,8 @@ class Forwarder:
                 try:
                     try:
                         resp = await self._open(ep, path, send, model, tried)
+                        if (u := USAGE.get()) is not None:
+                            u[0] = 1
                         answered = None if stream and resp.status == 200 else await self._read(resp, ep, route, model)
                         if answered is None and dialect.passthrough and \
                                 not resp.content_type.startswith("text/event-stream"):
@@ -379,6 +387,8 @@ class Forwarder:
         if c:
             mm.completion_tokens.inc(int(c.group(1)))
         k = _CACHED_TOKENS.search(data)
+        if (u := USAGE.get()) is not None:
+            u[1:] = [int(p.group(1)), int(c.group(1)) if c else None, int(k.group(1)) if k else None]
         return int(k.group(1)) if k else None
 
     async def _relay_stream(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,

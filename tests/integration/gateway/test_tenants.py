@@ -168,7 +168,7 @@ def test_rpm_limit_holds_under_concurrent_clients(tmp_path: Path, fake_server) -
 
 
 def test_tpm_limit_counts_what_was_used_and_concurrency_cannot_overshoot(tmp_path: Path, fake_server) -> None:
-    up = fake_server(ttft_s=0.05, itl_s=0.005)  # completion = max_tokens
+    up = fake_server(ttft_s=0.05, itl_s=0.005, output_len=0)  # completion = max_tokens
     tpm, max_tokens = 4000, 40
     sp = _serve(tmp_path, [_dep("a", up)], tenants=[{"name": "t", "key_sha256": hash_key("k"), "tpm_limit": tpm}])
     try:

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from inferplane.config.tenants import TenantConfig
+from inferplane.gateway.tenancy.admission import key_from
 from inferplane.gateway.tenancy.gcra import Bucket, MemoryStore, take
-from inferplane.gateway.tenancy.keys import KeyRing, Tenant, bearer, hash_key, new_key
+from inferplane.gateway.tenancy.keys import KeyRing, Tenant, hash_key, new_key
 from inferplane.gateway.tenancy.limiter import Limiter, estimate_tokens, go_duration
 
 
@@ -45,7 +46,8 @@ def test_keys_hash_and_name_tenants() -> None:
     (None, "abc", "abc"), ("Bearer ", "xyz", "xyz"), (None, None, None), ("Bearer abc", "xyz", "abc"),
 ])
 def test_the_key_comes_from_authorization_or_x_api_key(authorization, x_api_key, key) -> None:
-    assert bearer(authorization, x_api_key) == key
+    headers = {k: v for k, v in (("authorization", authorization), ("x-api-key", x_api_key)) if v is not None}
+    assert key_from(headers, ("authorization", "x-api-key")) == key
 
 
 @pytest.mark.parametrize(("tat", "cost", "now", "allowed", "remaining", "reset_s", "retry_s"), [

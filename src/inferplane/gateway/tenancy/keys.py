@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from inferplane.config.tenants import DEFAULT_TENANT, PRIORITIES, TenantConfig
 
-__all__ = ["KeyRing", "Tenant", "bearer", "hash_key", "new_key"]
+__all__ = ["KeyRing", "Tenant", "hash_key", "new_key"]
 
 KEY_PREFIX = "ipk-"
 
@@ -33,21 +33,6 @@ def new_key() -> tuple[str, str]:
     """A fresh random API key (256 bits, URL-safe) and its SHA-256."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     return key, hash_key(key)
-
-
-def bearer(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key a request carries: ``Authorization: Bearer <key>`` (scheme case-insensitive,
-    RFC 9110 11.1), else Anthropic's ``x-api-key: <key>``; None when neither is there."""
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer":
-            token = token.strip(" \t")
-            if token:
-                return token
-    if x_api_key is not None:
-        x_api_key = x_api_key.strip(" \t")
-        return x_api_key or None
-    return None
 
 
 @dataclass(frozen=True, slots=True)
