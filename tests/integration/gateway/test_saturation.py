@@ -99,6 +99,7 @@ def test_a_low_priority_flood_waits_behind_high_and_tenants_share_fairly(tmp_pat
         assert all(x.startswith("bulk") for x in done[-4:]), done
         # the stated bound: the high request's first token within two service times (the one running,
         # then its own) plus 3 s of slack for a loaded machine - while the flood alone takes >= 8 s
+        print(f"completion order {done}; high-priority TTFT {ops_ttft:.2f} s")
         assert ops_ttft < 2 * SERVICE_S + 3.0, ops_ttft
         q = _queues(sp)
         groups = {(g["priority"], g["tenant"]): g for g in q["groups"]}
