@@ -185,7 +185,8 @@ class Forwarder:
                 if attempt and retry.backoff_s:
                     await asyncio.sleep(retry.backoff_s * 2 ** (attempt - 1))
                 choice = self.router.pick(info, tried)
-                if choice is None and not tried:  # nothing ready at all: hold the request for a replica
+                if choice is None and (not tried or self.router.all_full(model, tried)):
+                    # nothing ready at all, or every replica left to try is full: hold the request
                     try:
                         choice = await self.router.wait_pick(info, tried)
                     except NoReplica as exc:

@@ -136,15 +136,25 @@ class Router:
             return dep.max_concurrent_per_replica
         return ep.capacity if ep.managed else None
 
-    def room(self, deployment: str) -> int:
-        """Free places on the ready replicas of ``deployment`` (a large number when one is unbounded)."""
+    def room(self, deployment: str, tried: set[str] | frozenset[str] = frozenset()) -> int:
+        """Free places on the ready replicas of ``deployment`` not in ``tried`` (a large number when
+        one is unbounded)."""
         free = 0
         for ep in self.registry.ready(deployment):
+            if ep.id in tried:
+                continue
             b = self.bound(ep)
             if b is None:
                 return 1 << 30
             free += max(0, b - ep.in_flight)
         return free
+
+    def all_full(self, deployment: str, tried: set[str]) -> bool:
+        """Whether ``deployment`` has ready replicas not yet tried and every one of them is full
+        (then a retry waits for room instead of giving up)."""
+        if deployment not in self._bounded:
+            return False
+        return any(ep.id not in tried for ep in self.registry.ready(deployment)) and not self.room(deployment, tried)
 
     def _let_go(self, deployment: str) -> None:
         """Let as many held requests of ``deployment`` go as its replicas have room for."""
@@ -208,9 +218,10 @@ class Router:
                 self.held.release(name)
 
     async def wait_pick(self, info: RouteInfo, tried: set[str]) -> Choice:
-        """Hold the request until a replica of its deployment is ready, then pick one.
+        """Hold the request until a replica of its deployment is ready (or, when every one is full,
+        has room), then pick one.
 
-        Only for requests that found no ready replica at all; raises ``NoReplica`` (or its
+        For requests that ``pick`` found nothing for; raises ``NoReplica`` (or its
         ``HeldTimeout`` / ``QueueFull``) when it cannot be served. Cancelling the caller
         (client gone) leaves the queue at once.
         """
@@ -227,7 +238,9 @@ class Router:
                     # replicas are up but none may be tried (breakers open): waiting would not help
                     raise NoReplica(f"no ready replica for model {info.model!r}; try again shortly",
                                     retry_after_s=1.0)
-                if self.room(dep.name) and not held.depth(dep.name):
+                room = self.room(dep.name, tried)
+                if not self.all_full(dep.name, tried) and not (room and held.depth(dep.name)):
+                    # there is room, or nothing left to try: waiting would not help
                     choice = self.pick(info, tried, waited=True)
                     if choice is not None:
                         held.served(ticket)
@@ -305,8 +318,8 @@ class Router:
         dep = self.deployments[info.model]
         now = self._clock()
         bounded = dep.name in self._bounded
-        if bounded and not waited and self.held is not None and self.held.depth(dep.name):
-            return None  # queue behind the requests already held
+        if bounded and not waited and not tried and self.held is not None and self.held.depth(dep.name):
+            return None  # a new request queues behind the requests already held
         skip = self._skipper(tried, now, bounded)
         owner = dep.name
         found = self._tier(owner, skip)

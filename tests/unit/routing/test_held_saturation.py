@@ -121,3 +121,19 @@ def test_new_requests_queue_behind_held_ones_and_waits_are_bounded() -> None:
         assert router.pick(info, set()) is not None
 
     run(body)
+
+
+def test_a_retry_waits_for_room_when_every_replica_left_is_full() -> None:
+    async def body() -> None:
+        reg, router, (a, b) = _setup({"max_concurrent_per_replica": 1}, replicas=2)
+        info = RouteInfo("m", None, lambda: "hi")
+        busy = reg.acquire(b)
+        tried = {a.id}  # the first attempt failed on a; b is full
+        assert router.pick(info, tried) is None and router.all_full("m", tried)
+        waiting = asyncio.ensure_future(router.wait_pick(info, tried))
+        await settle()
+        assert not waiting.done()
+        busy()
+        assert (await waiting).endpoint is b
+
+    run(body)
