@@ -69,10 +69,10 @@ def test_admission_refuses_with_headers_and_the_observer_settles() -> None:
         a = _admission(admin=None)
         t = a.tenant(_auth("tk"), ("authorization",))
         rec = RequestRecord("r1", SurfaceName.OPENAI, Route.CHAT, 0.0, 0.0, "/v1/chat/completions", tenant="t")
-        headers = dict(await a.admit(rec.notes, t, body_len=300, max_tokens=100))
+        headers = dict(await a.admit_limits(rec.notes, t, body_len=300, max_tokens=100))
         assert headers["x-ratelimit-remaining-requests"] == "0" and rec.notes[NOTE].tokens == 232
         with pytest.raises(Refusal) as exc:
-            await a.admit({}, t, body_len=300, max_tokens=100)
+            await a.admit_limits({}, t, body_len=300, max_tokens=100)
         assert exc.value.status == 429 and exc.value.code == "rate_limit_exceeded"
         assert a.observer.limited[("t", "requests")] == 1
         a.observer.finished(rec, Outcome(200, 1.0, usage=Usage(20, 30), endpoint_id="a-1"))

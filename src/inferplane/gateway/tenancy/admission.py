@@ -17,6 +17,11 @@ Four questions, each answered in O(1) on the event loop, each refusing with a ``
 4. ``check_admin(headers)`` - for ``/admin/*``: the admin key when ``gateway.admin_key_env``
    is set (no API key opens it then: 403); otherwise the plain ``api_keys`` as before -
    never a tenant's key.
+
+``authenticate`` and ``admit`` are the pipeline's ``Admission`` contract
+(``gateway/admission.py``) over these: the ``Principal`` carries the tenant's name,
+priority and scope (the pipeline's model lookup applies the scope), and a ``Refusal``
+becomes the surface's ``Rejection``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from inferplane.config.tenants import DEFAULT_TENANT
+from inferplane.gateway.admission import ANONYMOUS, Principal
+from inferplane.gateway.surfaces.base import InferenceRequest, Rejection
 from inferplane.gateway.tenancy.keys import KeyRing, Tenant
 from inferplane.gateway.tenancy.limiter import Limiter
 from inferplane.gateway.tenancy.observer import NOTE, TenantObserver
+from inferplane.observability.observer import RequestRecord
 
 __all__ = ["Refusal", "TenantAdmission", "key_from"]
 
@@ -46,6 +54,10 @@ class Refusal(Exception):
         self.code = code
         self.headers = list(headers)
         self.type = type_
+
+    def rejection(self) -> Rejection:
+        """The same refusal as the pipeline's exception (rendered in the surface's shape)."""
+        return Rejection(self.status, self.message, code=self.code, type_=self.type, headers=self.headers)
 
 
 def key_from(headers: dict[str, str], key_headers: tuple[str, ...]) -> str | None:
@@ -79,6 +91,27 @@ class TenantAdmission:
         self.keys = keys
         self.limiter = limiter
         self.observer = observer
+        self._principals = {name: Principal(name, t.priority_name, t.deployments, t.priority)
+                            for name, t in keys.tenants.items()}
+
+    # -- the pipeline's Admission contract -------------------------------------------------
+
+    def authenticate(self, headers: dict[str, str], key_headers: tuple[str, ...]) -> Principal:
+        try:
+            tenant = self.tenant(headers, key_headers)
+        except Refusal as r:
+            raise r.rejection() from None
+        return ANONYMOUS if tenant is None else self._principals[tenant.name]
+
+    async def admit(self, rec: RequestRecord, req: InferenceRequest, principal: Principal) -> list[tuple[str, str]]:
+        name = principal.name
+        if name is None or self.limiter is None:
+            return _NO_HEADERS
+        try:
+            return await self.admit_limits(rec.notes, self.keys.tenants[name], body_len=len(req.body),
+                                           max_tokens=req.max_tokens, n=req.data.get("n"))
+        except Refusal as r:
+            raise r.rejection() from None
 
     def tenant(self, headers: dict[str, str], key_headers: tuple[str, ...]) -> Tenant | None:
         """The tenant the request's key names; None with no keys configured. Raises Refusal (401)."""
@@ -118,8 +151,8 @@ class TenantAdmission:
             raise Refusal(403, "a tenant's key does not open /admin/*; set gateway.admin_key_env and send the "
                           "admin key", code="admin_key_required", type_="permission_error")
 
-    async def admit(self, notes: dict[str, Any], tenant: Tenant | None, *, body_len: int, max_tokens: int | None,
-                    n: Any = 1) -> list[tuple[str, str]]:
+    async def admit_limits(self, notes: dict[str, Any], tenant: Tenant | None, *, body_len: int,
+                           max_tokens: int | None, n: Any = 1) -> list[tuple[str, str]]:
         """Admit the request under ``tenant``'s limits: the x-ratelimit-* headers, or Refusal (429/503)."""
         limiter = self.limiter
         if tenant is None or limiter is None or not tenant.limited:
