@@ -9,7 +9,8 @@ Routes:
 - ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
   zero and starts one on demand), else 503.
 - ``GET /metrics`` - Prometheus.
-- ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions.
+- ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions;
+  ``GET /admin/queues`` - held requests per deployment, priority and tenant (gateway/tenancy/queues.py).
 - the control plane's ``/admin/*`` routes (``gateway/admin.py``), when ``serve`` attaches them.
 
 Everything the handlers need is built once in ``Gateway.__init__`` (no module state):
@@ -33,6 +34,8 @@ from inferplane.gateway.http_limits import HttpLimits
 from inferplane.gateway.pipeline import Pipeline
 from inferplane.gateway.surfaces.base import Rejection, Served, Surface
 from inferplane.gateway.surfaces.openai import OpenAISurface, openai_error
+from inferplane.gateway.tenancy.admission import Refusal
+from inferplane.gateway.tenancy.queues import queues_view
 from inferplane.gateway.upstream import Connector, UpstreamPool
 from inferplane.observability.metrics import (
     EndpointSample,
@@ -109,6 +112,7 @@ class Gateway:
             "/metrics": {"GET": self.prometheus},
             "/admin/endpoints": {"GET": self.admin_endpoints},
             "/admin/routing": {"GET": self.admin_routing},
+            "/admin/queues": {"GET": self.admin_queues},
         }
         for surface in self.surfaces:
             for r in surface.routes():
@@ -148,7 +152,14 @@ class Gateway:
                 return
         if path not in self._open_paths:
             try:
-                self.admission.authenticate(request.headers, at[0].key_headers if at else _DEFAULT_KEY_HEADERS)
+                check_admin = getattr(self.admission, "check_admin", None)
+                if check_admin is not None and path.startswith("/admin/"):
+                    check_admin(request.headers)  # its own key, when it has one (gateway/tenancy)
+                else:
+                    self.admission.authenticate(request.headers, at[0].key_headers if at else _DEFAULT_KEY_HEADERS)
+            except Refusal as r:
+                out.send(*openai_error(r.rejection()))
+                return
             except Rejection as rej:
                 out.send(*(at[0].error(rej) if at else openai_error(rej)))
                 return
@@ -209,11 +220,12 @@ class Gateway:
 
     # -- the rest ------------------------------------------------------------------------
 
-    async def models(self, _request: Request, out: Responder) -> None:
+    async def models(self, request: Request, out: Responder) -> None:
+        scope = self.admission.authenticate(request.headers, _DEFAULT_KEY_HEADERS).deployments
         data = [
             {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
              "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}
-            for name, s in self.served.items()
+            for name, s in self.served.items() if scope is None or name in scope
         ]
         _json(out, 200, {"object": "list", "data": data})
 
@@ -240,6 +252,9 @@ class Gateway:
             for e in self.registry
         ]
         _json(out, 200, {"endpoints": eps})
+
+    async def admin_queues(self, _request: Request, out: Responder) -> None:
+        _json(out, 200, queues_view(self.router, self.router.held))
 
     async def admin_routing(self, _request: Request, out: Responder) -> None:
         _json(out, 200, {"decisions": list(self.router.decisions)})

@@ -161,7 +161,7 @@ class Dashboard:
         self.autoscaler = autoscaler
         self.tenants = tenants
         """Reports tenants' use of their limits (set by the composition root; None: no tenants)."""
-        self.tenants_note = "tenant limits are not part of this gateway's configuration"
+        self.tenants_note = "no tenants are configured (gateway.tenants)"
         self._wall = wall
         self._started = wall()
         self._page = _read_page()

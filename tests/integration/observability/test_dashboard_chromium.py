@@ -1,27 +1,33 @@
-"""The live dashboard in a real Chromium against a real `inferplane serve` (embedded SmolLM2).
+"""The live dashboard in a real Chromium against a real `inferplane serve` (embedded SmolLM2)
+with an admin key and a tenant with limits.
 
-The page loads with no console errors, asks for the key (the feed is an admin route), shows
-the serving replica, and updates after requests are sent: the request count and the plots
-change. Set INFERPLANE_DASHBOARD_SCREENSHOT=PATH to keep the screenshot (docs/dashboard.png
+The page loads with no console errors, asks for the admin key (the feed is an admin route),
+shows the serving replica, and updates after requests are sent: the request count, the plots
+and the tenant's use of its limits change. Set INFERPLANE_DASHBOARD_SCREENSHOT=PATH to keep the screenshot (docs/dashboard.png
 is made this way).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
+import yaml
 
 from helpers import ServeProcess, alive, http_get, start_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
-KEY = "dash-test-key-6f1c"
+KEY = "dash-admin-key-6f1c"
+"""The admin key (gateway.admin_key_env)."""
+TENANT_KEY = "dash-tenant-key-93ab"
 MODEL = "smollm2"
 pytestmark = [
     pytest.mark.integration,
@@ -36,7 +42,16 @@ _UNAUTHORIZED = "Failed to load resource: the server responded with a status of 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     tmp = tmp_path_factory.mktemp("dash")
-    sp = start_serve(["--api-key", KEY, "--parallel", "2", "--policy", "least_load"], tmp)
+    config = {
+        "gateway": {"admin_key_env": "TEST_DASH_ADMIN_KEY", "tenants": [{
+            "name": "search-team", "key_sha256": hashlib.sha256(TENANT_KEY.encode()).hexdigest(),
+            "rpm_limit": 5, "tpm_limit": 100_000, "max_concurrent": 4, "priority": "high"}]},
+        "deployments": [{"name": MODEL, "runtime": "embedded", "model": MODEL, "replicas": 1,
+                         "max_concurrent_sequences": 2, "policy": "least_load"}],
+    }
+    path = tmp / "deploy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    sp = start_serve(["--config", str(path)], tmp, env={"TEST_DASH_ADMIN_KEY": KEY})
     try:
         yield sp
     finally:
@@ -45,21 +60,30 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         assert not [p for p in pids if alive(p)], f"orphans left: {pids}"
 
 
-def _feed(sp: ServeProcess) -> dict:
-    req = urllib.request.Request(sp.url + "/admin/dashboard.json", headers={"Authorization": f"Bearer {KEY}"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+def _feed(sp: ServeProcess, key: str | None = KEY) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    req = urllib.request.Request(sp.url + "/admin/dashboard.json", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
-def test_the_feed_is_guarded_and_the_page_holds_no_data(guarded: ServeProcess) -> None:
-    status, body = http_get(guarded.url + "/admin/dashboard.json")
-    assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+def test_the_feed_needs_the_admin_key_and_the_page_holds_no_data(guarded: ServeProcess) -> None:
+    status, body = _feed(guarded, None)
+    assert status == 401 and body["error"]["code"]
+    status, body = _feed(guarded, TENANT_KEY)  # an API key never opens /admin/*
+    assert status in (401, 403), body
     status, page = http_get(guarded.url + "/dashboard")
     assert status == 200 and b"<title>inferplane dashboard</title>" in page
-    assert MODEL.encode() not in page  # the shell only; the data comes from the feed
-    state = _feed(guarded)
+    assert MODEL.encode() not in page and b"search-team" not in page  # the shell; data comes from the feed
+    status, state = _feed(guarded)
+    assert status == 200
     (dep,) = state["deployments"]
     assert dep["name"] == MODEL and dep["replicas"]["ready"] == 1
+    assert [t["tenant"] for t in state["tenants"]] == ["search-team"]
+    assert state["tenants"][0]["rpm_limit"] == 5
 
 
 def test_the_dashboard_in_chromium_shows_the_replica_and_follows_requests(guarded: ServeProcess,
@@ -67,7 +91,7 @@ def test_the_dashboard_in_chromium_shows_the_replica_and_follows_requests(guarde
     playwright = pytest.importorskip("playwright.sync_api")
     console: list[str] = []
     urls: list[str] = []
-    client = openai.OpenAI(base_url=guarded.url + "/v1", api_key=KEY, max_retries=0, timeout=120)
+    client = openai.OpenAI(base_url=guarded.url + "/v1", api_key=TENANT_KEY, max_retries=0, timeout=120)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=_ARGS)
         try:
@@ -111,6 +135,10 @@ def test_the_dashboard_in_chromium_shows_the_replica_and_follows_requests(guarde
                 assert chart.locator("polyline.s0, circle.s0").count() >= 1, title
             assert "ms" in page.get_by_test_id("ttft").inner_text()
             assert card.locator("tr.replica").first.locator("td").nth(9).inner_text() == "closed"
+            # 4 of its 5 requests a minute: the tenant is near its limit (80 %)
+            tenant = page.locator("#tenants tr.near", has_text="search-team")
+            tenant.wait_for(timeout=10_000)
+            assert "4 / 5" in tenant.inner_text()
 
             # the key stays in this tab: a reload does not ask again, and no URL ever carried it
             n_console = len(console)
