@@ -6,12 +6,16 @@ for each concurrency and round. Prints RPS ratios and the added p50/p99 latency.
 
     python benchmarks/gateway_overhead.py [--duration 6] [--rounds 2] [--concurrency 1 32]
         [--policy least_load ...] [--replicas 1 ...] [--prompt-chars 0 ...] [--vllm-router PATH]
-        [--upstream-model NAME]
+        [--upstream-model NAME] [--tenants none limits redis]
         [--compare-src PATH]
 
 With several --policy, --replicas or --prompt-chars values, every combination is measured
 and a table of gateway CPU per request (the least noise-sensitive number) closes the run.
 --prompt-chars N adds an N-character system prompt to the request (0: the short body alone).
+--tenants MODE... runs one gateway per mode, alternating in the same rounds: ``none`` (no keys),
+``keys`` (a tenant key, no limits), ``limits`` (a tenant with rpm/tpm/max_concurrent limits too
+high to refuse anything: the whole admission path, in-process buckets), ``redis`` (the same
+limits in a redis-server the benchmark starts). Every request carries the key.
 --compare-src PATH also runs each gateway from another source tree (PYTHONPATH=PATH, e.g.
 an unpacked `git archive` of the base commit's src/), alternating with this one in the same
 rounds: a before/after comparison measured side by side.
@@ -36,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -58,7 +63,25 @@ def lua(prompt_chars: int, model: str = "m") -> str:
     return f"""wrk.method = "POST"
 wrk.body = '{body(prompt_chars, model)}'
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {BENCH_KEY}"
 """
+
+
+BENCH_KEY = "bench-tenant-key"
+# sha256 of BENCH_KEY, computed here so the benchmark needs nothing from the package
+BENCH_KEY_SHA256 = __import__("hashlib").sha256(BENCH_KEY.encode()).hexdigest()
+
+
+def tenants_yaml(mode: str, redis_url: str | None) -> str:
+    """The gateway config lines for a --tenants mode."""
+    if mode == "none":
+        return ""
+    lines = f"  tenants:\n    - name: bench\n      key_sha256: {BENCH_KEY_SHA256}\n"
+    if mode in ("limits", "redis"):
+        lines += "      rpm_limit: 1000000000\n      tpm_limit: 1000000000000\n      max_concurrent: 100000\n"
+    if mode == "redis":
+        lines += f"  limits_store: {redis_url}\n"
+    return lines
 
 
 
@@ -98,12 +121,13 @@ def run_wrk(url: str, conns: int, duration: int, lua: Path, cpu_pid: int | None 
 
 
 def start_gateway(tmp: Path, upstream: str, *, policy: str, replicas: int, scrape_s: float,
-                  src: str | None, upstream_model: str | None = None) -> tuple[subprocess.Popen, str]:
+                  src: str | None, upstream_model: str | None = None, tenants: str = "none",
+                  redis_url: str | None = None) -> tuple[subprocess.Popen, str]:
     gw_port = free_port()
     endpoints = "\n".join(f"      - url: {upstream}" for _ in range(replicas))
     cfg = tmp / f"deploy-{gw_port}.yaml"
     cfg.write_text(
-        f"gateway:\n  port: {gw_port}\n  scrape_interval_s: {scrape_s}\ndeployments:\n"
+        f"gateway:\n  port: {gw_port}\n  scrape_interval_s: {scrape_s}\n{tenants_yaml(tenants, redis_url)}deployments:\n"
         f"  - name: {'client-m' if upstream_model else 'm'}\n"
         + (f"    upstream_model: {upstream_model}\n" if upstream_model else "")
         + f"    runtime: openai\n    replicas: 0\n    policy: {policy}\n    endpoints:\n{endpoints}\n")
@@ -130,6 +154,8 @@ def main() -> int:
     ap.add_argument("--upstream-model", help="serve as 'client-m' and rewrite each request's model to this name "
                     "(the null upstream's name is 'm'): the cost of the rewrite")
     ap.add_argument("--vllm-router", help="path of a vllm-router executable to measure alongside")
+    ap.add_argument("--tenants", nargs="+", default=["none"], choices=["none", "keys", "limits", "redis"],
+                    help="admission configs to measure side by side (see the module docstring)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
@@ -140,6 +166,15 @@ def main() -> int:
     srcs: list[tuple[str, str | None]] = [("this", None)]
     if args.compare_src:
         srcs.insert(0, ("compare", str(Path(args.compare_src).resolve())))
+    srcs = [(label if mode == "none" else f"{label}+{mode}", src, mode) for label, src in srcs  # type: ignore[misc]
+            for mode in args.tenants]
+    redis_proc = None
+    if "redis" in args.tenants:
+        redis_port = free_port()
+        redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
+        args.redis_url = f"redis://127.0.0.1:{redis_port}"
+        time.sleep(0.5)  # redis-server binds in milliseconds
     table: dict[tuple[str, int, int, str, int], list[float]] = {}
     try:
         upstream_proc = subprocess.Popen([sys.executable, str(HERE / "null_upstream.py"), str(up_port)])
@@ -162,17 +197,21 @@ def main() -> int:
         stop(procs)
         upstream_proc.send_signal(signal.SIGTERM)
         upstream_proc.wait(15)
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(15)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
 def measure_cell(args: argparse.Namespace, table: dict, upstream: str, tmp: Path, script: Path,
-                 procs: list[subprocess.Popen], srcs: list[tuple[str, str | None]], *,
+                 procs: list[subprocess.Popen], srcs: list[tuple[str, str | None, str]], *,
                  policy: str, replicas: int, prompt_chars: int) -> None:
     gateways = []
-    for label, src in srcs:
+    for label, src, mode in srcs:
         proc, url = start_gateway(tmp, upstream, policy=policy, replicas=replicas,
-                                  scrape_s=args.scrape_interval_s, src=src, upstream_model=args.upstream_model)
+                                  scrape_s=args.scrape_interval_s, src=src, upstream_model=args.upstream_model,
+                                  tenants=mode, redis_url=getattr(args, "redis_url", None))
         procs.append(proc)
         gateways.append((label, proc, url))
     router = None
@@ -208,14 +247,14 @@ def measure_cell(args: argparse.Namespace, table: dict, upstream: str, tmp: Path
     stop(procs)
 
 
-def print_table(table: dict, args: argparse.Namespace, srcs: list[tuple[str, str | None]]) -> None:
+def print_table(table: dict, args: argparse.Namespace, srcs: list[tuple[str, str | None, str]]) -> None:
     """Gateway CPU us/request (median over rounds) and RPS ratio, by prompt x replicas x policy."""
     for c in args.concurrency:
         print(f"\nGateway CPU per request (us, median of {args.rounds}) and RPS / direct, concurrency {c}:")
         cols = [(p, r) for p in args.prompt_chars for r in args.replicas]
         print(f"{'policy':<13} {'src':>8} " + " ".join(f"{f'{p}ch/{r}rep':>16}" for p, r in cols))
         for policy in args.policies:
-            for label, _ in srcs:
+            for label, *_ in srcs:
                 cells = []
                 for p, r in cols:
                     cpu = table.get((label, p, r, policy, c))

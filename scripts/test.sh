@@ -9,6 +9,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v wrk >/dev/null || need+=(wrk)
   command -v prometheus >/dev/null || need+=(prometheus)
+  command -v redis-server >/dev/null || need+=(redis-server)   # tenant limits across gateways (tests start their own)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,7 +1,7 @@
 """The ``inferplane`` command line.
 
 Commands: ``serve``, ``pull``, ``models``, ``runtimes``, ``config``, ``bench``, ``choose``, ``status``,
-``reload``.
+``reload``, ``keys``.
 Flags map onto config fields (``inferplane config schema`` prints them all).
 """
 
@@ -282,14 +282,15 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
 
 def _admin_call(args: argparse.Namespace, path: str, method: str = "GET") -> Any:
     """JSON from the gateway's admin API; raises _AdminError with a message for the user."""
-    key = args.api_key or (env_overrides().get("INFERPLANE_API_KEYS", "").split(",")[0] or None)
+    env = env_overrides()
+    key = args.api_key or env.get("INFERPLANE_ADMIN_KEY") or (env.get("INFERPLANE_API_KEYS", "").split(",")[0] or None)
     req = urllib.request.Request(args.url.rstrip("/") + path, method=method,
                                  headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.load(resp)
     except urllib.error.HTTPError as exc:
-        hint = " (pass --api-key)" if exc.code == 401 else ""
+        hint = " (pass --api-key: the admin key when the gateway has one)" if exc.code in (401, 403) else ""
         try:
             detail = ": " + json.load(exc)["error"]["message"]
         except (ValueError, KeyError, TypeError):
@@ -346,6 +347,41 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_keys(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="make API keys for tenants (printed with the hash the config stores)",
+                       description="Keys are stored hashed: gateway.tenants[].key_sha256 holds a key's SHA-256, "
+                                   "and only the client holds the key.")
+    ksub = p.add_subparsers(dest="keys_command", required=True)
+    n = ksub.add_parser("new", help="print a fresh random key and its SHA-256")
+    n.add_argument("--tenant", default="my-team", help="tenant name for the config snippet (default my-team)")
+    n.set_defaults(func=_cmd_keys_new)
+    h = ksub.add_parser("hash", help="print the SHA-256 of a key you have (read from stdin)")
+    h.set_defaults(func=_cmd_keys_hash)
+
+
+def _cmd_keys_new(args: argparse.Namespace) -> int:
+    from inferplane.gateway.tenancy.keys import new_key
+
+    key, digest = new_key()
+    print(f"key:        {key}")
+    print(f"key_sha256: {digest}")
+    print()
+    print("# give the key to the tenant; put this in the deployment file:")
+    print("gateway:\n  tenants:")
+    print(f"    - name: {args.tenant}\n      key_sha256: {digest}")
+    return 0
+
+
+def _cmd_keys_hash(_args: argparse.Namespace) -> int:
+    from inferplane.gateway.tenancy.keys import hash_key
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        return _err("no key on stdin (printf %s KEY | inferplane keys hash)")
+    print(hash_key(key))
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     try:
         from inferplane.bench import cli as bench_cli
@@ -381,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(sub)
     _add_status(sub)
     _add_reload(sub)
+    _add_keys(sub)
     _add_bench(sub)
     _add_choose(sub)
     return parser

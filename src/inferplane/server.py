@@ -34,13 +34,19 @@ from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
+from inferplane.gateway.dashboard import FEED_PATH, PAGE_PATH, Dashboard, tenants_provider
+from inferplane.gateway.tenancy.setup import Tenancy, build_tenancy
 from inferplane.models import CATALOG, ModelError, ModelStore
 from inferplane.observability.control_metrics import ControlCollector
+from inferplane.observability.queue_metrics import QueueCollector
+from inferplane.observability.recent import RecentRequests
+from inferplane.observability.tenant_window import TenantWindows
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
 from inferplane.placement.gpus import GpuShortage, assign_gpus
 from inferplane.placement.local_backend import LocalBackend
 from inferplane.placement.plane import ControlPlane
+from inferplane.routing.fair import FairOrdering
 from inferplane.routing.health import HealthChecker
 from inferplane.routing.held import HeldQueue
 from inferplane.routing.policies import PrefixPolicy
@@ -159,8 +165,15 @@ async def run_server(
     findings = await _survey_endpoints(deployments)
     _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
     registry = EndpointRegistry()
-    held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
-    gateway = Gateway(gw_cfg, deployments, registry, held=held)
+    held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests, ordering=FairOrdering)
+    try:
+        tenancy = build_tenancy(gw_cfg)
+    except (ConfigError, RuntimeError) as exc:
+        raise ServeError(str(exc)) from exc
+    gateway = Gateway(gw_cfg, deployments, registry, held=held, admission=tenancy.admission,
+                      observers=(tenancy.observer,))
+    gateway.metrics.registry.register(tenancy.observer)
+    gateway.metrics.registry.register(QueueCollector(held))
     plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)
@@ -174,6 +187,7 @@ async def run_server(
     gateway.metrics.registry.register(ControlCollector(
         plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
         lambda: held.rejected_total))
+    _attach_dashboard(gateway, plane, held, autoscaler, tenancy)
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
                                  on_refused=gateway.refused)
@@ -227,6 +241,7 @@ async def run_server(
         await plane.shutdown(drain_timeout_s=0.0)
         await checker.stop()
         gateway.close()
+        await tenancy.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return code
@@ -287,6 +302,26 @@ async def _drain_requests(registry: EndpointRegistry, timeout_s: float, say: Cal
         busy = sum(e.in_flight for e in registry)
     if busy:
         say(f"drain timeout: {busy} request(s) still in flight are cut")
+
+
+def _attach_dashboard(gateway: Gateway, plane: ControlPlane, held: HeldQueue, autoscaler: Autoscaler,
+                      tenancy: Tenancy) -> Dashboard:
+    """``GET /dashboard`` (public: the page holds no data) and its feed ``GET /admin/dashboard.json``
+    (an admin route), over the rolling request windows, which observe every request; with
+    tenants configured, their last minute against their limits."""
+    recent = RecentRequests()
+    gateway.observers.add(recent)
+    dashboard = Dashboard(registry=gateway.registry, router=gateway.router, recent=recent, plane=plane, held=held,
+                          autoscaler=autoscaler)
+    if gateway.config.tenants:
+        windows = TenantWindows()
+        gateway.observers.add(windows)
+        limiter = tenancy.limiter
+        dashboard.tenants = tenants_provider(lambda: gateway.config.tenants, windows,
+                                             (lambda: limiter.in_progress) if limiter is not None else None)
+    gateway.route(PAGE_PATH, "GET", dashboard.page, public=True)
+    gateway.route(FEED_PATH, "GET", dashboard.feed)
+    return dashboard
 
 
 def _cached_blocks(gateway: Gateway) -> Callable[[str], int]:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 class Autoscaler:
     def __init__(self, controllers: Mapping[str, DeploymentController], reader: SignalReader, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, history_size: int = 50) -> None:
         self.controllers = controllers
         self.reader = reader
         self._clock = clock
@@ -37,6 +37,8 @@ class Autoscaler:
         self.last_change: dict[str, dict[str, Any]] = {}
         self.decisions: collections.Counter[tuple[str, str, str]] = collections.Counter()
         """(deployment, direction, reason) -> decisions that changed the count."""
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=history_size)
+        """The last ``history_size`` changes of a desired count, oldest first (for the dashboard)."""
         self._task: asyncio.Task[None] | None = None
         if reader.held is not None:
             reader.held.on_depth(self._held_changed)
@@ -67,8 +69,10 @@ class Autoscaler:
         self.last[name] = (signals, decision)
         if decision.desired != ctl.desired:
             self.decisions[(name, decision.direction, decision.reason)] += 1
-            self.last_change[name] = {"time": time.time(), "from": ctl.desired, "to": decision.desired,
-                                      "direction": decision.direction, "reason": decision.reason}
+            change = {"time": time.time(), "from": ctl.desired, "to": decision.desired,
+                      "direction": decision.direction, "reason": decision.reason}
+            self.last_change[name] = change
+            self.history.append({"deployment": name, **change})
             log.info("autoscaler: %s %d -> %d (%s)", name, ctl.desired, decision.desired, decision.reason)
             ctl.set_desired(decision.desired, f"autoscaler: {decision.reason}")
         return decision

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferplane.config.scaling import AutoscaleConfig
+from inferplane.config.tenants import DEFAULT_TENANT, TenantConfig
 from inferplane.errors import InferplaneError
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "InferplaneConfig",
     "ReplicaTarget",
     "RetryConfig",
+    "TenantConfig",
+    "admin_key",
     "config_json_schema",
     "env_overrides",
     "load_config",
@@ -136,6 +139,62 @@ class GatewayConfig(_Strict):
     drain_timeout_s: float = Field(
         30.0, ge=0, description="On shutdown, how long requests in flight may take to finish, seconds."
     )
+    # -- tenants, keys and limits (docs/tenants-and-limits.md) --
+    admin_key_env: str | None = Field(
+        None, description="Name of the environment variable that holds the admin key. When set, /admin/* "
+        "answers only to 'Authorization: Bearer <admin key>'; API keys (api_keys, tenants) never open it. "
+        "When unset, /admin/* is guarded by the API keys as before (open when there are none)."
+    )
+    tenants: tuple[TenantConfig, ...] = Field(
+        (), description="Tenants, each with its own key (stored hashed), deployments, limits and priority."
+    )
+    limits_store: str | None = Field(
+        None, description="Where rate-limit windows live: redis://HOST:PORT[/DB] to share them between "
+        "gateways (serve --workers, several instances); unset: in this process."
+    )
+    limits_store_failure: Literal["open", "closed"] = Field(
+        "open", description="When the limits store cannot be reached: 'open' admits requests unlimited "
+        "(and logs it), 'closed' answers 503 until it is back."
+    )
+    limits_store_timeout_s: float = Field(
+        0.25, gt=0, description="Longest wait for the limits store per request, seconds; then the "
+        "failure policy applies."
+    )
+    reserved_completion_tokens: int = Field(
+        256, ge=1, description="Tokens reserved against tpm_limit for the completion of a request that "
+        "sets no max_tokens (the prompt's share is estimated from its size); settled to what the runtime "
+        "reports when the request ends."
+    )
+
+    @field_validator("admin_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+            raise ValueError("admin_key_env is the NAME of an environment variable (e.g. INFERPLANE_ADMIN_KEY), "
+                             "not the key itself")
+        return v
+
+    @field_validator("limits_store")
+    @classmethod
+    def _store_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("limits_store must be a redis:// (or rediss://, unix://) URL, "
+                             "e.g. redis://127.0.0.1:6379")
+        return v
+
+    @model_validator(mode="after")
+    def _tenants_unique(self) -> GatewayConfig:
+        names: set[str] = {DEFAULT_TENANT} if self.api_keys else set()
+        hashes: set[str] = set()
+        for t in self.tenants:
+            if t.name in names:
+                hint = " (the api_keys list is the tenant 'default')" if t.name == DEFAULT_TENANT else ""
+                raise ValueError(f"tenant name {t.name!r} is used twice{hint}; names must be unique")
+            if t.key_sha256 in hashes:
+                raise ValueError(f"tenant {t.name!r}: its key_sha256 is another tenant's; each key names one tenant")
+            names.add(t.name)
+            hashes.add(t.key_sha256)
+        return self
 
 
 class ReplicaTarget(_Strict):
@@ -244,6 +303,13 @@ class DeploymentConfig(_Strict):
         2.0, gt=0, description="Requests in flight per sequence slot at which a tier counts as saturated "
         "and traffic spills to the next tier."
     )
+    max_concurrent_per_replica: int | None = Field(
+        None, ge=1, description="Requests the gateway lets one replica have at once; when every replica "
+        "has that many, more wait in the gateway's held-request queue (bounded by queue_timeout_s and "
+        "max_held_requests) and are let go by priority, fairly across tenants. Default: the replica's "
+        "sequence slots (max_concurrent_sequences) for replicas inferplane launches; no bound for the "
+        "listed endpoints, whose slots inferplane does not know.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -297,6 +363,11 @@ class InferplaneConfig(_Strict):
             if d.name in seen:
                 raise ValueError(f"deployment name {d.name!r} is used twice; names must be unique")
             seen.add(d.name)
+        for t in self.gateway.tenants:
+            unknown = [n for n in t.deployments or () if n not in seen]
+            if unknown:
+                raise ValueError(f"tenant {t.name!r}: deployments {unknown} are not served "
+                                 f"(known: {', '.join(sorted(seen))})")
         for d in self.deployments:
             if d.fallback is not None and (d.fallback not in seen or d.fallback == d.name):
                 raise ValueError(
@@ -377,12 +448,31 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def admin_key(gateway: GatewayConfig, environ: dict[str, str] | None = None) -> str | None:
+    """The admin key from the environment variable ``gateway.admin_key_env`` names (None: not set up).
+
+    Raises ConfigError when the variable is named but empty or missing: a gateway that
+    was told to guard /admin/* must not start with it open.
+    """
+    if gateway.admin_key_env is None:
+        return None
+    env = os.environ if environ is None else environ
+    key = env.get(gateway.admin_key_env, "").strip()
+    if not key:
+        raise ConfigError(f"gateway.admin_key_env names {gateway.admin_key_env}, which is not set (or empty); "
+                          f"export {gateway.admin_key_env}=<a key, e.g. from `inferplane keys new`>")
+    return key
+
+
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The ``INFERPLANE_*`` settings the CLI honours, read from the environment.
 
     ``INFERPLANE_HOST``, ``INFERPLANE_PORT``, ``INFERPLANE_MODEL_CACHE`` (model store
-    folder), ``INFERPLANE_API_KEYS`` (comma-separated).
+    folder), ``INFERPLANE_API_KEYS`` (comma-separated), ``INFERPLANE_ADMIN_KEY`` (what
+    ``status`` / ``reload`` send to /admin/*; a gateway reads its admin key from the variable
+    ``gateway.admin_key_env`` names, see ``admin_key``).
     """
     env = os.environ if environ is None else environ
-    keys = ("INFERPLANE_HOST", "INFERPLANE_PORT", "INFERPLANE_MODEL_CACHE", "INFERPLANE_API_KEYS")
+    keys = ("INFERPLANE_HOST", "INFERPLANE_PORT", "INFERPLANE_MODEL_CACHE", "INFERPLANE_API_KEYS",
+            "INFERPLANE_ADMIN_KEY")
     return {k: env[k] for k in keys if env.get(k)}

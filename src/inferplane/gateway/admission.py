@@ -38,6 +38,11 @@ class Principal:
     name: str | None = None
     priority: str | None = None
     """Its priority class, for ordering held requests (None: the default)."""
+    deployments: frozenset[str] | None = None
+    """The deployments it may call (None: all). The pipeline's model lookup answers 403 for any
+    other name - served or not, alike - so a key learns nothing of deployments it may not call."""
+    priority_rank: int = 1
+    """``priority`` as the held-request queue orders it (``config.tenants.PRIORITIES``: 0 first)."""
 
 
 ANONYMOUS = Principal()

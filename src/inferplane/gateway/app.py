@@ -9,7 +9,8 @@ Routes:
 - ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
   zero and starts one on demand), else 503.
 - ``GET /metrics`` - Prometheus.
-- ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions.
+- ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions;
+  ``GET /admin/queues`` - held requests per deployment, priority and tenant (gateway/tenancy/queues.py).
 - the control plane's ``/admin/*`` routes (``gateway/admin.py``), when ``serve`` attaches them.
 
 Everything the handlers need is built once in ``Gateway.__init__`` (no module state):
@@ -33,6 +34,8 @@ from inferplane.gateway.http_limits import HttpLimits
 from inferplane.gateway.pipeline import Pipeline
 from inferplane.gateway.surfaces.base import Rejection, Served, Surface
 from inferplane.gateway.surfaces.openai import OpenAISurface, openai_error
+from inferplane.gateway.tenancy.admission import Refusal
+from inferplane.gateway.tenancy.queues import queues_view
 from inferplane.gateway.upstream import Connector, UpstreamPool
 from inferplane.observability.metrics import (
     EndpointSample,
@@ -90,6 +93,7 @@ class Gateway:
         self.surfaces = tuple(surfaces) if surfaces is not None else (OpenAISurface(),)
         self._surface_at: dict[str, tuple[Surface, Route]] = {}
         self._routes = self._build_routes()
+        self._open_paths = _OPEN_PATHS
 
     def _endpoint_samples(self) -> list[EndpointSample]:
         return [EndpointSample(e.deployment, e.id, e.runtime, e.ready, e.in_flight,
@@ -108,6 +112,7 @@ class Gateway:
             "/metrics": {"GET": self.prometheus},
             "/admin/endpoints": {"GET": self.admin_endpoints},
             "/admin/routing": {"GET": self.admin_routing},
+            "/admin/queues": {"GET": self.admin_queues},
         }
         for surface in self.surfaces:
             for r in surface.routes():
@@ -118,8 +123,11 @@ class Gateway:
                 self._surface_at[r.path] = (surface, r.route)
         return routes
 
-    def route(self, path: str, method: str, handler: Handler) -> None:
-        """Serve ``method path`` with ``handler`` (a route outside any surface, e.g. a dashboard)."""
+    def route(self, path: str, method: str, handler: Handler, *, public: bool = False) -> None:
+        """Serve ``method path`` with ``handler`` (a route outside any surface, e.g. a dashboard).
+        ``public``: answered without a key, like ``/health`` (only for what holds no data)."""
+        if public:
+            self._open_paths = self._open_paths | {path}
         methods = self._routes.setdefault(path, {})
         if method in methods:
             raise ValueError(f"{method} {path} is already served")
@@ -142,9 +150,16 @@ class Gateway:
             if handler is not None:
                 await handler(request, out)
                 return
-        if path not in _OPEN_PATHS:
+        if path not in self._open_paths:
             try:
-                self.admission.authenticate(request.headers, at[0].key_headers if at else _DEFAULT_KEY_HEADERS)
+                check_admin = getattr(self.admission, "check_admin", None)
+                if check_admin is not None and path.startswith("/admin/"):
+                    check_admin(request.headers)  # its own key, when it has one (gateway/tenancy)
+                else:
+                    self.admission.authenticate(request.headers, at[0].key_headers if at else _DEFAULT_KEY_HEADERS)
+            except Refusal as r:
+                out.send(*openai_error(r.rejection()))
+                return
             except Rejection as rej:
                 out.send(*(at[0].error(rej) if at else openai_error(rej)))
                 return
@@ -205,11 +220,12 @@ class Gateway:
 
     # -- the rest ------------------------------------------------------------------------
 
-    async def models(self, _request: Request, out: Responder) -> None:
+    async def models(self, request: Request, out: Responder) -> None:
+        scope = self.admission.authenticate(request.headers, _DEFAULT_KEY_HEADERS).deployments
         data = [
             {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
              "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}
-            for name, s in self.served.items()
+            for name, s in self.served.items() if scope is None or name in scope
         ]
         _json(out, 200, {"object": "list", "data": data})
 
@@ -236,6 +252,9 @@ class Gateway:
             for e in self.registry
         ]
         _json(out, 200, {"endpoints": eps})
+
+    async def admin_queues(self, _request: Request, out: Responder) -> None:
+        _json(out, 200, queues_view(self.router, self.router.held))
 
     async def admin_routing(self, _request: Request, out: Responder) -> None:
         _json(out, 200, {"decisions": list(self.router.decisions)})

@@ -27,7 +27,7 @@ from inferplane.gateway.admission import Admission
 from inferplane.gateway.attempts import Attempts
 from inferplane.gateway.exchange import Exchange
 from inferplane.gateway.http_messages import Request, Responder
-from inferplane.gateway.surfaces.base import Lookup, Rejection, Surface
+from inferplane.gateway.surfaces.base import Lookup, Rejection, Served, Surface
 from inferplane.observability.observer import Observers, Outcome, RequestRecord
 from inferplane.protocol.routes import Route
 from inferplane.routing.router import RouteInfo
@@ -35,6 +35,17 @@ from inferplane.routing.router import RouteInfo
 __all__ = ["Pipeline"]
 
 log = logging.getLogger(__name__)
+
+
+def _scoped(lookup: Lookup, scope: frozenset[str]) -> Lookup:
+    """``lookup`` for a principal that may call only ``scope``: any other name is 403."""
+    def scoped(name: str) -> Served | None:
+        if name not in scope:
+            raise Rejection(403, f"this API key may not call the model {str(name)[:200]!r}; GET /v1/models "
+                            "lists the models it may call", code="model_not_allowed", type_="permission_error")
+        return lookup(name)
+
+    return scoped
 
 
 class Pipeline:
@@ -68,7 +79,8 @@ class Pipeline:
             principal = admission.authenticate(hdrs, surface.key_headers)
             rec.tenant = principal.name
             rec.priority = principal.priority
-            req = surface.parse(route, request, self.lookup)
+            scope = principal.deployments
+            req = surface.parse(route, request, self.lookup if scope is None else _scoped(self.lookup, scope))
             rec.model = req.model
             rec.stream = req.stream
             rec.max_tokens = req.max_tokens
@@ -78,7 +90,8 @@ class Pipeline:
             if extra:
                 headers += extra
             x = Exchange(rec, req, out, surface, surface.encoder(req), headers,
-                         RouteInfo(req.model, req.session, req.body), observers,
+                         RouteInfo(req.model, req.session, req.body, tenant=principal.name,
+                                   priority=principal.priority_rank), observers,
                          queued_s=time.perf_counter() - t_admit)
             await self.attempts.run(x)
         except Rejection as rej:

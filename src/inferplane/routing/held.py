@@ -6,8 +6,11 @@ can (``release``), when its wait runs out (``HeldTimeout``), or when its client 
 away (the waiting task is cancelled and leaves the queue at once). The depth per
 deployment is bounded (``QueueFull``, answered at once) and is a scaling signal.
 
-Who is let go first is an ``Ordering`` (FIFO here); admission by priority and per-tenant
-fairness is another ordering over the same queue, not a second queue. ``release(n)`` lets
+Who is let go first is an ``Ordering``: FIFO here, or ``routing.fair.FairOrdering``
+(priority classes, fair across tenants) - another ordering over the same queue, not a
+second queue. The router also holds requests here when every replica of a deployment is
+full (``DeploymentConfig.max_concurrent_per_replica``), and lets one go each time a
+replica has room again. ``release(n)`` lets
 go the first ``n`` in that order; woken requests that then find nothing to serve them
 (a race with another waiter) wait again at their old place.
 
@@ -27,7 +30,7 @@ from typing import Protocol
 
 from inferplane.errors import InferplaneError
 
-__all__ = ["FifoOrdering", "HeldQueue", "HeldTimeout", "NoReplica", "Ordering", "QueueFull", "Ticket"]
+__all__ = ["FifoOrdering", "HeldQueue", "HeldTimeout", "NoReplica", "Ordering", "QueueFull", "Ticket", "WaitStats"]
 
 
 class NoReplica(InferplaneError):
@@ -56,7 +59,8 @@ class QueueFull(NoReplica):
 
 @dataclass(slots=True, eq=False)
 class Ticket:
-    """One held request. ``tenant`` and ``priority`` are for orderings that use them."""
+    """One held request. ``tenant`` and ``priority`` (lower goes first) are for orderings
+    that use them; ``tag`` is an ordering's own place for the ticket, kept across re-queues."""
 
     deployment: str
     seq: int
@@ -65,6 +69,7 @@ class Ticket:
     priority: int = 0
     woken: asyncio.Future[None] | None = field(default=None, repr=False)
     counted: bool = False
+    tag: float | None = None
 
 
 class Ordering(Protocol):
@@ -114,6 +119,19 @@ class FifoOrdering:
 DepthListener = Callable[[str, int], None]
 
 
+@dataclass(slots=True)
+class WaitStats:
+    """Requests of one (deployment, priority, tenant) that were held and got a replica, and timed out."""
+
+    served: int = 0
+    wait_s_sum: float = 0.0
+    timeouts: int = 0
+
+    def add(self, wait_s: float) -> None:
+        self.served += 1
+        self.wait_s_sum += wait_s
+
+
 class HeldQueue:
     """Held requests per deployment, each deployment with its own ordering."""
 
@@ -132,6 +150,8 @@ class HeldQueue:
         self.held_total: collections.Counter[str] = collections.Counter()
         self.timeouts_total: collections.Counter[str] = collections.Counter()
         self.rejected_total: collections.Counter[str] = collections.Counter()
+        self.waits: dict[tuple[str, int, str | None], WaitStats] = {}
+        """(deployment, priority, tenant) -> how long its held requests waited."""
 
     def on_depth(self, fn: DepthListener) -> None:
         """Call ``fn(deployment, depth)`` whenever a deployment's queue grows or shrinks."""
@@ -146,8 +166,29 @@ class HeldQueue:
 
     def oldest_wait_s(self, deployment: str) -> float:
         q = self._queues.get(deployment)
-        first = next(iter(q), None) if q is not None else None
-        return self._clock() - first.held_since if first is not None else 0.0
+        oldest = min((t.held_since for t in q), default=None) if q is not None else None
+        return self._clock() - oldest if oldest is not None else 0.0
+
+    def now(self) -> float:
+        """The queue's clock (``held_since`` is on it)."""
+        return self._clock()
+
+    def held(self, deployment: str) -> list[Ticket]:
+        """The tickets held for ``deployment``, in the order they would be let go."""
+        q = self._queues.get(deployment)
+        return list(q) if q is not None else []
+
+    def served(self, ticket: Ticket) -> None:
+        """``ticket``'s request got a replica: count how long it waited (once per request)."""
+        if ticket.counted:
+            self._stats(ticket).add(self._clock() - ticket.held_since)
+
+    def _stats(self, ticket: Ticket) -> WaitStats:
+        key = (ticket.deployment, ticket.priority, ticket.tenant)
+        st = self.waits.get(key)
+        if st is None:
+            st = self.waits[key] = WaitStats()
+        return st
 
     def ticket(self, deployment: str, *, tenant: str | None = None, priority: int = 0) -> Ticket:
         return Ticket(deployment, next(self._seq), self._clock(), tenant, priority)
@@ -187,6 +228,7 @@ class HeldQueue:
 
     def _timed_out(self, ticket: Ticket) -> None:
         self.timeouts_total[ticket.deployment] += 1
+        self._stats(ticket).timeouts += 1
         raise HeldTimeout(
             f"no replica of {ticket.deployment!r} became ready within {self.timeout_s:g} s; try again shortly",
             retry_after_s=min(30.0, max(1.0, self.timeout_s / 4)),

@@ -22,10 +22,22 @@ read it (``needs_prefix``), lazily (``routing/prefix.py``).
 When a deployment (and its fallback) has no ready replica at all, ``wait_pick`` holds the
 request in the ``HeldQueue`` until one becomes ready (startup, restart after a crash,
 scale from zero) and then picks as above.
+
+Saturation: a replica is full when it has ``bound`` requests in flight, where ``bound`` is
+the deployment's ``max_concurrent_per_replica``, else the sequence slots of a replica
+inferplane launched (``capacity`` = ``max_concurrent_sequences``: the embedded runtime's and
+llama.cpp's parallel slots, vLLM's max-num-seqs), else none (listed endpoints, slots
+unknown). A full replica is skipped like a tried one; when every ready replica is full,
+``pick`` finds nothing and ``wait_pick`` holds the request in the same ``HeldQueue``, which
+lets one go each time a replica has room again (``load_changed``), in the queue's order
+(``routing.fair.FairOrdering`` under ``serve``: priority, then fair across tenants). While
+requests of a deployment are held, new ones queue behind them instead of taking the
+next free place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import time
@@ -36,7 +48,7 @@ from typing import Any
 from inferplane.config import DeploymentConfig
 from inferplane.routing.breaker import Breaker, BreakerState
 from inferplane.routing.candidates import CandidatePools, Tier, TierView
-from inferplane.routing.held import HeldQueue, NoReplica
+from inferplane.routing.held import HeldQueue, HeldTimeout, NoReplica
 from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_policy
 from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, PromptHashes, prompt_view
 from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
@@ -64,6 +76,10 @@ class RouteInfo:
     session_key: str | None
     prompt: bytes | memoryview | Callable[[], str]
     _request: RouteRequest | None = None
+    tenant: str | None = None
+    """Who sent it (for the held-request queue's fairness)."""
+    priority: int = 1
+    """Its admission class if it has to wait (``config.tenants.PRIORITIES``: 0 high, 1 normal, 2 low)."""
 
     def request(self, policy: Policy) -> RouteRequest:
         if self._request is None:
@@ -106,7 +122,47 @@ class Router:
         self.held = held
         self.sessions = RecentSessions()
         """Where recent sessions were served (read by the controller when it picks a replica to drain)."""
+        self._bounded: set[str] = {d.name for d in deployments if _may_bound(d)}
+        """Deployments whose replicas may have a concurrency bound (``bound``)."""
         registry.on_state(self._state_changed)
+        registry.add_listener(_RoomWatcher(self))
+
+    def bound(self, ep: Endpoint) -> int | None:
+        """Requests ``ep`` may have in flight before it counts as full (None: no bound)."""
+        dep = self.deployments.get(ep.deployment)
+        if dep is None:
+            return None
+        if dep.max_concurrent_per_replica is not None:
+            return dep.max_concurrent_per_replica
+        return ep.capacity if ep.managed else None
+
+    def room(self, deployment: str, tried: set[str] | frozenset[str] = frozenset()) -> int:
+        """Free places on the ready replicas of ``deployment`` not in ``tried`` (a large number when
+        one is unbounded)."""
+        free = 0
+        for ep in self.registry.ready(deployment):
+            if ep.id in tried:
+                continue
+            b = self.bound(ep)
+            if b is None:
+                return 1 << 30
+            free += max(0, b - ep.in_flight)
+        return free
+
+    def all_full(self, deployment: str, tried: set[str]) -> bool:
+        """Whether ``deployment`` has ready replicas not yet tried and every one of them is full
+        (then a retry waits for room instead of giving up)."""
+        if deployment not in self._bounded:
+            return False
+        return any(ep.id not in tried for ep in self.registry.ready(deployment)) and not self.room(deployment, tried)
+
+    def _let_go(self, deployment: str) -> None:
+        """Let as many held requests of ``deployment`` go as its replicas have room for."""
+        held = self.held
+        if held is not None and held.depth(deployment):
+            room = self.room(deployment)
+            if room:
+                held.release(deployment, room)
 
     def breaker(self, ep: Endpoint) -> Breaker:
         b = self.breakers.get(ep.id)
@@ -133,7 +189,10 @@ class Router:
         if ep.state is EndpointState.STOPPED:
             self.sessions.forget(ep.id)
         if ep.state is EndpointState.READY and self.held is not None:
-            self.held.release(ep.deployment)
+            if ep.deployment in self._bounded:
+                self._let_go(ep.deployment)
+            else:
+                self.held.release(ep.deployment)
             for d in self.deployments.values():
                 if d.fallback == ep.deployment:
                     self.held.release(d.name)
@@ -153,45 +212,87 @@ class Router:
                         policy.on_added(ep.id)
         gone = self.deployments.keys() - new.keys()
         self.deployments = new
+        self._bounded = {d.name for d in deployments if _may_bound(d)}
         if self.held is not None:
             for name in gone:
                 self.held.release(name)
 
     async def wait_pick(self, info: RouteInfo, tried: set[str]) -> Choice:
-        """Hold the request until a replica of its deployment is ready, then pick one.
+        """Hold the request until a replica of its deployment is ready (or, when every one is full,
+        has room), then pick one.
 
-        Only for requests that found no ready replica at all; raises ``NoReplica`` (or its
+        For requests that ``pick`` found nothing for; raises ``NoReplica`` (or its
         ``HeldTimeout`` / ``QueueFull``) when it cannot be served. Cancelling the caller
         (client gone) leaves the queue at once.
         """
         held = self.held
-        ticket = held.ticket(info.model) if held is not None else None
+        ticket = held.ticket(info.model, tenant=info.tenant, priority=info.priority) if held is not None else None
         while True:
             dep = self.deployments.get(info.model)
             if dep is None:
                 raise NoReplica(f"the model {info.model!r} is no longer served", retry_after_s=1.0)
-            if held is None or ticket is None or self.registry.ready(dep.name) or (
-                    dep.fallback is not None and self.registry.ready(dep.fallback)):
-                # replicas are up but none may be tried (breakers open): waiting would not help
+            if held is None or ticket is None:
                 raise NoReplica(f"no ready replica for model {info.model!r}; try again shortly", retry_after_s=1.0)
-            await held.wait(ticket)
+            if self.registry.ready(dep.name) or (dep.fallback is not None and self.registry.ready(dep.fallback)):
+                if dep.name not in self._bounded:
+                    # replicas are up but none may be tried (breakers open): waiting would not help
+                    raise NoReplica(f"no ready replica for model {info.model!r}; try again shortly",
+                                    retry_after_s=1.0)
+                room = self.room(dep.name, tried)
+                if not self.all_full(dep.name, tried) and not (room and held.depth(dep.name)):
+                    # there is room, or nothing left to try: waiting would not help
+                    choice = self.pick(info, tried, waited=True)
+                    if choice is not None:
+                        held.served(ticket)
+                        return choice
+                    raise NoReplica(f"no ready replica for model {info.model!r}; try again shortly",
+                                    retry_after_s=1.0)
+                # every replica is full, or others wait already: queue (and if there is room
+                # after all, let the first in the queue's order go once this one is in it)
+                asyncio.get_running_loop().call_soon(self._let_go, dep.name)
+            try:
+                await held.wait(ticket)
+            except HeldTimeout as exc:
+                if not self.registry.ready(dep.name):
+                    raise
+                raise HeldTimeout(f"every replica of {dep.name!r} stayed full for {held.timeout_s:g} s "
+                                  "(the gateway holds requests while replicas are busy); try again shortly",
+                                  retry_after_s=exc.retry_after_s) from None
             if info.model not in self.deployments:
                 continue
-            choice = self.pick(info, tried)
+            choice = self.pick(info, tried, waited=True)
             if choice is not None:
+                held.served(ticket)
                 return choice
 
-    def _skipper(self, tried: set[str], now: float) -> Callable[[str], bool] | None:
-        """What one attempt must skip: tried endpoints and those whose breaker says no."""
+    def _skipper(self, tried: set[str], now: float, bounded: bool) -> Callable[[str], bool] | None:
+        """What one attempt must skip: tried endpoints, those whose breaker says no, and (for
+        a deployment with a concurrency bound) full ones."""
         unhealthy = self._unhealthy
-        if not tried and not unhealthy:
-            return None
+        if not bounded:
+            if not tried and not unhealthy:
+                return None
+            breakers = self.breakers
+
+            def skip(endpoint_id: str) -> bool:
+                return endpoint_id in tried or (endpoint_id in unhealthy and
+                                                not breakers[endpoint_id].would_allow(now))
+
+            return skip
         breakers = self.breakers
+        get = self.registry.get
+        bound = self.bound
 
-        def skip(endpoint_id: str) -> bool:
-            return endpoint_id in tried or (endpoint_id in unhealthy and not breakers[endpoint_id].would_allow(now))
+        def skip_full(endpoint_id: str) -> bool:
+            if endpoint_id in tried or (endpoint_id in unhealthy and not breakers[endpoint_id].would_allow(now)):
+                return True
+            ep = get(endpoint_id)
+            if ep is None:
+                return True
+            b = bound(ep)
+            return b is not None and ep.in_flight >= b
 
-        return skip
+        return skip_full
 
     def _tier(self, deployment: str, skip: Callable[[str], bool] | None) -> tuple[Tier, int] | None:
         """The tier to route in and how many tiers the deployment has, or None if nothing is usable."""
@@ -211,11 +312,15 @@ class Router:
                 return t, len(tiers)
         return (first, len(tiers)) if first is not None else None
 
-    def pick(self, info: RouteInfo, tried: set[str]) -> Choice | None:
-        """The endpoint for the next attempt, or None when nothing can serve the request."""
+    def pick(self, info: RouteInfo, tried: set[str], *, waited: bool = False) -> Choice | None:
+        """The endpoint for the next attempt, or None when nothing can serve the request now
+        (none ready, every one full, or - unless ``waited`` - others are held for one)."""
         dep = self.deployments[info.model]
         now = self._clock()
-        skip = self._skipper(tried, now)
+        bounded = dep.name in self._bounded
+        if bounded and not waited and not tried and self.held is not None and self.held.depth(dep.name):
+            return None  # a new request queues behind the requests already held
+        skip = self._skipper(tried, now, bounded)
         owner = dep.name
         found = self._tier(owner, skip)
         fallback = False
@@ -288,6 +393,15 @@ class Router:
         if isinstance(policy, PrefixPolicy):
             policy.observe_cached(ep.id, info.request(policy), observed)
 
+    def load_changed(self, ep: Endpoint) -> None:
+        """A request was acquired or released on ``ep``: if it has room, let one held request go."""
+        held = self.held
+        if held is None or ep.deployment not in self._bounded or not ep.ready or not held.depth(ep.deployment):
+            return
+        b = self.bound(ep)
+        if b is None or ep.in_flight < b:
+            held.release(ep.deployment, 1)
+
     def failed(self, ep: Endpoint) -> None:
         """The endpoint failed a request (not one the request caused: those are ``succeeded``)."""
         ep.consecutive_failures += 1
@@ -299,3 +413,24 @@ class Router:
         if b.state is BreakerState.OPEN and was is not BreakerState.OPEN:
             log.warning("breaker of %s opened after %d consecutive failure(s): no traffic for %.0f s",
                         ep.id, ep.consecutive_failures, b.open_s)
+
+
+def _may_bound(d: DeploymentConfig) -> bool:
+    """Whether some replica of ``d`` has a concurrency bound: a set ``max_concurrent_per_replica``,
+    or replicas inferplane launches (bounded by their slots)."""
+    return d.max_concurrent_per_replica is not None or d.max_local_replicas() > 0
+
+
+class _RoomWatcher:
+    """The router's registry listener: a released request may make room for a held one."""
+
+    __slots__ = ("_router",)
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def routable_changed(self, endpoint: Endpoint) -> None:
+        return None
+
+    def load_changed(self, endpoint: Endpoint) -> None:
+        self._router.load_changed(endpoint)

@@ -47,6 +47,7 @@ def test_load_scales_up_at_once_and_the_decision_is_explained() -> None:
         clock.now += 1
         auto.tick()
         assert auto.decisions[("m", "up", "load")] == 1  # no change, no decision counted
+        assert [(h["deployment"], h["from"], h["to"], h["reason"]) for h in auto.history] == [("m", 1, 4, "load")]
 
     asyncio.run(body())
 
@@ -76,5 +77,24 @@ def test_deployments_without_autoscale_are_left_alone() -> None:
         auto = Autoscaler(plane.controllers, SignalReader(reg, None), clock=clock)
         auto.tick()
         assert plane.controllers["m"].desired == 2 and auto.status()["m"]["enabled"] is False
+
+    asyncio.run(body())
+
+
+def test_the_history_of_changes_is_bounded() -> None:
+    async def body() -> None:
+        plane, reg, backend, _, _, clock = _plane({"max_replicas": 4, "target_in_flight_per_replica": 2})
+        auto = Autoscaler(plane.controllers, SignalReader(reg, None), clock=clock, history_size=3)
+        backend.handles[0].become_ready()
+        (ep,) = reg.ready("m")
+        for _ in range(7):
+            reg.acquire(ep)
+        ctl = plane.controllers["m"]
+        for _ in range(6):  # someone lowers the count each time; the load puts it back up
+            ctl.set_desired(1, "admin API")
+            clock.now += 1
+            auto.tick()
+        assert ctl.desired == 4
+        assert [(h["deployment"], h["from"], h["to"]) for h in auto.history] == [("m", 1, 4)] * 3
 
     asyncio.run(body())
