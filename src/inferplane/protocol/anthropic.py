@@ -1,0 +1,506 @@
+"""Anthropic Messages API <-> OpenAI chat, pure translation (no I/O, no gateway imports).
+
+The Anthropic surface turns a ``POST /v1/messages`` body into an OpenAI chat request
+(:func:`messages_to_openai`), lets the gateway serve that over any runtime, and turns the
+OpenAI answer back: :func:`openai_to_message` for a whole answer, :class:`OpenAIToAnthropicStream`
+for an SSE stream, :func:`error_from_openai` for an error. Shapes follow the official SDK's
+types (``anthropic-sdk-python`` ``src/anthropic/types``); see tests/fixtures/surfaces.
+
+Request mapping:
+- ``system`` (a string or text blocks) -> a first ``system`` message;
+- each message's blocks: ``text`` -> text, ``image`` (base64 or url source) -> an
+  ``image_url`` part, ``tool_use`` (assistant) -> ``tool_calls`` (input as a JSON string),
+  ``tool_result`` (user) -> ``tool`` messages placed before the rest of that user turn;
+  ``thinking``/``redacted_thinking`` blocks are dropped (a runtime cannot check signatures);
+- ``max_tokens`` -> ``max_tokens``; ``stop_sequences`` -> ``stop``; ``temperature``,
+  ``top_p``, ``top_k`` as they are; ``metadata.user_id`` -> ``user``;
+- ``tools`` -> function tools (``input_schema`` -> ``parameters``); ``tool_choice`` auto /
+  any / tool / none -> "auto" / "required" / a named function / "none";
+  ``disable_parallel_tool_use`` -> ``parallel_tool_calls: false``;
+- ``stream`` -> ``stream`` with ``stream_options.include_usage`` (message_delta needs usage).
+
+Answer mapping: ``finish_reason`` stop -> ``end_turn`` (``stop_sequence`` when the runtime
+names the stop string it matched, as vLLM's ``stop_reason`` does), length -> ``max_tokens``,
+tool_calls -> ``tool_use``, content_filter -> ``refusal``; ``usage.prompt_tokens`` ->
+``input_tokens`` less the cached ones (``cache_read_input_tokens``), ``completion_tokens``
+-> ``output_tokens``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+
+from inferplane.protocol.errors import TranslationError
+from inferplane.protocol.sse import DONE, SSEDecoder
+
+__all__ = [
+    "ERROR_TYPES",
+    "OpenAIToAnthropicStream",
+    "error_body",
+    "error_from_openai",
+    "estimate_tokens",
+    "messages_to_openai",
+    "openai_to_message",
+    "sse_event",
+]
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+               413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 503: "overloaded_error",
+               504: "timeout_error", 529: "overloaded_error"}
+"""HTTP status -> Anthropic ``error.type`` (docs.claude.com/en/api/errors; 503 as Ollama's own
+Anthropic surface maps it; other 4xx invalid_request_error, other 5xx api_error)."""
+
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                 "function_call": "tool_use", "content_filter": "refusal"}
+_ROLES = ("user", "assistant", "system")
+_SERVER_TOOL_PREFIXES = ("web_search", "web_fetch", "bash_", "code_execution", "text_editor", "computer_",
+                         "memory_", "tool_search")
+
+
+def error_body(status: int, message: str, request_id: str | None = None) -> bytes:
+    """Anthropic's error body: ``{"type": "error", "error": {"type", "message"}}``."""
+    body: dict[str, Any] = {"type": "error", "error": {"type": _error_type(status), "message": message}}
+    if request_id:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
+
+
+def _error_type(status: int) -> str:
+    return ERROR_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
+
+
+def error_from_openai(status: int, body: bytes, request_id: str | None = None) -> bytes:
+    """An OpenAI error body (the gateway's or a runtime's) in Anthropic's shape, same status."""
+    try:
+        data = orjson.loads(body)
+        err = data.get("error") if isinstance(data, dict) else None
+        message = err.get("message") if isinstance(err, dict) else err
+    except orjson.JSONDecodeError:
+        message = None
+    if not isinstance(message, str) or not message:
+        message = body.decode("utf-8", "replace")[:500] or f"error {status}"
+    return error_body(status, message, request_id)
+
+
+def sse_event(name: str, data: dict[str, Any]) -> bytes:
+    """One Anthropic SSE event: the ``event:`` name matches the data's ``type``."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+# -- requests ---------------------------------------------------------------------------------------
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _text_of(blocks: Any, param: str) -> str:
+    """The text of a ``system`` value or a tool_result ``content``: a string or text blocks."""
+    if isinstance(blocks, str):
+        return blocks
+    if not isinstance(blocks, list):
+        raise TranslationError(f"{param}: must be a string or an array of text blocks", param)
+    texts = []
+    for i, b in enumerate(blocks):
+        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+            raise TranslationError(f"{param}.{i}: only text blocks are supported here", f"{param}.{i}")
+        texts.append(b["text"])
+    return "\n".join(texts) if param == "system" else "".join(texts)
+
+
+def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    src = block.get("source")
+    if isinstance(src, dict) and src.get("type") == "base64":
+        media, data = src.get("media_type"), src.get("data")
+        if not isinstance(media, str) or not isinstance(data, str):
+            raise TranslationError(f"{where}.source: base64 images need media_type and data", f"{where}.source")
+        return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
+    if isinstance(src, dict) and src.get("type") == "url" and isinstance(src.get("url"), str):
+        return {"type": "image_url", "image_url": {"url": src["url"]}}
+    raise TranslationError(f"{where}.source: expected a 'base64' or 'url' image source", f"{where}.source")
+
+
+def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
+    tool_use_id = block.get("tool_use_id")
+    if not isinstance(tool_use_id, str) or not tool_use_id:
+        raise TranslationError(f"{where}.tool_use_id: Field required", f"{where}.tool_use_id")
+    content = block.get("content", "")
+    text = _text_of(content, f"{where}.content") if content is not None else ""
+    if block.get("is_error") is True:
+        text = f"Error: {text}"
+    return {"role": "tool", "tool_call_id": tool_use_id, "content": text}
+
+
+def _turn(i: int, m: Any) -> list[dict[str, Any]]:
+    """One Anthropic message as OpenAI messages (tool results become their own ``tool`` messages)."""
+    where = f"messages.{i}"
+    if not isinstance(m, dict):
+        raise TranslationError(f"{where}: must be an object with 'role' and 'content'", where)
+    role = m.get("role")
+    if role not in _ROLES:
+        raise TranslationError(f"{where}.role: Input should be 'user' or 'assistant'", f"{where}.role")
+    content = m.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list):
+        raise TranslationError(f"{where}.content: Field required (a string or an array of blocks)",
+                               f"{where}.content")
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for j, b in enumerate(content):
+        bw = f"{where}.content.{j}"
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text":
+            if not isinstance(b.get("text"), str):
+                raise TranslationError(f"{bw}.text: Field required", f"{bw}.text")
+            parts.append({"type": "text", "text": b["text"]})
+        elif kind == "image":
+            parts.append(_image_part(b, bw))
+        elif kind == "tool_use" and role == "assistant":
+            if not isinstance(b.get("id"), str) or not isinstance(b.get("name"), str):
+                raise TranslationError(f"{bw}: tool_use blocks need 'id' and 'name'", bw)
+            calls.append({"id": b["id"], "type": "function",
+                          "function": {"name": b["name"], "arguments": orjson.dumps(b.get("input") or {}).decode()}})
+        elif kind == "tool_result" and role == "user":
+            results.append(_tool_result(b, bw))
+        elif kind in ("thinking", "redacted_thinking"):
+            continue
+        else:
+            raise TranslationError(f"{bw}.type: {kind!r} blocks are not supported in a {role} turn here",
+                                   f"{bw}.type")
+    out = list(results)
+    if parts or calls or not results:
+        msg: dict[str, Any] = {"role": role}
+        if all(p["type"] == "text" for p in parts):
+            msg["content"] = "".join(p["text"] for p in parts) if parts or not calls else None
+        else:
+            msg["content"] = parts
+        if calls:
+            msg["tool_calls"] = calls
+        out.append(msg)
+    return out
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise TranslationError("tools: must be an array", "tools")
+    out = []
+    for i, t in enumerate(tools):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise TranslationError(f"tools.{i}.name: Field required", f"tools.{i}.name")
+        kind = t.get("type")
+        if kind not in (None, "custom"):
+            if isinstance(kind, str) and kind.startswith(_SERVER_TOOL_PREFIXES):
+                raise TranslationError(f"tools.{i}: server tool {kind!r} is not available through this gateway; "
+                                       "define it as a client tool with an input_schema", f"tools.{i}.type")
+            raise TranslationError(f"tools.{i}.type: unknown tool type {kind!r}", f"tools.{i}.type")
+        schema = t.get("input_schema")
+        if not isinstance(schema, dict):
+            raise TranslationError(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
+        fn: dict[str, Any] = {"name": t["name"], "parameters": schema}
+        if isinstance(t.get("description"), str):
+            fn["description"] = t["description"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if kind == "auto":
+        out["tool_choice"] = "auto"
+    elif kind == "any":
+        out["tool_choice"] = "required"
+    elif kind == "tool" and isinstance(choice.get("name"), str):
+        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif kind == "none":
+        out["tool_choice"] = "none"
+    else:
+        raise TranslationError("tool_choice: expected {\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}",
+                               "tool_choice")
+    if choice.get("disable_parallel_tool_use") is True and kind != "none":
+        out["parallel_tool_calls"] = False
+
+
+def messages_to_openai(body: dict[str, Any], *, count_only: bool = False) -> dict[str, Any]:
+    """An Anthropic Messages request as an OpenAI chat request. Raises TranslationError.
+
+    ``count_only``: a ``count_tokens`` body (no ``max_tokens``; sampling fields ignored).
+    """
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise TranslationError("model: Field required", "model")
+    out: dict[str, Any] = {"model": model}
+    if not count_only:
+        max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            raise TranslationError("max_tokens: Field required", "max_tokens")
+        if not _is_int(max_tokens) or max_tokens < 1:
+            raise TranslationError(f"max_tokens: must be an integer >= 1, got {max_tokens!r}", "max_tokens")
+        out["max_tokens"] = max_tokens
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise TranslationError("messages: Field required (a non-empty array)", "messages")
+    chat: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system is not None:
+        text = _text_of(system, "system")
+        if text:
+            chat.append({"role": "system", "content": text})
+    for i, m in enumerate(msgs):
+        chat.extend(_turn(i, m))
+    out["messages"] = chat
+    if body.get("tools") is not None:
+        tools = _tools(body["tools"])
+        if tools:
+            out["tools"] = tools
+    if body.get("tool_choice") is not None:
+        _tool_choice(body["tool_choice"], out)
+    if count_only:
+        return out
+    stop = body.get("stop_sequences")
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise TranslationError("stop_sequences: must be an array of strings", "stop_sequences")
+        if stop:
+            out["stop"] = stop
+    for key, lo, hi in (("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0)):
+        v = body.get(key)
+        if v is not None:
+            if not _is_num(v) or not lo <= v <= hi:
+                raise TranslationError(f"{key}: must be a number in [{lo}, {hi}], got {v!r}", key)
+            out[key] = v
+    top_k = body.get("top_k")
+    if top_k is not None:
+        if not _is_int(top_k) or top_k < 0:
+            raise TranslationError(f"top_k: must be an integer >= 0, got {top_k!r}", "top_k")
+        out["top_k"] = top_k
+    user = (body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None
+    if isinstance(user, str) and user:
+        out["user"] = user
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise TranslationError("stream: must be a boolean", "stream")
+    if stream:
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """A rough input-token count, ~4 characters a token, for runtimes with no tokenizer endpoint.
+
+    Counts the system prompt, each message's role and text (tool blocks as their JSON) and
+    each tool's name, description and schema, as Ollama's own Anthropic surface estimates.
+    """
+    total = len(orjson.dumps(body.get("system"))) if body.get("system") is not None else 0
+    for m in body.get("messages") or ():
+        if isinstance(m, dict):
+            total += len(str(m.get("role", "")))
+            c = m.get("content")
+            total += len(c) if isinstance(c, str) else len(orjson.dumps(c))
+    for t in body.get("tools") or ():
+        total += len(orjson.dumps(t))
+    return max(1, total // 4)
+
+
+# -- answers -----------------------------------------------------------------------------------------
+
+
+def _message_id() -> str:
+    return "msg_" + os.urandom(12).hex()
+
+
+def _stop(finish: str | None, choice: dict[str, Any], stop_sequences: list[str] | None) -> tuple[str, str | None]:
+    matched = choice.get("stop_reason")  # vLLM: the stop string it matched (or a token id, or null)
+    if finish == "stop" and isinstance(matched, str) and stop_sequences and matched in stop_sequences:
+        return "stop_sequence", matched
+    return _STOP_REASONS.get(finish or "stop", "end_turn"), None
+
+
+def _usage(u: Any) -> dict[str, int]:
+    u = u if isinstance(u, dict) else {}
+    prompt = int(u.get("prompt_tokens") or 0)
+    details = u.get("prompt_tokens_details")
+    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    return {"input_tokens": max(0, prompt - cached), "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cached, "output_tokens": int(u.get("completion_tokens") or 0)}
+
+
+def _tool_input(arguments: Any) -> dict[str, Any]:
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = orjson.loads(arguments) if arguments else {}
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise TranslationError(f"the model's tool call arguments are not JSON: {str(arguments)[:200]!r}") from exc
+    if not isinstance(value, dict):
+        raise TranslationError("the model's tool call arguments are not a JSON object")
+    return value
+
+
+def openai_to_message(obj: dict[str, Any], model: str, stop_sequences: list[str] | None = None) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` as an Anthropic ``Message``. Raises TranslationError."""
+    choices = obj.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    msg = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    text = msg.get("content")
+    if isinstance(text, str) and text:
+        content.append({"type": "text", "text": text})
+    for call in msg.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        content.append({"type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
+                        "name": fn.get("name"), "input": _tool_input(fn.get("arguments"))})
+    reason, sequence = _stop(choice.get("finish_reason"), choice, stop_sequences)
+    if msg.get("tool_calls"):
+        reason = "tool_use"
+    return {"id": _message_id(), "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": reason, "stop_sequence": sequence, "usage": _usage(obj.get("usage"))}
+
+
+class OpenAIToAnthropicStream:
+    """OpenAI chat SSE chunks (split anywhere) -> Anthropic's event sequence. One per stream.
+
+    Emits ``message_start`` first, then per content block (thinking, text, each tool call)
+    ``content_block_start`` (a ``ping`` after the first, where Anthropic sends it) / ``content_block_delta`` (``thinking_delta``,
+    ``text_delta``, ``input_json_delta``) / ``content_block_stop``, and at ``data: [DONE]``
+    ``message_delta`` (``stop_reason``, ``stop_sequence``, cumulative usage) and
+    ``message_stop``. An OpenAI error event becomes Anthropic's ``error`` event, which ends
+    the stream (the SDK raises it). Not thread-safe.
+    """
+
+    __slots__ = ("_block", "_dec", "_done", "_finish", "_index", "_input_estimate", "_kind", "_model",
+                 "_started", "_stop_sequences", "_tools", "_usage", "id")
+
+    def __init__(self, model: str, stop_sequences: list[str] | None = None, input_estimate: int = 0) -> None:
+        self.id = _message_id()
+        self._model = model
+        self._stop_sequences = stop_sequences
+        self._input_estimate = input_estimate
+        self._dec = SSEDecoder()
+        self._started = False
+        self._done = False
+        self._index = -1  # index of the open block (-1: none open yet)
+        self._kind: str | None = None  # "thinking" | "text" | "tool"
+        self._block = 0  # blocks started so far
+        self._tools: dict[int, int] = {}  # OpenAI tool_call index -> block index
+        self._finish: tuple[str, str | None] = ("end_turn", None)
+        self._usage: dict[str, int] | None = None
+
+    def _start(self) -> bytes:
+        self._started = True
+        msg = {"id": self.id, "type": "message", "role": "assistant", "model": self._model, "content": [],
+               "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": self._input_estimate, "output_tokens": 0}}
+        return sse_event("message_start", {"type": "message_start", "message": msg})
+
+    def _close(self) -> bytes:
+        if self._kind is None:
+            return b""
+        self._kind = None
+        return sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+
+    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self._index = self._block
+        self._block += 1
+        self._kind = kind
+        out += sse_event("content_block_start",
+                         {"type": "content_block_start", "index": self._index, "content_block": block})
+        if self._index == 0:  # where Anthropic's own streams send their ping
+            out += sse_event("ping", {"type": "ping"})
+        return out
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        return sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+    def _chunk(self, obj: dict[str, Any]) -> bytes:
+        if "error" in obj:
+            err = obj["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            self._done = True
+            return sse_event("error", {"type": "error", "error": {"type": "api_error", "message": str(message)}})
+        out = b"" if self._started else self._start()
+        if obj.get("usage"):
+            self._usage = _usage(obj["usage"])
+        for choice in obj.get("choices") or ():
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                if self._kind != "thinking":
+                    out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+                out += self._delta(self._index, {"type": "thinking_delta", "thinking": reasoning})
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                if self._kind != "text":
+                    out += self._open("text", {"type": "text", "text": ""})
+                out += self._delta(self._index, {"type": "text_delta", "text": text})
+            for call in delta.get("tool_calls") or ():
+                out += self._tool_delta(call)
+            if choice.get("finish_reason"):
+                self._finish = _stop(choice["finish_reason"], choice, self._stop_sequences)
+                if self._tools:
+                    self._finish = ("tool_use", None)
+        return out
+
+    def _tool_delta(self, call: dict[str, Any]) -> bytes:
+        n = call.get("index", 0)
+        fn = call.get("function") or {}
+        out = b""
+        if n not in self._tools:
+            out += self._open("tool", {"type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
+                                       "name": fn.get("name") or "", "input": {}})
+            self._tools[n] = self._index
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            out += self._delta(self._tools[n], {"type": "input_json_delta", "partial_json": args})
+        return out
+
+    def _finale(self) -> bytes:
+        self._done = True
+        out = b"" if self._started else self._start()
+        if self._block == 0:  # Anthropic answers have a content block even when nothing was generated
+            out += self._open("text", {"type": "text", "text": ""})
+        out += self._close()
+        reason, sequence = self._finish
+        usage = self._usage or {"output_tokens": 0}
+        out += sse_event("message_delta", {"type": "message_delta",
+                                           "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                                           "usage": usage})
+        return out + sse_event("message_stop", {"type": "message_stop"})
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Anthropic events for the OpenAI events ``chunk`` completed (b"" if none)."""
+        if self._done:
+            return b""
+        out = []
+        for payload in self._dec.feed(chunk):
+            if payload == DONE:
+                out.append(self._finale())
+                break
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue  # not an event a client could use; OpenAI streams carry none
+            if isinstance(obj, dict):
+                out.append(self._chunk(obj))
+            if self._done:
+                break
+        return b"".join(out)
+
+    @property
+    def finished(self) -> bool:
+        """True once ``message_stop`` or an ``error`` event went out."""
+        return self._done
