@@ -29,6 +29,8 @@ from inferplane.gateway.errors import error_response
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.gateway.http_limits import HttpLimits
 from inferplane.gateway.proxy import Forwarder
+from inferplane.gateway.surfaces.anthropic import AnthropicSurface
+from inferplane.gateway.surfaces.ollama import OllamaSurface
 from inferplane.gateway.upstream import UpstreamPool
 from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
 from inferplane.protocol.openai import check_chat, check_completion
@@ -79,6 +81,10 @@ class Gateway:
         self._keys = frozenset(config.api_keys)
         self._rid_prefix = os.urandom(6).hex() + "-"  # unique per gateway process; a counter after it
         self._rid_counter = itertools.count(1)
+        self.surfaces = (AnthropicSurface(self), OllamaSurface(self))
+        """Client APIs other than OpenAI; each answers the paths under its ``prefix`` in its own shape."""
+        self.canonical_routes = frozenset(_CHECKS)
+        """The OpenAI routes ``serve_canonical`` takes (surfaces check before translating onto one)."""
         self._routes = self._build_routes()
 
     def _endpoint_samples(self) -> list[EndpointSample]:
@@ -100,6 +106,7 @@ class Gateway:
             "/metrics": {"GET": self.prometheus},
             "/admin/endpoints": {"GET": self.admin_endpoints},
             "/admin/routing": {"GET": self.admin_routing},
+            **{p: m for surface in self.surfaces for p, m in surface.routes().items()},
         }
 
     async def handle(self, request: Request, out: Responder) -> None:
@@ -110,8 +117,14 @@ class Gateway:
         which routes exist. ``HEAD`` is served by the ``GET`` handler (the server drops the body).
         """
         path = request.path
-        if self._keys and path not in _OPEN_PATHS and not self._authorized(request.headers.get("authorization")):
-            error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
+        for surface in self.surfaces:  # the surface's API shape for every answer, errors included
+            if path.startswith(surface.prefix):
+                out = surface.wrap(out)  # type: ignore[assignment]
+                break
+        if self._keys and path not in _OPEN_PATHS and not self._authorized(request.headers.get("authorization")) \
+                and request.headers.get("x-api-key") not in self._keys:
+            error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>' "
+                                     "or 'x-api-key: <key>')",
                            code="invalid_api_key", headers=[("WWW-Authenticate", "Bearer")])
             return
         methods = self._routes.get(path)
@@ -176,6 +189,11 @@ class Gateway:
 
     async def completions(self, request: Request, out: Responder) -> None:
         await self._inference(request, out, "completions")
+
+    async def serve_canonical(self, request: Request, out: Responder, route: str) -> None:
+        """Serve an OpenAI-shaped request on ``route`` (one of ``canonical_routes``): the path the
+        OpenAI API takes, which the other surfaces' translated requests take too."""
+        await self._inference(request, out, route)
 
     async def _inference(self, request: Request, out: Responder, route: str) -> None:
         t_start = time.perf_counter()

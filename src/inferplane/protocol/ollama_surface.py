@@ -39,10 +39,12 @@ __all__ = [
     "OpenAIToOllamaStream",
     "chat_from_ollama",
     "created_at",
+    "embed_from_ollama",
     "error_body",
     "error_from_openai",
     "generate_from_ollama",
     "openai_to_chat",
+    "openai_to_embed",
     "openai_to_generate",
 ]
 
@@ -240,6 +242,36 @@ def generate_from_ollama(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     msgs.append(user)
     out["messages"] = msgs
     return "chat", out
+
+
+def embed_from_ollama(body: dict[str, Any]) -> dict[str, Any]:
+    """An Ollama ``/api/embed`` request as an OpenAI ``/v1/embeddings`` request."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise TranslationError("model is required", "model")
+    inp = body.get("input", "")
+    if isinstance(inp, str):
+        inputs = [inp] if inp else []
+    elif isinstance(inp, list) and all(isinstance(i, str) for i in inp):
+        inputs = inp
+    else:
+        raise TranslationError("invalid input type", "input")
+    out: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "float"}
+    dims = body.get("dimensions")
+    if dims:
+        out["dimensions"] = dims
+    return out
+
+
+def openai_to_embed(obj: dict[str, Any], model: str, total_ns: int) -> dict[str, Any]:
+    """An OpenAI embeddings answer as an Ollama ``EmbedResponse``."""
+    data = sorted(obj.get("data") or (), key=lambda d: d.get("index", 0))
+    out: dict[str, Any] = {"model": model, "embeddings": [d.get("embedding") for d in data],
+                           "total_duration": total_ns}
+    prompt = int((obj.get("usage") or {}).get("prompt_tokens") or 0)
+    if prompt:
+        out["prompt_eval_count"] = prompt
+    return out
 
 
 # -- answers -----------------------------------------------------------------------------------------
