@@ -51,7 +51,7 @@ OLLAMA_API_VERSION = "0.33.0-rc2"
 _FAR_FUTURE_S = 100 * 365 * 86400  # replicas do not unload on a timer: "expires" far ahead
 
 
-def _errors(_status: int, body: bytes) -> bytes:
+def _errors(_status: int, body: bytes, _request_id: str | None) -> bytes:
     return _error_from_openai(body)
 
 

@@ -44,11 +44,14 @@ class Encoder(Protocol):
 
 
 class TranslatingResponder:
-    """Wraps ``inner``; see the module docstring. ``errors(status, openai_body) -> body``."""
+    """Wraps ``inner``; see the module docstring.
+
+    ``errors(status, openai_body, request_id) -> body`` writes an error in the client's shape.
+    """
 
     __slots__ = ("_errors", "_extra", "_stream", "encoder", "inner")
 
-    def __init__(self, inner: Responder, errors: Callable[[int, bytes], bytes],
+    def __init__(self, inner: Responder, errors: Callable[[int, bytes, str | None], bytes],
                  extra_headers: Callable[[list[tuple[str, str]]], list[tuple[str, str]]] | None = None) -> None:
         self.inner = inner
         self._errors = errors
@@ -83,9 +86,9 @@ class TranslatingResponder:
                 body = self.encoder.body(body)
             except TranslationError as exc:
                 status, body = 502, self._errors(502, error_body(
-                    f"the runtime's answer cannot be expressed in this API: {exc}", "upstream_error"))
+                    f"the runtime's answer cannot be expressed in this API: {exc}", "upstream_error"), _rid(headers))
         elif status >= 400:
-            body = self._errors(status, body)
+            body = self._errors(status, body, _rid(headers))
         self.inner.send(status, body, self._headers(headers, "application/json"))
 
     def send_native(self, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
@@ -109,3 +112,7 @@ class TranslatingResponder:
     def end(self) -> None:
         self.inner.end()
 
+
+
+def _rid(headers: list[tuple[str, str]]) -> str | None:
+    return next((v for k, v in headers if k.lower() == "x-request-id"), None)
