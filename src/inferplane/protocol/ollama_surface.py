@@ -344,8 +344,8 @@ class OpenAIToOllamaStream:
     ``clock`` returns nanoseconds (``time.perf_counter_ns``); ``t0_ns`` is when the request came in.
     """
 
-    __slots__ = ("_calls", "_clock", "_dec", "_done", "_finish", "_first", "_kind", "_last", "_model", "_t0",
-                 "_timings", "_usage")
+    __slots__ = ("_calls", "_clock", "_dec", "_done", "_finish", "_first", "_kind", "_last", "_model", "_second",
+                 "_t0", "_timings", "_usage")
 
     def __init__(self, kind: str, model: str, t0_ns: int, clock: Callable[[], int] = time.perf_counter_ns) -> None:
         self._kind = kind
@@ -360,6 +360,15 @@ class OpenAIToOllamaStream:
         self._first = 0
         self._last = 0
         self._done = False
+        self._second: tuple[int, str] = (-1, "")
+
+    def _now(self) -> str:
+        """``created_at`` for this moment; the date part formatted once a second (it is per chunk)."""
+        t = time.time()
+        sec = int(t)
+        if sec != self._second[0]:
+            self._second = (sec, created_at(sec)[:19])
+        return f"{self._second[1]}.{int((t - sec) * 1e6):06d}Z"
 
     def _line(self, obj: dict[str, Any]) -> bytes:
         return orjson.dumps(obj) + b"\n"
@@ -369,9 +378,9 @@ class OpenAIToOllamaStream:
         self._first = self._first or now
         self._last = now
         if self._kind == "chat":
-            return self._line({"model": self._model, "created_at": created_at(),
+            return self._line({"model": self._model, "created_at": self._now(),
                                "message": {"role": "assistant", "content": text}, "done": False})
-        return self._line({"model": self._model, "created_at": created_at(), "response": text, "done": False})
+        return self._line({"model": self._model, "created_at": self._now(), "response": text, "done": False})
 
     def _chunk(self, obj: dict[str, Any]) -> bytes:
         if "error" in obj:
@@ -407,13 +416,13 @@ class OpenAIToOllamaStream:
         out = b""
         if self._calls and self._kind == "chat":
             calls = _tool_calls([self._calls[k] for k in sorted(self._calls)])
-            out += self._line({"model": self._model, "created_at": created_at(),
+            out += self._line({"model": self._model, "created_at": self._now(),
                                "message": {"role": "assistant", "content": "", "tool_calls": calls}, "done": False})
         metrics = _metrics(self._usage, self._timings, now - self._t0)
         if not isinstance(self._timings, dict) and self._first:
             metrics["prompt_eval_duration"] = self._first - self._t0
             metrics["eval_duration"] = max(1, self._last - self._first)
-        final: dict[str, Any] = {"model": self._model, "created_at": created_at()}
+        final: dict[str, Any] = {"model": self._model, "created_at": self._now()}
         if self._kind == "chat":
             final["message"] = {"role": "assistant", "content": ""}
         else:
