@@ -23,10 +23,10 @@ from pathlib import Path
 import orjson
 
 from inferplane.protocol.anthropic import (
-    OpenAIToAnthropicStream,
     messages_to_openai,
     openai_to_message,
 )
+from inferplane.protocol.anthropic_stream import OpenAIToAnthropicStream
 from inferplane.protocol.ollama_surface import (
     OpenAIToOllamaStream,
     chat_from_ollama,

@@ -22,13 +22,13 @@ except ImportError:  # older SDKs use httpx
     import httpx
 
 from inferplane.protocol.anthropic import (
-    OpenAIToAnthropicStream,
     error_body,
     error_from_openai,
     estimate_tokens,
     messages_to_openai,
     openai_to_message,
 )
+from inferplane.protocol.anthropic_stream import OpenAIToAnthropicStream
 from inferplane.protocol.errors import TranslationError
 from inferplane.protocol.openai import check_chat
 from inferplane.protocol.parts import check_parts, check_tools

@@ -23,12 +23,12 @@ from inferplane.gateway.http1 import Request, Responder
 from inferplane.gateway.surfaces.tokens import count_chat_tokens
 from inferplane.gateway.surfaces.translating import TranslatingResponder
 from inferplane.protocol.anthropic import (
-    OpenAIToAnthropicStream,
     error_from_openai,
     estimate_tokens,
     messages_to_openai,
     openai_to_message,
 )
+from inferplane.protocol.anthropic_stream import OpenAIToAnthropicStream
 from inferplane.protocol.errors import TranslationError, error_body
 
 if TYPE_CHECKING:
