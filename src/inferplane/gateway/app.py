@@ -81,7 +81,9 @@ class Gateway:
         self._keys = frozenset(config.api_keys)
         self._rid_prefix = os.urandom(6).hex() + "-"  # unique per gateway process; a counter after it
         self._rid_counter = itertools.count(1)
-        self.surfaces = (AnthropicSurface(self), OllamaSurface(self))
+        self.anthropic = AnthropicSurface(self)
+        self.ollama = OllamaSurface(self)
+        self.surfaces = (self.anthropic, self.ollama)
         """Client APIs other than OpenAI; each answers the paths under its ``prefix`` in its own shape."""
         self.canonical_routes = frozenset(_CHECKS)
         """The OpenAI routes ``serve_canonical`` takes (surfaces check before translating onto one)."""
@@ -239,7 +241,10 @@ class Gateway:
 
     # -- the rest ------------------------------------------------------------------------
 
-    async def models(self, _request: Request, out: Responder) -> None:
+    async def models(self, request: Request, out: Responder) -> None:
+        if "anthropic-version" in request.headers:  # the anthropic SDK's models.list(): its own shape
+            await self.anthropic.models(request, out)
+            return
         data = [
             {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
              "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}

@@ -41,6 +41,7 @@ __all__ = [
     "error_from_openai",
     "estimate_tokens",
     "messages_to_openai",
+    "models_page",
     "openai_to_message",
     "sse_event",
     "stop_reason",
@@ -89,6 +90,23 @@ def error_from_openai(status: int, body: bytes, request_id: str | None = None) -
 def sse_event(name: str, data: dict[str, Any]) -> bytes:
     """One Anthropic SSE event: the ``event:`` name matches the data's ``type``."""
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def models_page(models: list[tuple[str, int, int | None]]) -> dict[str, Any]:
+    """``GET /v1/models`` in Anthropic's shape (``ModelInfo`` items in a page) from
+    (id, created unix seconds, context length or None) tuples."""
+    import datetime as dt
+
+    data = []
+    for name, created, context in models:
+        info: dict[str, Any] = {"type": "model", "id": name, "display_name": name,
+                                "created_at": dt.datetime.fromtimestamp(created, dt.UTC).isoformat()
+                                .replace("+00:00", "Z")}
+        if context:
+            info["max_input_tokens"] = context
+        data.append(info)
+    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
 
 
 # -- requests ---------------------------------------------------------------------------------------

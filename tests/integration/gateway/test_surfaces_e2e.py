@@ -70,6 +70,11 @@ def test_anthropic_stream_matches_the_plain_answer(claude: anthropic.Anthropic) 
     assert kinds[:2] == ["message_start", "content_block_start"] and kinds[-2:] == ["message_delta", "message_stop"]
 
 
+def test_anthropic_models_list(claude: anthropic.Anthropic) -> None:
+    models = list(claude.models.list())
+    assert [m.id for m in models] == [MODEL] and models[0].type == "model" and models[0].created_at.year >= 2026
+
+
 def test_anthropic_max_tokens_stop_reason(claude: anthropic.Anthropic) -> None:
     msg = claude.messages.create(model=MODEL, max_tokens=2, messages=[{"role": "user", "content": QUESTION}])
     assert msg.stop_reason == "max_tokens" and msg.usage.output_tokens == 2

@@ -26,6 +26,7 @@ from inferplane.protocol.anthropic import (
     error_from_openai,
     estimate_tokens,
     messages_to_openai,
+    models_page,
     openai_to_message,
 )
 from inferplane.protocol.anthropic_stream import OpenAIToAnthropicStream
@@ -108,6 +109,12 @@ class AnthropicSurface:
         inner = Request(request.method, "/v1/chat/completions", request.query, request.headers, orjson.dumps(chat),
                         request.keep_alive, request.http_version)
         await self.gateway.serve_canonical(inner, out, "chat")
+
+    async def models(self, _request: Request, out: Responder) -> None:
+        """``GET /v1/models`` for an Anthropic client (one that sends ``anthropic-version``)."""
+        page = models_page([(s.config.name, s.created, s.config.context_length_tokens)
+                            for s in self.gateway.served.values()])
+        out.send(200, orjson.dumps(page), [("Content-Type", "application/json")])
 
     async def count_tokens(self, request: Request, out: Responder) -> None:
         body = self._parse(request, out)
