@@ -124,6 +124,11 @@ class OpenAIToAnthropicStream:
                                            "usage": usage})
         return out + sse_event("message_stop", {"type": "message_stop"})
 
+    def error(self, message: str) -> bytes:
+        """End the stream with Anthropic's ``error`` event (the SDK raises it)."""
+        self._done = True
+        return sse_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
+
     def feed(self, chunk: bytes) -> bytes:
         """Anthropic events for the OpenAI events ``chunk`` completed (b"" if none)."""
         if self._done:

@@ -112,7 +112,11 @@ def _options(body: dict[str, Any], out: dict[str, Any]) -> None:
         out["max_tokens"] = n
     stop = opts.get("stop")
     if stop:
-        out["stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if isinstance(stop, str):
+            stop = [stop]
+        if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
+            raise TranslationError("options.stop must be a string or an array of strings", "options")
+        out["stop"] = stop
 
 
 def _format(body: dict[str, Any], out: dict[str, Any]) -> None:
@@ -429,6 +433,11 @@ class OpenAIToOllamaStream:
             final["response"] = ""
         final.update({"done": True, "done_reason": _done_reason(self._finish), **metrics})
         return out + self._line(final)
+
+    def error(self, message: str) -> bytes:
+        """End the stream with an error line (the ollama client raises it)."""
+        self._done = True
+        return self._line({"error": message})
 
     def feed(self, chunk: bytes) -> bytes:
         """NDJSON lines for the OpenAI events ``chunk`` completed (b"" if none)."""

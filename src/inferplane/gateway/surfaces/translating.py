@@ -11,7 +11,9 @@ OpenAI to the :class:`~inferplane.gateway.http1.Responder` it is given. A surfac
 
 Before a surface knows what it will ask (auth, unknown path), ``encoder`` is None: only errors
 are translated. An answer the encoder cannot translate (``TranslationError``) becomes a 502 in
-the client's shape. Contract: the wrapped request path writes one answer, as to a Responder.
+the client's shape; a stream chunk it cannot translate ends the stream with the client's error
+event, and what the runtime sends after is dropped. Contract: the wrapped request path writes one
+answer, as to a Responder.
 """
 
 from __future__ import annotations
@@ -24,9 +26,21 @@ from inferplane.protocol.errors import TranslationError, error_body
 
 __all__ = ["Encoder", "StreamEncoder", "TranslatingResponder"]
 
+_UNREADABLE = (TranslationError, ValueError, TypeError, AttributeError, KeyError)
+"""What translating a runtime's answer of an unexpected shape raises (orjson's errors are ValueErrors)."""
+
 
 class StreamEncoder(Protocol):
-    def feed(self, chunk: bytes) -> bytes: ...
+    def feed(self, chunk: bytes) -> bytes:
+        """The client's bytes for an OpenAI SSE chunk (b"" if nothing completed yet)."""
+        ...
+
+    def error(self, message: str) -> bytes:
+        """A final error event in the client's stream shape."""
+        ...
+
+    @property
+    def finished(self) -> bool: ...
 
 
 class Encoder(Protocol):
@@ -84,7 +98,7 @@ class TranslatingResponder:
         if status < 300 and self.encoder is not None:
             try:
                 body = self.encoder.body(body)
-            except TranslationError as exc:
+            except _UNREADABLE as exc:
                 status, body = 502, self._errors(502, error_body(
                     f"the runtime's answer cannot be expressed in this API: {exc}", "upstream_error"), _rid(headers))
         elif status >= 400:
@@ -105,7 +119,12 @@ class TranslatingResponder:
         if self._stream is None:
             await self.inner.write(data)
             return
-        out = self._stream.feed(data)
+        if self._stream.finished:
+            return
+        try:
+            out = self._stream.feed(data)
+        except _UNREADABLE as exc:
+            out = self._stream.error(f"the runtime sent a stream chunk this API cannot carry: {exc}")
         if out:
             await self.inner.write(out)
 
