@@ -44,7 +44,7 @@ class OpenAIToAnthropicStream:
 
     def _start(self) -> bytes:
         self._started = True
-        msg = {"id": self.id, "type": "message", "role": "assistant", "model": self._model, "content": [],
+        msg: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self._model, "content": [],
                "stop_reason": None, "stop_sequence": None,
                "usage": {"input_tokens": self._input_estimate, "output_tokens": 0}}
         return sse_event("message_start", {"type": "message_start", "message": msg})

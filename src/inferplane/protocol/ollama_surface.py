@@ -306,7 +306,7 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
         try:
             parsed = orjson.loads(args) if isinstance(args, str) and args else (args or {})
         except orjson.JSONDecodeError as exc:
-            raise TranslationError(f"the model's tool call arguments are not JSON: {args[:200]!r}") from exc
+            raise TranslationError(f"the model's tool call arguments are not JSON: {str(args)[:200]!r}") from exc
         out.append({"id": c.get("id") or f"call_{i}",
                     "function": {"index": i, "name": fn.get("name"), "arguments": parsed}})
     return out

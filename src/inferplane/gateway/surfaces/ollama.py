@@ -18,7 +18,7 @@ import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -131,7 +131,7 @@ class OllamaSurface:
         path = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
         inner = Request(request.method, path[route], request.query, request.headers, orjson.dumps(body),
                         request.keep_alive, request.http_version)
-        await self.gateway.serve_canonical(inner, out, route)
+        await self.gateway.serve_canonical(inner, cast(Responder, out), route)  # it writes as a Responder does
 
     # -- inference -----------------------------------------------------------------------
 
