@@ -12,16 +12,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from ollama import ChatResponse, GenerateResponse
+from ollama import ChatResponse, EmbedResponse, GenerateResponse
 
 from inferplane.protocol.errors import TranslationError
 from inferplane.protocol.ollama import chat_to_ollama, ollama_chat_to_openai
 from inferplane.protocol.ollama_surface import (
     OpenAIToOllamaStream,
     chat_from_ollama,
+    embed_from_ollama,
     error_from_openai,
     generate_from_ollama,
     openai_to_chat,
+    openai_to_embed,
     openai_to_generate,
 )
 from inferplane.protocol.openai import check_chat, check_completion
@@ -190,3 +192,17 @@ def test_errors_become_ollamas_error_shape_in_bodies_and_streams() -> None:
     tr = OpenAIToOllamaStream("chat", "m", t0_ns=0)
     out = tr.feed(b'data: {"error":{"message":"broke off","type":"upstream_error"}}\n\n')
     assert json.loads(out) == {"error": "broke off"} and tr.finished
+
+
+def test_embed_request_and_answer_round_trip_ollamas_shapes() -> None:
+    out = embed_from_ollama(_live("ollama_embed.json"))
+    assert out == {"model": "smollm2-embed", "input": ["hello", "world"], "encoding_format": "float"}
+    assert embed_from_ollama({"model": "m", "input": "one"})["input"] == ["one"]
+    with pytest.raises(TranslationError):
+        embed_from_ollama({"model": "m", "input": [1, 2]})
+    answer = json.loads((FIX / "surfaces" / "openai_embeddings.json").read_text())
+    got = openai_to_embed(answer, "smollm2-embed", total_ns=14143917)
+    parsed = EmbedResponse(**got)
+    native = json.loads((FIX / "surfaces" / "ollama_embed.json").read_text())
+    assert [list(v) for v in parsed.embeddings] == native["embeddings"]  # in input order, whatever the order sent
+    assert set(got) == set(native) - {"load_duration"} and got["prompt_eval_count"] == 8
