@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from inferplane.protocol.errors import TranslationError
+from inferplane.protocol.errors import NotTranslatable
 
 __all__ = [
     "ERROR_TYPES",
@@ -125,11 +125,11 @@ def _text_of(blocks: Any, param: str) -> str:
     if isinstance(blocks, str):
         return blocks
     if not isinstance(blocks, list):
-        raise TranslationError(f"{param}: must be a string or an array of text blocks", param)
+        raise NotTranslatable(f"{param}: must be a string or an array of text blocks", param)
     texts = []
     for i, b in enumerate(blocks):
         if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
-            raise TranslationError(f"{param}.{i}: only text blocks are supported here", f"{param}.{i}")
+            raise NotTranslatable(f"{param}.{i}: only text blocks are supported here", f"{param}.{i}")
         texts.append(b["text"])
     return "\n".join(texts) if param == "system" else "".join(texts)
 
@@ -139,17 +139,17 @@ def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
     if isinstance(src, dict) and src.get("type") == "base64":
         media, data = src.get("media_type"), src.get("data")
         if not isinstance(media, str) or not isinstance(data, str):
-            raise TranslationError(f"{where}.source: base64 images need media_type and data", f"{where}.source")
+            raise NotTranslatable(f"{where}.source: base64 images need media_type and data", f"{where}.source")
         return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}}
     if isinstance(src, dict) and src.get("type") == "url" and isinstance(src.get("url"), str):
         return {"type": "image_url", "image_url": {"url": src["url"]}}
-    raise TranslationError(f"{where}.source: expected a 'base64' or 'url' image source", f"{where}.source")
+    raise NotTranslatable(f"{where}.source: expected a 'base64' or 'url' image source", f"{where}.source")
 
 
 def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str) or not tool_use_id:
-        raise TranslationError(f"{where}.tool_use_id: Field required", f"{where}.tool_use_id")
+        raise NotTranslatable(f"{where}.tool_use_id: Field required", f"{where}.tool_use_id")
     content = block.get("content", "")
     text = _text_of(content, f"{where}.content") if content is not None else ""
     if block.get("is_error") is True:
@@ -161,15 +161,15 @@ def _turn(i: int, m: Any) -> list[dict[str, Any]]:
     """One Anthropic message as OpenAI messages (tool results become their own ``tool`` messages)."""
     where = f"messages.{i}"
     if not isinstance(m, dict):
-        raise TranslationError(f"{where}: must be an object with 'role' and 'content'", where)
+        raise NotTranslatable(f"{where}: must be an object with 'role' and 'content'", where)
     role = m.get("role")
     if role not in _ROLES:
-        raise TranslationError(f"{where}.role: Input should be 'user' or 'assistant'", f"{where}.role")
+        raise NotTranslatable(f"{where}.role: Input should be 'user' or 'assistant'", f"{where}.role")
     content = m.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
-        raise TranslationError(f"{where}.content: Field required (a string or an array of blocks)",
+        raise NotTranslatable(f"{where}.content: Field required (a string or an array of blocks)",
                                f"{where}.content")
     parts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
@@ -179,13 +179,13 @@ def _turn(i: int, m: Any) -> list[dict[str, Any]]:
         kind = b.get("type") if isinstance(b, dict) else None
         if kind == "text":
             if not isinstance(b.get("text"), str):
-                raise TranslationError(f"{bw}.text: Field required", f"{bw}.text")
+                raise NotTranslatable(f"{bw}.text: Field required", f"{bw}.text")
             parts.append({"type": "text", "text": b["text"]})
         elif kind == "image":
             parts.append(_image_part(b, bw))
         elif kind == "tool_use" and role == "assistant":
             if not isinstance(b.get("id"), str) or not isinstance(b.get("name"), str):
-                raise TranslationError(f"{bw}: tool_use blocks need 'id' and 'name'", bw)
+                raise NotTranslatable(f"{bw}: tool_use blocks need 'id' and 'name'", bw)
             calls.append({"id": b["id"], "type": "function",
                           "function": {"name": b["name"], "arguments": orjson.dumps(b.get("input") or {}).decode()}})
         elif kind == "tool_result" and role == "user":
@@ -193,7 +193,7 @@ def _turn(i: int, m: Any) -> list[dict[str, Any]]:
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:
-            raise TranslationError(f"{bw}.type: {kind!r} blocks are not supported in a {role} turn here",
+            raise NotTranslatable(f"{bw}.type: {kind!r} blocks are not supported in a {role} turn here",
                                    f"{bw}.type")
     out = list(results)
     if parts or calls or not results:
@@ -210,20 +210,20 @@ def _turn(i: int, m: Any) -> list[dict[str, Any]]:
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
     if not isinstance(tools, list):
-        raise TranslationError("tools: must be an array", "tools")
+        raise NotTranslatable("tools: must be an array", "tools")
     out = []
     for i, t in enumerate(tools):
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
-            raise TranslationError(f"tools.{i}.name: Field required", f"tools.{i}.name")
+            raise NotTranslatable(f"tools.{i}.name: Field required", f"tools.{i}.name")
         kind = t.get("type")
         if kind not in (None, "custom"):
             if isinstance(kind, str) and kind.startswith(_SERVER_TOOL_PREFIXES):
-                raise TranslationError(f"tools.{i}: server tool {kind!r} is not available through this gateway; "
+                raise NotTranslatable(f"tools.{i}: server tool {kind!r} is not available through this gateway; "
                                        "define it as a client tool with an input_schema", f"tools.{i}.type")
-            raise TranslationError(f"tools.{i}.type: unknown tool type {kind!r}", f"tools.{i}.type")
+            raise NotTranslatable(f"tools.{i}.type: unknown tool type {kind!r}", f"tools.{i}.type")
         schema = t.get("input_schema")
         if not isinstance(schema, dict):
-            raise TranslationError(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
+            raise NotTranslatable(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
         fn: dict[str, Any] = {"name": t["name"], "parameters": schema}
         if isinstance(t.get("description"), str):
             fn["description"] = t["description"]
@@ -242,31 +242,31 @@ def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
     elif kind == "none":
         out["tool_choice"] = "none"
     else:
-        raise TranslationError("tool_choice: expected {\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}",
+        raise NotTranslatable("tool_choice: expected {\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}",
                                "tool_choice")
     if choice.get("disable_parallel_tool_use") is True and kind != "none":
         out["parallel_tool_calls"] = False
 
 
 def messages_to_openai(body: dict[str, Any], *, count_only: bool = False) -> dict[str, Any]:
-    """An Anthropic Messages request as an OpenAI chat request. Raises TranslationError.
+    """An Anthropic Messages request as an OpenAI chat request. Raises NotTranslatable.
 
     ``count_only``: a ``count_tokens`` body (no ``max_tokens``; sampling fields ignored).
     """
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise TranslationError("model: Field required", "model")
+        raise NotTranslatable("model: Field required", "model")
     out: dict[str, Any] = {"model": model}
     if not count_only:
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
-            raise TranslationError("max_tokens: Field required", "max_tokens")
+            raise NotTranslatable("max_tokens: Field required", "max_tokens")
         if not _is_int(max_tokens) or max_tokens < 1:
-            raise TranslationError(f"max_tokens: must be an integer >= 1, got {max_tokens!r}", "max_tokens")
+            raise NotTranslatable(f"max_tokens: must be an integer >= 1, got {max_tokens!r}", "max_tokens")
         out["max_tokens"] = max_tokens
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
-        raise TranslationError("messages: Field required (a non-empty array)", "messages")
+        raise NotTranslatable("messages: Field required (a non-empty array)", "messages")
     chat: list[dict[str, Any]] = []
     system = body.get("system")
     if system is not None:
@@ -287,26 +287,26 @@ def messages_to_openai(body: dict[str, Any], *, count_only: bool = False) -> dic
     stop = body.get("stop_sequences")
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise TranslationError("stop_sequences: must be an array of strings", "stop_sequences")
+            raise NotTranslatable("stop_sequences: must be an array of strings", "stop_sequences")
         if stop:
             out["stop"] = stop
     for key, lo, hi in (("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0)):
         v = body.get(key)
         if v is not None:
             if not _is_num(v) or not lo <= v <= hi:
-                raise TranslationError(f"{key}: must be a number in [{lo}, {hi}], got {v!r}", key)
+                raise NotTranslatable(f"{key}: must be a number in [{lo}, {hi}], got {v!r}", key)
             out[key] = v
     top_k = body.get("top_k")
     if top_k is not None:
         if not _is_int(top_k) or top_k < 0:
-            raise TranslationError(f"top_k: must be an integer >= 0, got {top_k!r}", "top_k")
+            raise NotTranslatable(f"top_k: must be an integer >= 0, got {top_k!r}", "top_k")
         out["top_k"] = top_k
     user = (body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None
     if isinstance(user, str) and user:
         out["user"] = user
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise TranslationError("stream: must be a boolean", "stream")
+        raise NotTranslatable("stream: must be a boolean", "stream")
     if stream:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
@@ -363,14 +363,14 @@ def _tool_input(arguments: Any) -> dict[str, Any]:
     try:
         value = orjson.loads(arguments) if arguments else {}
     except (orjson.JSONDecodeError, TypeError) as exc:
-        raise TranslationError(f"the model's tool call arguments are not JSON: {str(arguments)[:200]!r}") from exc
+        raise NotTranslatable(f"the model's tool call arguments are not JSON: {str(arguments)[:200]!r}") from exc
     if not isinstance(value, dict):
-        raise TranslationError("the model's tool call arguments are not a JSON object")
+        raise NotTranslatable("the model's tool call arguments are not a JSON object")
     return value
 
 
 def openai_to_message(obj: dict[str, Any], model: str, stop_sequences: list[str] | None = None) -> dict[str, Any]:
-    """An OpenAI ``chat.completion`` as an Anthropic ``Message``. Raises TranslationError."""
+    """An OpenAI ``chat.completion`` as an Anthropic ``Message``. Raises NotTranslatable."""
     choices = obj.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     msg = choice.get("message") or {}

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from inferplane.protocol.anthropic import message_id, sse_event, stop_reason, usage
+from inferplane.protocol.errors import NotTranslatable
 from inferplane.protocol.sse import DONE, SSEDecoder
 
 __all__ = ["OpenAIToAnthropicStream"]
@@ -142,8 +143,10 @@ class OpenAIToAnthropicStream:
                 obj = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue  # not an event a client could use; OpenAI streams carry none
-            if isinstance(obj, dict):
-                out.append(self._chunk(obj))
+            try:
+                out.append(self._chunk(obj) if isinstance(obj, dict) else b"")
+            except (NotTranslatable, TypeError, AttributeError, KeyError, ValueError) as exc:
+                out.append(self.error(f"the runtime sent a stream chunk this API cannot carry: {exc}"))
             if self._done:
                 break
         return b"".join(out)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import orjson
 
-__all__ = ["TranslationError", "error_body", "sse_error_event"]
+from inferplane.errors import InferplaneError
+
+__all__ = ["NotTranslatable", "error_body", "sse_error_event"]
 
 
 def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> bytes:
@@ -24,7 +26,7 @@ def sse_error_event(message: str, type_: str = "upstream_error", *, code: str | 
     return b"data: " + error_body(message, type_, code=code) + b"\n\n"
 
 
-class TranslationError(ValueError):
+class NotTranslatable(InferplaneError, ValueError):
     """A request (or answer) that one API's shape cannot carry into another's.
 
     Raised by the pure translators in ``protocol``; the gateway answers it with a 400 in the

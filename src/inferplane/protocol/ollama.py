@@ -15,7 +15,7 @@ Both rest on the same field correspondences (``api/types.go`` of ollama/ollama):
   (or "tool_calls" when the model called tools); ``prompt_eval_count``/``eval_count`` <->
   ``usage.prompt_tokens``/``completion_tokens``.
 
-Parameters Ollama cannot honour raise :class:`TranslationError` (the gateway answers 400):
+Parameters Ollama cannot honour raise :class:`NotTranslatable` (the gateway answers 400):
 ``n`` > 1, ``logprobs``/``top_logprobs``, ``logit_bias``, ``suffix``, ``echo``,
 ``best_of`` > 1, audio, images given by URL rather than ``data:``, a forced tool choice.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from inferplane.protocol.errors import TranslationError, error_body
+from inferplane.protocol.errors import NotTranslatable, error_body
 
 __all__ = [
     "OPTION_NAMES",
@@ -53,22 +53,22 @@ OPTION_NAMES = {
 
 def _reject(body: dict[str, Any]) -> None:
     if (body.get("n") or 1) > 1:
-        raise TranslationError("Ollama generates one choice per request; 'n' must be 1", "n")
+        raise NotTranslatable("Ollama generates one choice per request; 'n' must be 1", "n")
     if body.get("logprobs") or body.get("top_logprobs"):
         param = "logprobs" if body.get("logprobs") else "top_logprobs"
-        raise TranslationError("token log-probabilities are not available through this runtime", param)
+        raise NotTranslatable("token log-probabilities are not available through this runtime", param)
     if body.get("logit_bias"):
-        raise TranslationError("Ollama has no logit bias", "logit_bias")
+        raise NotTranslatable("Ollama has no logit bias", "logit_bias")
     if body.get("suffix"):
-        raise TranslationError("Ollama completions take no 'suffix' here", "suffix")
+        raise NotTranslatable("Ollama completions take no 'suffix' here", "suffix")
     if body.get("echo"):
-        raise TranslationError("Ollama cannot echo the prompt", "echo")
+        raise NotTranslatable("Ollama cannot echo the prompt", "echo")
     if (body.get("best_of") or 1) > 1:
-        raise TranslationError("Ollama has no best_of", "best_of")
+        raise NotTranslatable("Ollama has no best_of", "best_of")
     if body.get("audio") or "audio" in (body.get("modalities") or ()):
-        raise TranslationError("Ollama generates text only", "audio")
+        raise NotTranslatable("Ollama generates text only", "audio")
     if body.get("tool_choice") not in (None, "auto", "none"):
-        raise TranslationError("Ollama cannot force a tool choice; use 'auto' or 'none'", "tool_choice")
+        raise NotTranslatable("Ollama cannot force a tool choice; use 'auto' or 'none'", "tool_choice")
 
 
 def _options(body: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def _format(body: dict[str, Any]) -> Any:
         schema = (rf.get("json_schema") or {}).get("schema")
         if isinstance(schema, dict):
             return schema
-    raise TranslationError(f"response_format {rf.get('type')!r} is not supported by Ollama", "response_format")
+    raise NotTranslatable(f"response_format {rf.get('type')!r} is not supported by Ollama", "response_format")
 
 
 def _message(m: dict[str, Any]) -> dict[str, Any]:
@@ -107,10 +107,10 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
             elif kind == "image_url":
                 url = (part.get("image_url") or {}).get("url", "")
                 if not url.startswith("data:") or ";base64," not in url:
-                    raise TranslationError("Ollama takes images inline: send a data: URL with base64", "messages")
+                    raise NotTranslatable("Ollama takes images inline: send a data: URL with base64", "messages")
                 images.append(url.split(";base64,", 1)[1])
             else:
-                raise TranslationError(f"message part type {kind!r} is not supported by Ollama", "messages")
+                raise NotTranslatable(f"message part type {kind!r} is not supported by Ollama", "messages")
         out["content"] = "".join(texts)
         if images:
             out["images"] = images
@@ -125,7 +125,7 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
                 try:
                     args = orjson.loads(args) if args else {}
                 except orjson.JSONDecodeError as exc:
-                    raise TranslationError("tool call arguments must be a JSON object", "messages") from exc
+                    raise NotTranslatable("tool call arguments must be a JSON object", "messages") from exc
             calls.append({"function": {"name": fn.get("name"), "arguments": args}})
         out["tool_calls"] = calls
     if m.get("role") == "tool" and m.get("name"):
@@ -134,7 +134,7 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def chat_to_ollama(body: dict[str, Any], model_tag: str, keep_alive: str | None = None) -> dict[str, Any]:
-    """An OpenAI chat request as an Ollama ``/api/chat`` request. Raises TranslationError."""
+    """An OpenAI chat request as an Ollama ``/api/chat`` request. Raises NotTranslatable."""
     out = _common(body, model_tag, keep_alive)
     out["messages"] = [_message(m) for m in body.get("messages") or ()]
     if body.get("tools") and body.get("tool_choice") != "none":
@@ -150,10 +150,10 @@ def completion_to_ollama(body: dict[str, Any], model_tag: str, keep_alive: str |
     prompt = body.get("prompt")
     if isinstance(prompt, list):
         if len(prompt) != 1 or not isinstance(prompt[0], str):
-            raise TranslationError("Ollama completes one text prompt per request", "prompt")
+            raise NotTranslatable("Ollama completes one text prompt per request", "prompt")
         prompt = prompt[0]
     if not isinstance(prompt, str):
-        raise TranslationError("Ollama completes text prompts (not token ids)", "prompt")
+        raise NotTranslatable("Ollama completes text prompts (not token ids)", "prompt")
     out["prompt"] = prompt
     out["raw"] = True  # OpenAI completions take the prompt verbatim, without a chat template
     return out

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from inferplane.protocol.errors import TranslationError
+from inferplane.protocol.errors import NotTranslatable
 from inferplane.protocol.ollama import OPTION_NAMES
 from inferplane.protocol.sse import DONE, SSEDecoder
 
@@ -87,12 +87,12 @@ def _media_type(b64: str) -> str:
 
 def _images(images: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-        raise TranslationError(f"{where}: images must be an array of base64 strings", where)
+        raise NotTranslatable(f"{where}: images must be an array of base64 strings", where)
     for i, img in enumerate(images):
         try:
             base64.b64decode(img[:64] + "=" * (-len(img[:64]) % 4), validate=True)
         except ValueError as exc:
-            raise TranslationError(f"{where}[{i}]: not base64 image data", where) from exc
+            raise NotTranslatable(f"{where}[{i}]: not base64 image data", where) from exc
     return [{"type": "image_url", "image_url": {"url": f"data:{_media_type(img)};base64,{img}"}} for img in images]
 
 
@@ -101,21 +101,21 @@ def _options(body: dict[str, Any], out: dict[str, Any]) -> None:
     if opts is None:
         return
     if not isinstance(opts, dict):
-        raise TranslationError("options must be an object", "options")
+        raise NotTranslatable("options must be an object", "options")
     for name, field in _SAMPLING.items():
         if opts.get(name) is not None:
             out[field] = opts[name]
     n = opts.get("num_predict")
     if n is not None and n != -1:  # -1: "until the model stops" (Ollama's default), i.e. no limit
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise TranslationError(f"options.num_predict must be a positive integer or -1, got {n!r}", "options")
+            raise NotTranslatable(f"options.num_predict must be a positive integer or -1, got {n!r}", "options")
         out["max_tokens"] = n
     stop = opts.get("stop")
     if stop:
         if isinstance(stop, str):
             stop = [stop]
         if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
-            raise TranslationError("options.stop must be a string or an array of strings", "options")
+            raise NotTranslatable("options.stop must be a string or an array of strings", "options")
         out["stop"] = stop
 
 
@@ -128,39 +128,39 @@ def _format(body: dict[str, Any], out: dict[str, Any]) -> None:
     elif isinstance(fmt, dict):
         out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
     else:
-        raise TranslationError(f"invalid format {fmt!r}: use \"json\" or a JSON schema object", "format")
+        raise NotTranslatable(f"invalid format {fmt!r}: use \"json\" or a JSON schema object", "format")
 
 
 def _common(body: dict[str, Any]) -> dict[str, Any]:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise TranslationError("model is required", "model")
+        raise NotTranslatable("model is required", "model")
     out: dict[str, Any] = {"model": model}
     stream = body.get("stream", True)
     if stream is None:
         stream = True
     if not isinstance(stream, bool):
-        raise TranslationError("stream must be a boolean", "stream")
+        raise NotTranslatable("stream must be a boolean", "stream")
     if stream:
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     _options(body, out)
     _format(body, out)
     if body.get("logprobs"):
-        raise TranslationError("logprobs are not available through this gateway's Ollama API", "logprobs")
+        raise NotTranslatable("logprobs are not available through this gateway's Ollama API", "logprobs")
     return out
 
 
 def _message(i: int, m: Any) -> dict[str, Any]:
     where = f"messages[{i}]"
     if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-        raise TranslationError(f"{where}: a message needs a role", where)
+        raise NotTranslatable(f"{where}: a message needs a role", where)
     role = m["role"].lower()
     if role not in ("system", "user", "assistant", "tool"):
-        raise TranslationError(f"{where}: invalid role {m['role']!r}", where)
+        raise NotTranslatable(f"{where}: invalid role {m['role']!r}", where)
     content = m.get("content") or ""
     if not isinstance(content, str):
-        raise TranslationError(f"{where}.content must be a string", where)
+        raise NotTranslatable(f"{where}.content must be a string", where)
     out: dict[str, Any] = {"role": role}
     if m.get("images"):
         out["content"] = [{"type": "text", "text": content}, *_images(m["images"], f"{where}.images")]
@@ -172,7 +172,7 @@ def _message(i: int, m: Any) -> dict[str, Any]:
         for j, c in enumerate(calls):
             fn = c.get("function") if isinstance(c, dict) else None
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                raise TranslationError(f"{where}.tool_calls[{j}]: a tool call needs function.name", where)
+                raise NotTranslatable(f"{where}.tool_calls[{j}]: a tool call needs function.name", where)
             args = fn.get("arguments") or {}
             out["tool_calls"].append({"id": c.get("id") or f"call_{i}_{j}", "type": "function",
                                       "function": {"name": fn["name"], "arguments": orjson.dumps(args).decode()
@@ -185,19 +185,19 @@ def _message(i: int, m: Any) -> dict[str, Any]:
 
 
 def chat_from_ollama(body: dict[str, Any]) -> dict[str, Any]:
-    """An Ollama ``/api/chat`` request as an OpenAI chat request. Raises TranslationError."""
+    """An Ollama ``/api/chat`` request as an OpenAI chat request. Raises NotTranslatable."""
     out = _common(body)
     msgs = body.get("messages")
     if msgs is None:
         msgs = []
     if not isinstance(msgs, list):
-        raise TranslationError("messages must be an array", "messages")
+        raise NotTranslatable("messages must be an array", "messages")
     out["messages"] = [_message(i, m) for i, m in enumerate(msgs)]
     _link_tool_results(out["messages"])
     tools = body.get("tools")
     if tools:
         if not isinstance(tools, list):
-            raise TranslationError("tools must be an array", "tools")
+            raise NotTranslatable("tools must be an array", "tools")
         out["tools"] = [{"type": t.get("type") or "function", "function": t.get("function")}
                         if isinstance(t, dict) else t for t in tools]
     return out
@@ -223,18 +223,18 @@ def generate_from_ollama(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     out = _common(body)
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
-        raise TranslationError("prompt must be a string", "prompt")
+        raise NotTranslatable("prompt must be a string", "prompt")
     if body.get("context"):
-        raise TranslationError("'context' (token ids from an earlier answer) is not supported here; "
+        raise NotTranslatable("'context' (token ids from an earlier answer) is not supported here; "
                                "use /api/chat and send the conversation as messages", "context")
     if body.get("suffix"):
-        raise TranslationError("'suffix' (fill-in-the-middle) is not supported here", "suffix")
+        raise NotTranslatable("'suffix' (fill-in-the-middle) is not supported here", "suffix")
     if body.get("template"):
-        raise TranslationError("'template' overrides are not supported here; the runtime applies the "
+        raise NotTranslatable("'template' overrides are not supported here; the runtime applies the "
                                "model's own template (or send raw: true with a formatted prompt)", "template")
     if body.get("raw") is True:
         if body.get("images"):
-            raise TranslationError("images need the model's template; they cannot be sent with raw: true", "images")
+            raise NotTranslatable("images need the model's template; they cannot be sent with raw: true", "images")
         out["prompt"] = prompt
         return "completions", out
     msgs: list[dict[str, Any]] = []
@@ -252,14 +252,14 @@ def embed_from_ollama(body: dict[str, Any]) -> dict[str, Any]:
     """An Ollama ``/api/embed`` request as an OpenAI ``/v1/embeddings`` request."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise TranslationError("model is required", "model")
+        raise NotTranslatable("model is required", "model")
     inp = body.get("input", "")
     if isinstance(inp, str):
         inputs = [inp] if inp else []
     elif isinstance(inp, list) and all(isinstance(i, str) for i in inp):
         inputs = inp
     else:
-        raise TranslationError("invalid input type", "input")
+        raise NotTranslatable("invalid input type", "input")
     out: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "float"}
     dims = body.get("dimensions")
     if dims:
@@ -306,7 +306,7 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
         try:
             parsed = orjson.loads(args) if isinstance(args, str) and args else (args or {})
         except orjson.JSONDecodeError as exc:
-            raise TranslationError(f"the model's tool call arguments are not JSON: {str(args)[:200]!r}") from exc
+            raise NotTranslatable(f"the model's tool call arguments are not JSON: {str(args)[:200]!r}") from exc
         out.append({"id": c.get("id") or f"call_{i}",
                     "function": {"index": i, "name": fn.get("name"), "arguments": parsed}})
     return out
@@ -452,8 +452,10 @@ class OpenAIToOllamaStream:
                 obj = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 continue
-            if isinstance(obj, dict):
-                out.append(self._chunk(obj))
+            try:
+                out.append(self._chunk(obj) if isinstance(obj, dict) else b"")
+            except (NotTranslatable, TypeError, AttributeError, KeyError, ValueError) as exc:
+                out.append(self.error(f"the runtime sent a stream chunk this API cannot carry: {exc}"))
             if self._done:
                 break
         return b"".join(out)

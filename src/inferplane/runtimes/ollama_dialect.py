@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from inferplane.protocol.errors import TranslationError
+from inferplane.protocol.errors import NotTranslatable
 from inferplane.protocol.ollama import (
     OllamaToOpenAIStream,
     chat_to_ollama,
@@ -46,7 +46,7 @@ class OllamaDialect(Dialect):
             if route == "chat":
                 return self.chat_path, orjson.dumps(chat_to_ollama(body, self.model_tag, self.keep_alive))
             return self.completions_path, orjson.dumps(completion_to_ollama(body, self.model_tag, self.keep_alive))
-        except TranslationError as exc:
+        except NotTranslatable as exc:
             raise UnsupportedRequest(str(exc), exc.param) from exc
 
     def response(self, route: str, model: str, status: int, body: bytes) -> tuple[int, bytes]:

@@ -29,7 +29,7 @@ from inferplane.protocol.anthropic import (
     openai_to_message,
 )
 from inferplane.protocol.anthropic_stream import OpenAIToAnthropicStream
-from inferplane.protocol.errors import TranslationError
+from inferplane.protocol.errors import NotTranslatable
 from inferplane.protocol.openai import check_chat
 from inferplane.protocol.parts import check_parts, check_tools
 
@@ -128,7 +128,7 @@ def test_tool_choice(choice: dict, expected: object) -> None:
 def test_bad_requests_name_the_field(change: dict, param: str) -> None:
     body = {**_live("anthropic_messages_create.json"), **change}
     body = {k: v for k, v in body.items() if v is not None}
-    with pytest.raises(TranslationError) as exc:
+    with pytest.raises(NotTranslatable) as exc:
         messages_to_openai(body)
     assert exc.value.param == param
 
@@ -178,7 +178,7 @@ def test_stop_reasons(finish: str, extra: dict, reason: str, sequence: str | Non
 def test_tool_arguments_that_are_not_json_are_refused() -> None:
     obj = {"choices": [{"message": {"tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]},
                         "finish_reason": "tool_calls"}]}
-    with pytest.raises(TranslationError):
+    with pytest.raises(NotTranslatable):
         openai_to_message(obj, "m")
 
 

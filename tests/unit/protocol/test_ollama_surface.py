@@ -14,7 +14,7 @@ import orjson
 import pytest
 from ollama import ChatResponse, EmbedResponse, GenerateResponse
 
-from inferplane.protocol.errors import TranslationError
+from inferplane.protocol.errors import NotTranslatable
 from inferplane.protocol.ollama import chat_to_ollama, ollama_chat_to_openai
 from inferplane.protocol.ollama_surface import (
     OpenAIToOllamaStream,
@@ -92,7 +92,7 @@ def test_images_become_data_url_parts() -> None:
     ({"model": "m", "messages": [{"role": "user", "content": "x", "images": ["***"]}]}, "messages[0].images"),
 ])
 def test_bad_chat_requests_name_the_field(body: dict, param: str) -> None:
-    with pytest.raises(TranslationError) as exc:
+    with pytest.raises(NotTranslatable) as exc:
         chat_from_ollama(body)
     assert exc.value.param == param
 
@@ -100,7 +100,7 @@ def test_bad_chat_requests_name_the_field(body: dict, param: str) -> None:
 @pytest.mark.parametrize(("extra", "param"), [({"context": [1, 2]}, "context"), ({"suffix": "x"}, "suffix"),
                                                ({"template": "{{ .Prompt }}"}, "template")])
 def test_generate_fields_no_openai_runtime_can_honour_are_refused(extra: dict, param: str) -> None:
-    with pytest.raises(TranslationError) as exc:
+    with pytest.raises(NotTranslatable) as exc:
         generate_from_ollama({"model": "m", "prompt": "x", **extra})
     assert exc.value.param == param
 
@@ -198,7 +198,7 @@ def test_embed_request_and_answer_round_trip_ollamas_shapes() -> None:
     out = embed_from_ollama(_live("ollama_embed.json"))
     assert out == {"model": "smollm2-embed", "input": ["hello", "world"], "encoding_format": "float"}
     assert embed_from_ollama({"model": "m", "input": "one"})["input"] == ["one"]
-    with pytest.raises(TranslationError):
+    with pytest.raises(NotTranslatable):
         embed_from_ollama({"model": "m", "input": [1, 2]})
     answer = json.loads((FIX / "surfaces" / "openai_embeddings.json").read_text())
     got = openai_to_embed(answer, "smollm2-embed", total_ns=14143917)

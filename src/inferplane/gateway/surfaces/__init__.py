@@ -1,6 +1,13 @@
-"""Client-facing API surfaces: one module per client API (Anthropic, Ollama; OpenAI is the gateway's own).
+"""Client-facing APIs on the gateway: one module per surface (see ``base.py`` for the contract)."""
 
-A surface parses its API's request into the canonical (OpenAI) request, hands it to the
-gateway's one request path, and encodes what comes back - answer, stream or error - in its
-own API's shape, through :class:`~inferplane.gateway.surfaces.translating.TranslatingResponder`.
-"""
+from inferplane.gateway.surfaces.base import (
+    Encoder,
+    InferenceRequest,
+    Rejection,
+    Served,
+    Surface,
+    SurfaceRoute,
+)
+from inferplane.gateway.surfaces.openai import OpenAISurface
+
+__all__ = ["Encoder", "InferenceRequest", "OpenAISurface", "Rejection", "Served", "Surface", "SurfaceRoute"]

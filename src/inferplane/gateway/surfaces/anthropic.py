@@ -1,28 +1,39 @@
 """The Anthropic Messages API over any runtime: ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
 
-A Messages request is translated (``protocol/anthropic.py``) into an OpenAI chat request and
-served by the gateway's one request path; the answer, the stream and every error - the
-gateway's own 400/401/404/429/503 included - go back in Anthropic's shape. The key may come as
-``x-api-key`` (Anthropic's header) or ``Authorization: Bearer`` (what anthropic SDK 2.x sends);
-``anthropic-version`` is accepted whatever its value. Each answer carries ``request-id``
-(what the SDK reads into ``_request_id``) next to the gateway's ``x-request-id``.
+A Messages request is translated (``protocol/anthropic.py``) into the canonical OpenAI chat
+request, validated as the OpenAI surface validates it, and served by the one request pipeline;
+the answer, the stream (``protocol/anthropic_stream.py``) and every error - the gateway's own
+400/401/404/429/503 included - go back in Anthropic's shape. The key may come as ``x-api-key``
+(Anthropic's header) or ``Authorization: Bearer`` (what anthropic SDK 2.x sends);
+``anthropic-version`` is accepted whatever its value. Answers carry ``request-id`` (the SDK's
+``_request_id``) beside ``x-request-id``.
 
 ``count_tokens`` counts with the runtime's tokenizer when it has one (``surfaces/tokens.py``)
 and otherwise estimates (~4 characters a token); the ``x-inferplane-token-count`` header says
-which (``runtime`` / ``estimate``).
+which (``runtime`` / ``estimate``). ``GET /v1/models`` from a client that sends
+``anthropic-version`` gets Anthropic's model page (see ``Gateway.models``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import orjson
 
-from inferplane.gateway.http1 import Request, Responder
+from inferplane.gateway.http_messages import Request, Responder
+from inferplane.gateway.surfaces.base import (
+    InferenceRequest,
+    Lookup,
+    Rejection,
+    Surface,
+    SurfaceRoute,
+)
+from inferplane.gateway.surfaces.openai import OpenAISurface
 from inferplane.gateway.surfaces.tokens import count_chat_tokens
-from inferplane.gateway.surfaces.translating import TranslatingResponder
 from inferplane.protocol.anthropic import (
+    error_body,
     error_from_openai,
     estimate_tokens,
     messages_to_openai,
@@ -30,114 +41,127 @@ from inferplane.protocol.anthropic import (
     openai_to_message,
 )
 from inferplane.protocol.anthropic_stream import OpenAIToAnthropicStream
-from inferplane.protocol.errors import TranslationError, error_body
+from inferplane.protocol.errors import NotTranslatable
+from inferplane.protocol.routes import Route, SurfaceName
 
 if TYPE_CHECKING:
     from inferplane.gateway.app import Gateway
 
-__all__ = ["AnthropicSurface"]
+__all__ = ["AnthropicEncoder", "AnthropicSurface"]
 
-Handler = Callable[[Request, Responder], Awaitable[None]]
+_JSON = ("Content-Type", "application/json")
 
 
-class _Encoder:
+class AnthropicEncoder:
     """One Messages request's answer: OpenAI chat completion / chunks -> Message / events."""
 
     stream_content_type = "text/event-stream"
-    __slots__ = ("estimate", "model", "stop")
+    __slots__ = ("model", "stop", "stream")
 
     def __init__(self, model: str, stop: list[str] | None, estimate: int) -> None:
         self.model = model
         self.stop = stop
-        self.estimate = estimate
+        self.stream = OpenAIToAnthropicStream(model, stop, estimate)
 
-    def body(self, body: bytes) -> bytes:
-        return orjson.dumps(openai_to_message(orjson.loads(body), self.model, self.stop))
+    def body(self, data: bytes) -> bytes:
+        try:
+            return orjson.dumps(openai_to_message(orjson.loads(data), self.model, self.stop))
+        except (NotTranslatable, ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise Rejection(502, f"the runtime's answer cannot be expressed as a Message: {exc}",
+                            code="upstream_invalid_response") from exc
 
-    def stream(self) -> OpenAIToAnthropicStream:
-        return OpenAIToAnthropicStream(self.model, self.stop, self.estimate)
+    def chunk(self, data: bytes) -> bytes:
+        if self.stream.finished:
+            return b""
+        try:
+            return self.stream.feed(data)
+        except (NotTranslatable, ValueError, TypeError, AttributeError, KeyError) as exc:
+            return self.stream.error(f"the runtime sent a stream chunk this API cannot carry: {exc}")
+
+    def end(self) -> bytes:
+        return b""
+
+    def error_event(self, message: str, code: str) -> bytes:
+        return b"" if self.stream.finished else self.stream.error(message)
 
 
-def _with_request_id(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    rid = next((v for k, v in headers if k.lower() == "x-request-id"), None)
-    return [*headers, ("request-id", rid)] if rid else headers
+def _status_error(rej: Rejection) -> bytes:
+    if rej.body is not None:
+        return error_from_openai(rej.status, rej.body)
+    return error_body(rej.status, rej.message)
 
 
-def _bad(out: Responder, message: str, headers: list[tuple[str, str]] | None = None) -> None:
-    out.send(400, error_body(message, "invalid_request_error"), headers or [])
+class AnthropicSurface(Surface):
+    name = SurfaceName.ANTHROPIC
+    key_headers = ("x-api-key", "authorization")
+    prefixes = ("/v1/messages",)
+    """Paths whose errors (404, 405, 401) are Anthropic's even off its routes."""
+    request_id_header = "request-id"
+    """Sent beside ``x-request-id``: the SDK reads it into ``_request_id``."""
 
+    def __init__(self) -> None:
+        self._openai = OpenAISurface()
 
-class AnthropicSurface:
-    """Serves the Messages API through ``gateway``'s request path (built once, by the Gateway)."""
-
-    prefix = "/v1/messages"
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    def routes(self) -> dict[str, dict[str, Handler]]:
-        return {"/v1/messages": {"POST": self.messages},
-                "/v1/messages/count_tokens": {"POST": self.count_tokens}}
-
-    def wrap(self, out: Responder) -> TranslatingResponder:
-        """``out`` answering in Anthropic's shape (errors at once, answers once ``encoder`` is set)."""
-        return TranslatingResponder(out, error_from_openai, _with_request_id)
+    def routes(self) -> Iterable[SurfaceRoute]:
+        return (SurfaceRoute("/v1/messages", "POST", Route.CHAT),)
 
     @staticmethod
-    def _parse(request: Request, out: Responder) -> dict[str, Any] | None:
+    def _body(request: Request) -> dict:
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError as exc:
-            _bad(out, f"the request body is not valid JSON: {exc}")
-            return None
+            raise Rejection(400, f"the request body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
-            _bad(out, "the request body must be a JSON object")
-            return None
+            raise Rejection(400, "the request body must be a JSON object")
         return body
 
-    async def messages(self, request: Request, out: Responder) -> None:
-        body = self._parse(request, out)
-        if body is None:
-            return
+    def parse(self, route: Route, request: Request, served: Lookup) -> InferenceRequest:
+        body = self._body(request)
         try:
             chat = messages_to_openai(body)
-        except TranslationError as exc:
-            _bad(out, str(exc))
-            return
-        if isinstance(out, TranslatingResponder):
-            out.encoder = _Encoder(chat["model"], chat.get("stop"), estimate_tokens(body))
-        inner = Request(request.method, "/v1/chat/completions", request.query, request.headers, orjson.dumps(chat),
-                        request.keep_alive, request.http_version)
-        await self.gateway.serve_canonical(inner, out, "chat")
+        except NotTranslatable as exc:
+            raise Rejection(400, str(exc), param=exc.param) from exc
+        canonical = Request(request.method, "/v1/chat/completions", request.query, request.headers,
+                            orjson.dumps(chat), request.keep_alive, request.http_version)
+        req = self._openai.parse(Route.CHAT, canonical, served)  # the OpenAI surface's checks, as is
+        return dataclasses.replace(req, extra={"model": chat["model"], "stop": chat.get("stop"),
+                                               "estimate": estimate_tokens(body)})
 
-    async def models(self, _request: Request, out: Responder) -> None:
-        """``GET /v1/models`` for an Anthropic client (one that sends ``anthropic-version``)."""
-        page = models_page([(s.config.name, s.created, s.config.context_length_tokens)
-                            for s in self.gateway.served.values()])
-        out.send(200, orjson.dumps(page), [("Content-Type", "application/json")])
+    def encoder(self, req: InferenceRequest) -> AnthropicEncoder:
+        return AnthropicEncoder(req.extra["model"], req.extra["stop"], req.extra["estimate"])
 
-    async def count_tokens(self, request: Request, out: Responder) -> None:
-        body = self._parse(request, out)
-        if body is None:
-            return
+    def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
+        hs = [*rejection.headers, _JSON]
+        if rejection.status in (429, 503) and not any(k.lower() == "retry-after" for k, _ in hs):
+            hs.append(("Retry-After", "1"))
+        return rejection.status, _status_error(rejection), hs
+
+    def stream_error(self, message: str, code: str) -> bytes:
+        return OpenAIToAnthropicStream("").error(message)
+
+    # -- routes outside the pipeline (no generation) -----------------------------------
+
+    async def count_tokens(self, gateway: Gateway, request: Request, out: Responder) -> None:
         try:
-            chat = messages_to_openai(body, count_only=True)
-        except TranslationError as exc:
-            _bad(out, str(exc))
+            body = self._body(request)
+            try:
+                chat = messages_to_openai(body, count_only=True)
+            except NotTranslatable as exc:
+                raise Rejection(400, str(exc), param=exc.param) from exc
+            served = gateway.served.get(chat["model"])
+            if served is None:
+                raise Rejection(404, f"model: {chat['model']} (GET /v1/models lists the served models)")
+        except Rejection as rej:
+            out.send(*self.error(rej))
             return
-        g = self.gateway
-        served = g.served.get(chat["model"])
-        if served is None:
-            out.send(404, error_body(f"model: {chat['model']} (GET /v1/models lists the served models)",
-                                     "not_found_error"), [])
-            return
-        ready = g.registry.ready(served.config.name)
-        n = None
-        if ready:
-            ep = min(ready, key=lambda e: e.in_flight)
-            n = await count_chat_tokens(g.pool, ep, chat)
+        ready = gateway.registry.ready(served.config.name)
+        n = await count_chat_tokens(gateway.pool, min(ready, key=lambda e: e.in_flight), chat) if ready else None
         how = "runtime" if n is not None else "estimate"
-        if n is None:
-            n = estimate_tokens(body)
-        assert isinstance(out, TranslatingResponder)  # the Gateway wraps every request on this surface
-        out.send_native(200, orjson.dumps({"input_tokens": n}), [("x-inferplane-token-count", how)])
+        out.send(200, orjson.dumps({"input_tokens": n if n is not None else estimate_tokens(body)}),
+                 [_JSON, ("x-inferplane-token-count", how)])
+
+    @staticmethod
+    async def models(gateway: Gateway, out: Responder) -> None:
+        page = models_page([(s.config.name, s.created, s.config.context_length_tokens)
+                            for s in gateway.served.values()])
+        out.send(200, orjson.dumps(page), [_JSON])
