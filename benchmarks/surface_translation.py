@@ -22,6 +22,11 @@ from pathlib import Path
 
 import orjson
 
+from inferplane.config import DeploymentConfig
+from inferplane.gateway.http_messages import Request
+from inferplane.gateway.surfaces.anthropic import AnthropicSurface
+from inferplane.gateway.surfaces.base import Served
+from inferplane.gateway.surfaces.ollama import OllamaSurface
 from inferplane.protocol.anthropic import (
     messages_to_openai,
     openai_to_message,
@@ -32,6 +37,8 @@ from inferplane.protocol.ollama_surface import (
     chat_from_ollama,
     openai_to_chat,
 )
+from inferplane.protocol.routes import Route
+from inferplane.runtimes.registry import get_adapter
 
 ROOT = Path(__file__).parents[1] / "tests" / "fixtures"
 
@@ -78,7 +85,20 @@ def main() -> None:
             return [tr.feed(c) for c in cs]
         return run
 
+    dep = DeploymentConfig(name="smollm2", runtime="embedded", replicas=1)
+    served = Served(dep, get_adapter("embedded").capabilities(), 0, None)
+
+    def lookup(name: str) -> Served | None:
+        return served if name == "smollm2" else None
+
+    def parse(surface: object, path: str, body: bytes) -> Callable[[], object]:
+        req = Request("POST", path, "", {"content-type": "application/json"}, body, True)
+        return lambda: surface.parse(Route.CHAT, req, lookup)  # type: ignore[attr-defined]
+
     cases: list[tuple[str, Callable[[], object], int]] = [
+        ("AnthropicSurface.parse (translate + the OpenAI checks), per request",
+         parse(AnthropicSurface(), "/v1/messages", a_req), 1),
+        ("OllamaSurface.parse /api/chat (translate + the OpenAI checks)", parse(OllamaSurface(), "/api/chat", o_req), 1),
         ("anthropic request (system, 3 turns, tools) -> openai", lambda: orjson.dumps(
             messages_to_openai(orjson.loads(a_req))), 1),
         ("anthropic request (tool_use/tool_result/image) -> openai", lambda: orjson.dumps(
