@@ -13,6 +13,8 @@ re-raised as one of these with ``raise ... from exc``, so callers catch our clas
     │                                     param, headers; each surface renders it in its API's shape
     ├── UnsupportedRequest (ValueError)   runtimes/base.py   a runtime cannot honour a parameter (a 400)
     ├── TranslationError (ValueError)     here               a runtime's answer a dialect cannot read
+    ├── NotTranslatable (ValueError)      protocol/errors.py a request (or answer) one client API cannot
+    │                                                        carry into another (param names the field)
     ├── NoReplica                         routing/held.py    nothing can serve the request now (a 503
     │                                                        with Retry-After)
     ├── UpstreamError                     gateway/upstream.py   talking to a replica failed

@@ -32,7 +32,9 @@ from inferplane.gateway.attempts import Attempts
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.gateway.http_limits import HttpLimits
 from inferplane.gateway.pipeline import Pipeline
+from inferplane.gateway.surfaces.anthropic import AnthropicSurface
 from inferplane.gateway.surfaces.base import Rejection, Served, Surface
+from inferplane.gateway.surfaces.ollama import OllamaSurface
 from inferplane.gateway.surfaces.openai import OpenAISurface, openai_error
 from inferplane.gateway.tenancy.admission import Refusal
 from inferplane.gateway.tenancy.queues import queues_view
@@ -90,10 +92,11 @@ class Gateway:
         self.served: dict[str, Served] = {d.name: _served(d, now) for d in deployments}
         self.pipeline = Pipeline(attempts=self.attempts, observers=self.observers, admission=self.admission,
                                  lookup=lambda name: self.served.get(name))
-        self.surfaces = tuple(surfaces) if surfaces is not None else (OpenAISurface(),)
+        self.surfaces = tuple(surfaces) if surfaces is not None else _default_surfaces()
         self._surface_at: dict[str, tuple[Surface, Route]] = {}
         self._routes = self._build_routes()
         self._open_paths = _OPEN_PATHS
+        self._mount_surface_routes()
 
     def _endpoint_samples(self) -> list[EndpointSample]:
         return [EndpointSample(e.deployment, e.id, e.runtime, e.ready, e.in_flight,
@@ -123,6 +126,26 @@ class Gateway:
                 self._surface_at[r.path] = (surface, r.route)
         return routes
 
+    def _mount_surface_routes(self) -> None:
+        """The Anthropic and Ollama routes that generate nothing (token counts, the model list)."""
+        for surface in self.surfaces:
+            if isinstance(surface, AnthropicSurface):
+                self.route("/v1/messages/count_tokens", "POST", functools.partial(surface.count_tokens, self))
+            elif isinstance(surface, OllamaSurface):
+                for path, method, handler in (("/api/tags", "GET", surface.tags), ("/api/show", "POST", surface.show),
+                                              ("/api/ps", "GET", surface.ps), ("/api/version", "GET", surface.version)):
+                    self.route(path, method, functools.partial(handler, self))
+
+    def _owner(self, path: str) -> Surface | None:
+        """The surface whose API a path belongs to (its routes, or under one of its ``prefixes``)."""
+        at = self._surface_at.get(path)
+        if at is not None:
+            return at[0]
+        for surface in self.surfaces:
+            if any(path.startswith(p) for p in getattr(surface, "prefixes", ())):
+                return surface
+        return None
+
     def route(self, path: str, method: str, handler: Handler, *, public: bool = False) -> None:
         """Serve ``method path`` with ``handler`` (a route outside any surface, e.g. a dashboard).
         ``public``: answered without a key, like ``/health`` (only for what holds no data)."""
@@ -150,31 +173,33 @@ class Gateway:
             if handler is not None:
                 await handler(request, out)
                 return
+        owner = self._owner(path)  # answers (and takes keys) in that surface's API, not OpenAI's
+        render = owner.error if owner is not None else openai_error
         if path not in self._open_paths:
             try:
                 check_admin = getattr(self.admission, "check_admin", None)
                 if check_admin is not None and path.startswith("/admin/"):
                     check_admin(request.headers)  # its own key, when it has one (gateway/tenancy)
                 else:
-                    self.admission.authenticate(request.headers, at[0].key_headers if at else _DEFAULT_KEY_HEADERS)
+                    self.admission.authenticate(request.headers,
+                                                owner.key_headers if owner is not None else _DEFAULT_KEY_HEADERS)
             except Refusal as r:
-                out.send(*openai_error(r.rejection()))
+                out.send(*render(r.rejection()))
                 return
             except Rejection as rej:
-                out.send(*(at[0].error(rej) if at else openai_error(rej)))
+                out.send(*render(rej))
                 return
         if methods is None and self.admin is not None and path.startswith("/admin/"):
             methods = self.admin(path)
         if methods is None:
-            out.send(*openai_error(Rejection(404, f"no route {path[:200]}", code="not_found")))
+            out.send(*render(Rejection(404, f"no route {path[:200]}", code="not_found")))
             return
         method = request.method
         handler = methods.get("GET" if method == "HEAD" else method)
         if handler is None:
             allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
-            rej = Rejection(405, f"{method} is not allowed on {path}", code="method_not_allowed",
-                            headers=[("Allow", ", ".join(allowed))])
-            out.send(*(at[0].error(rej) if at else openai_error(rej)))
+            out.send(*render(Rejection(405, f"{method} is not allowed on {path}", code="method_not_allowed",
+                                       headers=[("Allow", ", ".join(allowed))])))
             return
         await handler(request, out)
 
@@ -221,7 +246,13 @@ class Gateway:
     # -- the rest ------------------------------------------------------------------------
 
     async def models(self, request: Request, out: Responder) -> None:
-        scope = self.admission.authenticate(request.headers, _DEFAULT_KEY_HEADERS).deployments
+        anthropic = next((s for s in self.surfaces if isinstance(s, AnthropicSurface)), None)
+        asks_anthropic = anthropic is not None and "anthropic-version" in request.headers
+        keys = anthropic.key_headers if asks_anthropic and anthropic is not None else _DEFAULT_KEY_HEADERS
+        scope = self.admission.authenticate(request.headers, keys).deployments
+        if asks_anthropic and anthropic is not None:  # anthropic SDK's models.list()
+            await anthropic.models(self, out, scope)
+            return
         data = [
             {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
              "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}
@@ -258,6 +289,13 @@ class Gateway:
 
     async def admin_routing(self, _request: Request, out: Responder) -> None:
         _json(out, 200, {"decisions": list(self.router.decisions)})
+
+
+def _default_surfaces() -> tuple[Surface, ...]:
+    """OpenAI, Anthropic and Ollama; Ollama's /api/embed once the OpenAI surface serves embeddings."""
+    openai = OpenAISurface()
+    embeddings = any(r.route is Route.EMBEDDINGS for r in openai.routes())
+    return openai, AnthropicSurface(), OllamaSurface(embeddings_served=embeddings)
 
 
 def _served(d: DeploymentConfig, created: int) -> Served:

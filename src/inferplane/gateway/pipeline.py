@@ -73,6 +73,9 @@ class Pipeline:
         observers = self.observers
         observers.started(rec)
         headers = [("x-request-id", rid)]
+        also = getattr(surface, "request_id_header", None)  # e.g. Anthropic's request-id, which its SDK reads
+        if also:
+            headers.append((also, rid))
         x: Exchange | None = None
         try:
             admission = self.admission

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import orjson
 
-__all__ = ["error_body", "sse_error_event"]
+from inferplane.errors import InferplaneError
+
+__all__ = ["NotTranslatable", "error_body", "sse_error_event"]
 
 
 def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> bytes:
@@ -22,3 +24,15 @@ def sse_error_event(message: str, type_: str = "upstream_error", *, code: str | 
     The OpenAI Python SDK raises ``APIError`` when a stream event has an ``error`` key.
     """
     return b"data: " + error_body(message, type_, code=code) + b"\n\n"
+
+
+class NotTranslatable(InferplaneError, ValueError):
+    """A request (or answer) that one API's shape cannot carry into another's.
+
+    Raised by the pure translators in ``protocol``; the gateway answers it with a 400 in the
+    client's own API shape (``param`` names the offending field, when there is one).
+    """
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param

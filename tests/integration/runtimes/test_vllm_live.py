@@ -137,5 +137,27 @@ def test_a_gateway_in_front_of_that_vllm_maps_its_own_name(vllm_served: ServePro
         assert front.stop() == 0, front.log()
 
 
+def test_anthropic_and_ollama_clients_over_vllm(vllm_served: ServeProcess) -> None:
+    """The Anthropic and Ollama surfaces over vLLM: plain, streamed, and count_tokens by vLLM's /tokenize."""
+    import anthropic
+    import ollama
+
+    claude = anthropic.Anthropic(base_url=vllm_served.url, api_key="unused", max_retries=0, timeout=300)
+    kw = dict(model=NAME, max_tokens=16, messages=MESSAGES, extra_body={"temperature": 0})
+    plain = claude.messages.create(**kw)
+    with claude.messages.stream(**kw) as stream:
+        text = "".join(stream.text_stream)
+    assert plain.content[0].text and text == plain.content[0].text
+    raw = claude.messages.with_raw_response.count_tokens(model=NAME, messages=MESSAGES)
+    assert raw.headers["x-inferplane-token-count"] == "runtime"
+    assert raw.parse().input_tokens == plain.usage.input_tokens + (plain.usage.cache_read_input_tokens or 0)
+    olla = ollama.Client(host=vllm_served.url, timeout=300)
+    opts = {"temperature": 0, "num_predict": 16}
+    answer = olla.chat(model=NAME, messages=MESSAGES, options=opts)
+    parts = list(olla.chat(model=NAME, messages=MESSAGES, options=opts, stream=True))
+    assert answer.message.content and "".join(p.message.content for p in parts) == answer.message.content
+    assert parts[-1].done and parts[-1].eval_count == answer.eval_count
+
+
 def test_stop_leaves_no_vllm_process(vllm_served: ServeProcess) -> None:
     check_stop_leaves_nothing(vllm_served, "vllm")

@@ -1,0 +1,157 @@
+"""OpenAI chat SSE -> Anthropic's Messages event stream (the streaming half of ``protocol/anthropic.py``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+
+from inferplane.protocol.anthropic import message_id, sse_event, stop_reason, usage
+from inferplane.protocol.errors import NotTranslatable
+from inferplane.protocol.sse import DONE, SSEDecoder
+
+__all__ = ["OpenAIToAnthropicStream"]
+
+
+class OpenAIToAnthropicStream:
+    """OpenAI chat SSE chunks (split anywhere) -> Anthropic's event sequence. One per stream.
+
+    Emits ``message_start`` first, then per content block (thinking, text, each tool call)
+    ``content_block_start`` (a ``ping`` after the first, where Anthropic sends it) / ``content_block_delta`` (``thinking_delta``,
+    ``text_delta``, ``input_json_delta``) / ``content_block_stop``, and at ``data: [DONE]``
+    ``message_delta`` (``stop_reason``, ``stop_sequence``, cumulative usage) and
+    ``message_stop``. An OpenAI error event becomes Anthropic's ``error`` event, which ends
+    the stream (the SDK raises it). Not thread-safe.
+    """
+
+    __slots__ = ("_block", "_dec", "_done", "_finish", "_index", "_input_estimate", "_kind", "_model",
+                 "_started", "_stop_sequences", "_tools", "_usage", "id")
+
+    def __init__(self, model: str, stop_sequences: list[str] | None = None, input_estimate: int = 0) -> None:
+        self.id = message_id()
+        self._model = model
+        self._stop_sequences = stop_sequences
+        self._input_estimate = input_estimate
+        self._dec = SSEDecoder()
+        self._started = False
+        self._done = False
+        self._index = -1  # index of the open block (-1: none open yet)
+        self._kind: str | None = None  # "thinking" | "text" | "tool"
+        self._block = 0  # blocks started so far
+        self._tools: dict[int, int] = {}  # OpenAI tool_call index -> block index
+        self._finish: tuple[str, str | None] = ("end_turn", None)
+        self._usage: dict[str, int] | None = None
+
+    def _start(self) -> bytes:
+        self._started = True
+        msg: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self._model, "content": [],
+               "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": self._input_estimate, "output_tokens": 0}}
+        return sse_event("message_start", {"type": "message_start", "message": msg})
+
+    def _close(self) -> bytes:
+        if self._kind is None:
+            return b""
+        self._kind = None
+        return sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+
+    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self._index = self._block
+        self._block += 1
+        self._kind = kind
+        out += sse_event("content_block_start",
+                         {"type": "content_block_start", "index": self._index, "content_block": block})
+        if self._index == 0:  # where Anthropic's own streams send their ping
+            out += sse_event("ping", {"type": "ping"})
+        return out
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        return sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+    def _chunk(self, obj: dict[str, Any]) -> bytes:
+        if "error" in obj:
+            err = obj["error"]
+            message = err.get("message") if isinstance(err, dict) else str(err)
+            self._done = True
+            return sse_event("error", {"type": "error", "error": {"type": "api_error", "message": str(message)}})
+        out = b"" if self._started else self._start()
+        if obj.get("usage"):
+            self._usage = usage(obj["usage"])
+        for choice in obj.get("choices") or ():
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                if self._kind != "thinking":
+                    out += self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+                out += self._delta(self._index, {"type": "thinking_delta", "thinking": reasoning})
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                if self._kind != "text":
+                    out += self._open("text", {"type": "text", "text": ""})
+                out += self._delta(self._index, {"type": "text_delta", "text": text})
+            for call in delta.get("tool_calls") or ():
+                out += self._tool_delta(call)
+            if choice.get("finish_reason"):
+                self._finish = stop_reason(choice["finish_reason"], choice, self._stop_sequences)
+                if self._tools:
+                    self._finish = ("tool_use", None)
+        return out
+
+    def _tool_delta(self, call: dict[str, Any]) -> bytes:
+        n = call.get("index", 0)
+        fn = call.get("function") or {}
+        out = b""
+        if n not in self._tools:
+            out += self._open("tool", {"type": "tool_use", "id": call.get("id") or "toolu_" + os.urandom(12).hex(),
+                                       "name": fn.get("name") or "", "input": {}})
+            self._tools[n] = self._index
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            out += self._delta(self._tools[n], {"type": "input_json_delta", "partial_json": args})
+        return out
+
+    def _finale(self) -> bytes:
+        self._done = True
+        out = b"" if self._started else self._start()
+        if self._block == 0:  # Anthropic answers have a content block even when nothing was generated
+            out += self._open("text", {"type": "text", "text": ""})
+        out += self._close()
+        reason, sequence = self._finish
+        usage = self._usage or {"output_tokens": 0}
+        out += sse_event("message_delta", {"type": "message_delta",
+                                           "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                                           "usage": usage})
+        return out + sse_event("message_stop", {"type": "message_stop"})
+
+    def error(self, message: str) -> bytes:
+        """End the stream with Anthropic's ``error`` event (the SDK raises it)."""
+        self._done = True
+        return sse_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Anthropic events for the OpenAI events ``chunk`` completed (b"" if none)."""
+        if self._done:
+            return b""
+        out = []
+        for payload in self._dec.feed(chunk):
+            if payload == DONE:
+                out.append(self._finale())
+                break
+            try:
+                obj = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue  # not an event a client could use; OpenAI streams carry none
+            try:
+                out.append(self._chunk(obj) if isinstance(obj, dict) else b"")
+            except (NotTranslatable, TypeError, AttributeError, KeyError, ValueError) as exc:
+                out.append(self.error(f"the runtime sent a stream chunk this API cannot carry: {exc}"))
+            if self._done:
+                break
+        return b"".join(out)
+
+    @property
+    def finished(self) -> bool:
+        """True once ``message_stop`` or an ``error`` event went out."""
+        return self._done
