@@ -38,6 +38,7 @@ __all__ = [
     "Resources",
     "RuntimeAdapter",
     "StreamTranslator",
+    "ToolSupport",
     "UnsupportedRequest",
 ]
 
@@ -78,7 +79,31 @@ class Capabilities:
     content_parts: tuple[str, ...] | None = None
     """Chat content part types it accepts (e.g. ("text",) for a text-only server); None: not checked."""
     tools: bool = True
-    """Accepts ``tools`` / ``tool_choice`` in chat requests."""
+    """Accepts ``tools`` / ``tool_choice`` in chat requests (per deployment: ``tool_support_for``)."""
+    responses_api: bool = False
+    """Serves ``POST /v1/responses`` itself (the gateway passes the request through; else it
+    translates the request onto chat completions)."""
+    embedding_token_ids: bool = True
+    """An embeddings ``input`` may be token ids (else only strings)."""
+    embedding_dimensions: bool = False
+    """Honours an embeddings request's ``dimensions`` (shortened vectors)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSupport:
+    """Whether one deployment's replicas can call tools, and which ``tool_choice`` values hold.
+
+    The gateway refuses what is not here with a 400 naming the field: a runtime that ignores
+    ``tools`` or a forced ``tool_choice`` answers with plain text, which a client cannot tell
+    from the model choosing not to call.
+    """
+
+    tools: bool
+    reason: str = ""
+    """Why not (or what to set), in words for the client."""
+    forced_choice: bool = True
+    """``tool_choice`` "required" / a named function is enforced (else refused)."""
+    forced_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +240,11 @@ class RuntimeAdapter(ABC):
     def content_parts_for(self, deployment: DeploymentConfig) -> tuple[str, ...] | None:
         """Chat content part types this deployment accepts (None: not checked); see ``Capabilities``."""
         return self.capabilities().content_parts
+
+    def tool_support_for(self, deployment: DeploymentConfig) -> ToolSupport:
+        """Tool calling for this deployment (may read the model file's header; no network)."""
+        caps = self.capabilities()
+        return ToolSupport(caps.tools, "" if caps.tools else f"runtime {self.name!r} does not take tool calls")
 
     def dialect_for(self, deployment: DeploymentConfig) -> Dialect:
         """The dialect for this deployment's endpoints (e.g. with the runtime's own model name)."""
