@@ -87,6 +87,9 @@ class Capabilities:
     """An embeddings ``input`` may be token ids (else only strings)."""
     embedding_dimensions: bool = False
     """Honours an embeddings request's ``dimensions`` (shortened vectors)."""
+    embedding_launch: bool = False
+    """``launch_spec`` starts a replica in embedding mode for an ``embeddings: true`` deployment
+    (else such a deployment must list ``endpoints`` started for embeddings)."""
 
 
 @dataclass(frozen=True, slots=True)

