@@ -1,8 +1,10 @@
 """The gateway's request handling: routes, validation, routing and the proxy.
 
 Routes:
-- ``POST /v1/chat/completions``, ``POST /v1/completions`` - proxied to a replica.
-- ``GET /v1/models`` - the served deployments.
+- ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
+  ``POST /v1/responses`` - proxied to a replica (responses translated onto chat where the
+  runtime lacks them: gateway/openai_routes.py).
+- ``GET /v1/models`` - the served deployments; ``GET /v1/models/{id}`` - one of them.
 - ``GET /health`` - the gateway process is alive (200).
 - ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
   zero and starts one on demand), else 503.
@@ -28,15 +30,24 @@ from inferplane.config import DeploymentConfig, GatewayConfig
 from inferplane.gateway.errors import error_response
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.gateway.http_limits import HttpLimits
+from inferplane.gateway.openai_routes import (
+    Prepared,
+    Refused,
+    check_deployment_kind,
+    check_tool_use,
+    model_object,
+    prepare_embeddings,
+    prepare_responses,
+)
 from inferplane.gateway.proxy import Forwarder
 from inferplane.gateway.upstream import UpstreamPool
 from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
 from inferplane.protocol.openai import check_chat, check_completion
-from inferplane.protocol.parts import check_parts, check_tools
+from inferplane.protocol.routes import Route
 from inferplane.routing.held import HeldQueue
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
-from inferplane.runtimes.base import Capabilities
+from inferplane.runtimes.base import Capabilities, ToolSupport
 from inferplane.runtimes.registry import get_adapter
 
 __all__ = ["Gateway"]
@@ -53,6 +64,8 @@ class _Served:
     created: int
     parts: frozenset[str] | None
     """Chat content part types its runtime takes (None: not checked)."""
+    tools: ToolSupport
+    """Whether its replicas can call tools (from its runtime and chat template)."""
 
 
 class Gateway:
@@ -94,6 +107,8 @@ class Gateway:
         return {
             "/v1/chat/completions": {"POST": self.chat},
             "/v1/completions": {"POST": self.completions},
+            "/v1/embeddings": {"POST": self.embeddings},
+            "/v1/responses": {"POST": self.responses},
             "/v1/models": {"GET": self.models},
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
@@ -117,6 +132,8 @@ class Gateway:
         methods = self._routes.get(path)
         if methods is None and self.admin is not None and path.startswith("/admin/"):
             methods = self.admin(path)
+        if methods is None and path.startswith("/v1/models/"):
+            methods = {"GET": self.model}
         if methods is None:
             error_response(out, 404, f"no route {path[:200]}", code="not_found")
             return
@@ -177,6 +194,12 @@ class Gateway:
     async def completions(self, request: Request, out: Responder) -> None:
         await self._inference(request, out, "completions")
 
+    async def embeddings(self, request: Request, out: Responder) -> None:
+        await self._inference(request, out, "embeddings")
+
+    async def responses(self, request: Request, out: Responder) -> None:
+        await self._inference(request, out, "responses")
+
     async def _inference(self, request: Request, out: Responder, route: str) -> None:
         t_start = time.perf_counter()
         rid = request.headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
@@ -192,22 +215,13 @@ class Gateway:
             return
         model = data.get("model")
         served = self.served.get(model) if isinstance(model, str) else None
-        problem = _CHECKS[route](data, max_n=128 if served is None else _max_n(served.capabilities))
-        if problem is not None:
-            error_response(out, 400, problem.message, param=problem.param, code=problem.code, headers=headers)
+        try:
+            prepared = self._prepare(route, data, body, served)
+        except Refused as exc:
+            error_response(out, exc.status, exc.message, param=exc.param, code=exc.code, headers=headers)
             return
-        if served is None:
-            error_response(out, 404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
-                           param="model", code="model_not_found", headers=headers)
-            return
-        if route == "chat":
-            runtime = served.config.runtime
-            problem = check_parts(data, served.parts, runtime) or \
-                check_tools(data, served.capabilities.tools, runtime)
-            if problem is not None:
-                error_response(out, 400, problem.message, param=problem.param, code=problem.code, headers=headers)
-                return
-        stream = data.get("stream") is True
+        assert served is not None  # _prepare refused an unknown model
+        route, data, body, stream = prepared.route.value, prepared.data, prepared.body, prepared.stream
         model = served.config.name
         key = request.headers.get("x-session-id") or data.get("user")
         info = RouteInfo(model, key if isinstance(key, str) else None, body)
@@ -215,18 +229,45 @@ class Gateway:
         gauge.inc()
         try:
             await self.forwarder.forward(out, model=model, route=route, data=data, body=body, stream=stream,
-                                         info=info, retry=served.config.retry, headers=headers, t_start=t_start)
+                                         info=info, retry=served.config.retry, headers=headers, t_start=t_start,
+                                         encoder=prepared.encoder)
         finally:
             gauge.dec()
 
+    @staticmethod
+    def _prepare(route: str, data: dict[str, Any], body: bytes, served: _Served | None) -> Prepared:
+        """What goes upstream for a parsed request; raises Refused (400, 404)."""
+        if route == "embeddings":
+            return prepare_embeddings(data, body, served)
+        if route == "responses":
+            return prepare_responses(data, body, served)
+        problem = _CHECKS[route](data, max_n=128 if served is None else _max_n(served.capabilities))
+        if problem is None and served is None:
+            raise Refused(404, f"the model {data.get('model')!r} does not exist; GET /v1/models lists the served "
+                               "models", param="model", code="model_not_found")
+        if problem is None and served is not None:
+            problem = check_deployment_kind(Route(route), served.config)
+            if problem is None and route == "chat":
+                problem = check_tool_use(data, served)
+        if problem is not None:
+            raise Refused(400, problem.message, param=problem.param, code=problem.code)
+        return Prepared(Route(route), data, body, data.get("stream") is True)
+
     # -- the rest ------------------------------------------------------------------------
 
+    async def model(self, request: Request, out: Responder) -> None:
+        """``GET /v1/models/{id}`` (ids may hold ``/``): OpenAI's model object, or its 404."""
+        name = request.path.removeprefix("/v1/models/")
+        s = self.served.get(name)
+        if s is None:
+            error_response(out, 404, f"the model {name[:200]!r} does not exist; GET /v1/models lists the served "
+                                     "models", param="model", code="model_not_found")
+            return
+        _json(out, 200, model_object(name, s.created, s.config.runtime, len(self.registry.ready(name))))
+
     async def models(self, _request: Request, out: Responder) -> None:
-        data = [
-            {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
-             "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}
-            for name, s in self.served.items()
-        ]
+        data = [model_object(name, s.created, s.config.runtime, len(self.registry.ready(name)))
+                for name, s in self.served.items()]
         _json(out, 200, {"object": "list", "data": data})
 
     async def health(self, _request: Request, out: Responder) -> None:
@@ -260,7 +301,8 @@ class Gateway:
 def _served(d: DeploymentConfig, created: int) -> _Served:
     adapter = get_adapter(d.runtime)
     parts = adapter.content_parts_for(d)
-    return _Served(d, adapter.capabilities(), created, None if parts is None else frozenset(parts))
+    return _Served(d, adapter.capabilities(), created, None if parts is None else frozenset(parts),
+                   adapter.tool_support_for(d))
 
 
 def _max_n(caps: Capabilities) -> int:

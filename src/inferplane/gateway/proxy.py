@@ -31,7 +31,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -169,8 +169,11 @@ class Forwarder:
 
     async def forward(self, out: Responder, *, model: str, route: str, data: dict[str, Any], body: bytes,
                       stream: bool, info: RouteInfo, retry: RetryConfig,
-                      headers: list[tuple[str, str]], t_start: float) -> None:
-        """Serve one validated request; always answers (never raises for upstream trouble)."""
+                      headers: list[tuple[str, str]], t_start: float, encoder: Encoder | None = None) -> None:
+        """Serve one validated request; always answers (never raises for upstream trouble).
+
+        ``encoder``: turns the OpenAI answer into the client's (the Responses API over chat);
+        None passes the runtime's bytes through."""
         tried: set[str] = set()
         last_error: _Failure | None = None
         unproven: list[tuple[Endpoint, UpstreamFault]] = []  # 5xx answers not yet blamed on a replica
@@ -202,7 +205,7 @@ class Forwarder:
                 if adata is not data:  # re-encoding the parsed request beats any byte search (docs/gateway.md)
                     abody = orjson.dumps(adata)
                 if dialect.passthrough:
-                    path, send = (dialect.chat_path if route == "chat" else dialect.completions_path), abody
+                    path, send = dialect.path(route), abody
                 else:
                     try:
                         path, send = dialect.request(route, adata, abody)
@@ -259,10 +262,11 @@ class Forwarder:
                         headers += resp.passed_headers
                         cached = await self._relay_stream(out, resp, ep, model=model, route=route, headers=headers,
                                                           t_start=t_start, strip_usage=strip_usage,
-                                                          include_usage=strip_usage or _asks_usage(data))
+                                                          include_usage=strip_usage or _asks_usage(data),
+                                                          encoder=encoder)
                     else:
                         cached = self._send_body(out, answered, ep, model=model, route=route, headers=headers,
-                                                 t_start=t_start)
+                                                 t_start=t_start, encoder=encoder)
                     self.router.observed(choice, info, cached)
                     return
                 finally:
@@ -345,14 +349,17 @@ class Forwarder:
         out.send(fault.status, fault.body, hs)
 
     def _send_body(self, out: Responder, answered: _Answered, ep: Endpoint, *, model: str,
-                   route: str, headers: list[tuple[str, str]], t_start: float) -> int | None:
+                   route: str, headers: list[tuple[str, str]], t_start: float,
+                   encoder: Encoder | None = None) -> int | None:
         """Send a checked whole answer; returns the cached prompt tokens the runtime reported, if any."""
         status, data = answered.status, answered.body
         if status >= 400:  # only the error path pays for the rewrite into OpenAI's shape
             self._send_error(out, model, route, ep, describe(status, data, runtime=ep.runtime, managed=ep.managed),
                              answered.passed, headers)
             return None
-        headers.append(("Content-Type", answered.content_type))
+        if encoder is not None:
+            data = encoder.body(data)
+        headers.append(("Content-Type", "application/json" if encoder is not None else answered.content_type))
         if answered.passed:
             headers += answered.passed
         mm = self.metrics.model(model)
@@ -360,7 +367,7 @@ class Forwarder:
         cached = None
         if status == 200:
             mm.e2e.observe(time.perf_counter() - t_start)
-            cached = self._count_usage(mm, data)
+            cached = self._count_usage(mm, answered.body)
         out.send(status, data, headers)
         return cached
 
@@ -383,7 +390,7 @@ class Forwarder:
 
     async def _relay_stream(self, out: Responder, resp: UpstreamResponse, ep: Endpoint, *, model: str,
                             route: str, headers: list[tuple[str, str]], t_start: float,
-                            include_usage: bool, strip_usage: bool) -> int | None:
+                            include_usage: bool, strip_usage: bool, encoder: Encoder | None = None) -> int | None:
         """Relay an SSE stream; returns the cached prompt tokens the runtime reported, if any."""
         m = self.metrics
         mm = m.model(model)
@@ -420,6 +427,10 @@ class Forwarder:
                     if chunk.endswith(_DONE):  # held back until the request is accounted for
                         held = chunk
                         continue
+                    if encoder is not None:
+                        chunk = encoder.chunk(chunk)
+                        if not chunk:
+                            continue
                     await out.write(chunk)
                 if translator is not None:
                     held += translator.end()
@@ -428,22 +439,24 @@ class Forwarder:
                     clean = True
                 else:
                     self._failed(ep, model, "stream_incomplete", "the stream ended without data: [DONE]")
-                    await out.write(sse_error_event(f"the stream from {ep.id} ended without its final "
-                                                    "'data: [DONE]' (the reply may be cut short)",
-                                                    code="upstream_stream_incomplete"))
+                    await out.write(_error_event(encoder, f"the stream from {ep.id} ended without its final "
+                                                          "'data: [DONE]' (the reply may be cut short)",
+                                                 "upstream_stream_incomplete"))
             except UpstreamStalled as exc:
                 self._failed(ep, model, "stream_stalled", str(exc))
-                await out.write(sse_error_event(f"the stream from {ep.id} stalled: {exc}",
-                                                code="upstream_stream_stalled"))
+                await out.write(_error_event(encoder, f"the stream from {ep.id} stalled: {exc}",
+                                             "upstream_stream_stalled"))
             except UpstreamError as exc:
                 self._failed(ep, model, "stream_broken", str(exc))
-                await out.write(sse_error_event(f"the stream from {ep.id} broke off: {exc}",
-                                                code="upstream_stream_broken"))
+                await out.write(_error_event(encoder, f"the stream from {ep.id} broke off: {exc}",
+                                             "upstream_stream_broken"))
             # account before the final event: a client that read it may look at /metrics at once
             accounted = True
             mm.request_done(route, 200 if clean else 502)
             mm.e2e.observe(time.perf_counter() - t_start)
             cached = self._count_usage(mm, b"".join(tail))
+            if encoder is not None:
+                held = encoder.chunk(held) + (encoder.end() if clean else b"")
             await out.write(held)
             out.end()
         except (ConnectionResetError, asyncio.CancelledError):
@@ -458,6 +471,21 @@ class Forwarder:
         else:
             resp.close()
         return cached
+
+
+class Encoder(Protocol):
+    """Turns OpenAI answers into the client's API (gateway/openai_routes.py ``ResponsesEncoder``)."""
+
+    stream_content_type: str
+
+    def body(self, data: bytes) -> bytes: ...
+    def chunk(self, data: bytes) -> bytes: ...
+    def end(self) -> bytes: ...
+    def error_event(self, message: str, code: str) -> bytes: ...
+
+
+def _error_event(encoder: Encoder | None, message: str, code: str) -> bytes:
+    return sse_error_event(message, code=code) if encoder is None else encoder.error_event(message, code)
 
 
 def _asks_usage(data: dict[str, Any]) -> bool:

@@ -180,6 +180,14 @@ class Dialect:
     completions_path = "/v1/completions"
     models_path = "/v1/models"
 
+    embeddings_path = "/v1/embeddings"
+    responses_path = "/v1/responses"
+
+    def path(self, route: str) -> str:
+        """The upstream path of ``route`` (a ``protocol.routes.Route``) when bytes pass through."""
+        return {"chat": self.chat_path, "completions": self.completions_path, "embeddings": self.embeddings_path,
+                "responses": self.responses_path}[route]
+
     def request(self, route: str, body: dict[str, Any], raw: bytes) -> tuple[str, bytes]:
         """(upstream path, upstream body) for a validated OpenAI request. ``route``: chat | completions.
 

@@ -1,0 +1,159 @@
+"""The OpenAI surface's embeddings and Responses routes, and the deployment kind each route needs.
+
+- ``POST /v1/embeddings`` goes to deployments with ``embeddings: true`` only (llama.cpp serves
+  a replica in embedding mode, vLLM with the pooling runner); the request bytes pass through.
+- ``POST /v1/responses``: passed through to a runtime with a Responses API of its own
+  (``Capabilities.responses_api``: vLLM); for the others translated onto chat completions
+  (protocol/responses.py) and the chat answer encoded back (``ResponsesEncoder``).
+- chat, completions and responses to an embeddings deployment, and embeddings to a chat one,
+  are 400s that say which deployment field decides it.
+
+Pure request logic: everything here returns data or raises ``Refused``; the caller answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from inferplane.config import DeploymentConfig
+from inferplane.protocol.embeddings import check_embeddings
+from inferplane.protocol.openai import RequestProblem
+from inferplane.protocol.parts import check_parts, check_tools
+from inferplane.protocol.responses import (
+    ResponsesStream,
+    check_responses,
+    new_response_id,
+    to_chat,
+    to_response,
+)
+from inferplane.protocol.routes import Route
+from inferplane.runtimes.base import Capabilities, ToolSupport
+
+__all__ = ["Prepared", "Refused", "ResponsesEncoder", "check_deployment_kind", "check_tool_use", "model_object",
+           "prepare_embeddings", "prepare_responses"]
+
+
+class ServedLike(Protocol):
+    config: DeploymentConfig
+    capabilities: Capabilities
+    parts: frozenset[str] | None
+    tools: ToolSupport
+
+
+class Refused(Exception):
+    """A request this route refuses: status and OpenAI error fields."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What goes upstream for one request: the route (its upstream path), the body, and how
+    the answer is encoded back (None: passed through)."""
+
+    route: Route
+    data: dict[str, Any]
+    body: bytes
+    stream: bool
+    encoder: ResponsesEncoder | None = None
+
+
+def _refuse(problem: RequestProblem) -> Refused:
+    return Refused(400, problem.message, param=problem.param, code=problem.code)
+
+
+def check_deployment_kind(route: Route, config: DeploymentConfig) -> RequestProblem | None:
+    """A 400 when the route needs the other kind of deployment."""
+    name = config.name
+    if route is Route.EMBEDDINGS and not config.embeddings:
+        return RequestProblem(f"the model {name!r} does not serve embeddings: its deployment does not set "
+                              "'embeddings: true' (llama.cpp and vLLM embed from a replica started for it; add "
+                              "an embeddings deployment of the model)", "model", "unsupported_value")
+    if route is not Route.EMBEDDINGS and config.embeddings:
+        return RequestProblem(f"the model {name!r} serves embeddings only (its deployment sets 'embeddings: "
+                              "true'); send chat, completions and responses to a chat deployment",
+                              "model", "unsupported_value")
+    return None
+
+
+def check_tool_use(data: dict[str, Any], s: ServedLike) -> RequestProblem | None:
+    """Content parts and tools of a chat request against what the deployment can honour."""
+    runtime = s.config.runtime
+    t = s.tools
+    return check_parts(data, s.parts, runtime) or check_tools(
+        data, t.tools, runtime, reason=t.reason, forced_choice=t.forced_choice, forced_reason=t.forced_reason)
+
+
+def _not_found(model: Any) -> Refused:
+    return Refused(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
+                   param="model", code="model_not_found")
+
+
+def prepare_embeddings(data: dict[str, Any], body: bytes, s: ServedLike | None) -> Prepared:
+    """The upstream request for ``POST /v1/embeddings`` (the client's bytes, as they came)."""
+    caps = s.capabilities if s is not None else None
+    problem = check_embeddings(data, token_ids=caps.embedding_token_ids if caps else True,
+                               dimensions=caps.embedding_dimensions if caps else True,
+                               runtime=s.config.runtime if s else "")
+    if problem is not None:
+        raise _refuse(problem)
+    if s is None:
+        raise _not_found(data.get("model"))
+    problem = check_deployment_kind(Route.EMBEDDINGS, s.config)
+    if problem is not None:
+        raise _refuse(problem)
+    return Prepared(Route.EMBEDDINGS, data, body, False)
+
+
+def prepare_responses(data: dict[str, Any], body: bytes, s: ServedLike | None) -> Prepared:
+    """The upstream request for ``POST /v1/responses``: itself where the runtime has the route,
+    else the chat request it translates to, with the encoder that turns the answer back."""
+    problem = check_responses(data)
+    if problem is not None:
+        raise _refuse(problem)
+    if s is None:
+        raise _not_found(data.get("model"))
+    chat = to_chat(data)
+    problem = check_deployment_kind(Route.RESPONSES, s.config) or check_tool_use(chat, s)
+    if problem is not None:
+        raise _refuse(problem)
+    stream = data.get("stream") is True
+    if s.capabilities.responses_api:
+        return Prepared(Route.RESPONSES, data, body, stream)
+    return Prepared(Route.CHAT, chat, orjson.dumps(chat), stream, ResponsesEncoder(data, new_response_id()))
+
+
+def model_object(name: str, created: int, runtime: str, ready_replicas: int) -> dict[str, Any]:
+    """OpenAI's model object (openai-python ``types/model.py``), plus inferplane's two fields."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "inferplane", "runtime": runtime,
+            "ready_replicas": ready_replicas}
+
+
+class ResponsesEncoder:
+    """Chat answers to one Responses request, as the Responses API's object or events. One per request."""
+
+    stream_content_type = "text/event-stream"
+
+    def __init__(self, request: dict[str, Any], response_id: str) -> None:
+        self._request = request
+        self._rid = response_id
+        self._stream = ResponsesStream(request, rid=response_id)
+
+    def body(self, data: bytes) -> bytes:
+        """The Response object for a whole 2xx chat answer."""
+        return orjson.dumps(to_response(orjson.loads(data), self._request, rid=self._rid))
+
+    def chunk(self, data: bytes) -> bytes:
+        return self._stream.feed(data)
+
+    def end(self) -> bytes:
+        return self._stream.end()
+
+    def error_event(self, message: str, code: str) -> bytes:
+        """An ``error`` event that ends the stream (nothing follows it)."""
+        return self._stream.feed(b"data: " + orjson.dumps({"error": {"message": message, "code": code}}) + b"\n\n")
