@@ -185,8 +185,11 @@ class Dialect:
 
     def path(self, route: str) -> str:
         """The upstream path of ``route`` (a ``protocol.routes.Route``) when bytes pass through."""
-        return {"chat": self.chat_path, "completions": self.completions_path, "embeddings": self.embeddings_path,
-                "responses": self.responses_path}[route]
+        if route == "chat":
+            return self.chat_path
+        if route == "completions":
+            return self.completions_path
+        return self.embeddings_path if route == "embeddings" else self.responses_path
 
     def request(self, route: str, body: dict[str, Any], raw: bytes) -> tuple[str, bytes]:
         """(upstream path, upstream body) for a validated OpenAI request. ``route``: chat | completions.
