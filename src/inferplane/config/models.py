@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferplane.config.scaling import AutoscaleConfig
+from inferplane.errors import InferplaneError
 
 __all__ = [
     "AutoscaleConfig",
@@ -46,7 +47,7 @@ __all__ = [
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(InferplaneError, ValueError):
     """The configuration is invalid; the message says what to change."""
 
 

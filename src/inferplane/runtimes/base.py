@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from inferplane.errors import InferplaneError
 from inferplane.observability.stats import EndpointStats
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-class LaunchError(ValueError):
+class LaunchError(InferplaneError, ValueError):
     """The deployment cannot be launched on this runtime; the message says what to change."""
 
 
@@ -210,7 +211,7 @@ class Dialect:
         return None
 
 
-class UnsupportedRequest(ValueError):
+class UnsupportedRequest(InferplaneError, ValueError):
     """The runtime cannot honour a parameter of the request (the gateway answers 400)."""
 
     def __init__(self, message: str, param: str | None = None) -> None:

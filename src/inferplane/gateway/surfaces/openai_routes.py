@@ -8,17 +8,18 @@
 - chat, completions and responses to an embeddings deployment, and embeddings to a chat one,
   are 400s that say which deployment field decides it.
 
-Pure request logic: everything here returns data or raises ``Refused``; the caller answers.
+Request logic only: everything here returns the canonical request or raises ``Rejection``;
+``OpenAISurface`` (openai.py) mounts the routes and calls it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from inferplane.config import DeploymentConfig
+from inferplane.gateway.surfaces.base import InferenceRequest, Rejection, Served
 from inferplane.protocol.embeddings import check_embeddings
 from inferplane.protocol.openai import RequestProblem
 from inferplane.protocol.parts import check_parts, check_tools
@@ -30,41 +31,13 @@ from inferplane.protocol.responses import (
     to_response,
 )
 from inferplane.protocol.routes import Route
-from inferplane.runtimes.base import Capabilities, ToolSupport
 
-__all__ = ["Prepared", "Refused", "ResponsesEncoder", "check_deployment_kind", "check_tool_use", "model_object",
-           "prepare_embeddings", "prepare_responses"]
-
-
-class ServedLike(Protocol):
-    config: DeploymentConfig
-    capabilities: Capabilities
-    parts: frozenset[str] | None
-    tools: ToolSupport
+__all__ = ["ResponsesEncoder", "check_deployment_kind", "check_tool_use", "model_object", "parse_embeddings",
+           "parse_responses", "responses_encoder"]
 
 
-class Refused(Exception):
-    """A request this route refuses: status and OpenAI error fields."""
-
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What goes upstream for one request: the route (its upstream path), the body, and how
-    the answer is encoded back (None: passed through)."""
-
-    route: Route
-    data: dict[str, Any]
-    body: bytes
-    stream: bool
-    encoder: ResponsesEncoder | None = None
-
-
-def _refuse(problem: RequestProblem) -> Refused:
-    return Refused(400, problem.message, param=problem.param, code=problem.code)
+def _refuse(problem: RequestProblem) -> Rejection:
+    return Rejection(400, problem.message, param=problem.param, code=problem.code)
 
 
 def check_deployment_kind(route: Route, config: DeploymentConfig) -> RequestProblem | None:
@@ -81,7 +54,7 @@ def check_deployment_kind(route: Route, config: DeploymentConfig) -> RequestProb
     return None
 
 
-def check_tool_use(data: dict[str, Any], s: ServedLike) -> RequestProblem | None:
+def check_tool_use(data: dict[str, Any], s: Served) -> RequestProblem | None:
     """Content parts and tools of a chat request against what the deployment can honour."""
     runtime = s.config.runtime
     t = s.tools
@@ -89,13 +62,13 @@ def check_tool_use(data: dict[str, Any], s: ServedLike) -> RequestProblem | None
         data, t.tools, runtime, reason=t.reason, forced_choice=t.forced_choice, forced_reason=t.forced_reason)
 
 
-def _not_found(model: Any) -> Refused:
-    return Refused(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
+def _not_found(model: Any) -> Rejection:
+    return Rejection(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
                    param="model", code="model_not_found")
 
 
-def prepare_embeddings(data: dict[str, Any], body: bytes, s: ServedLike | None) -> Prepared:
-    """The upstream request for ``POST /v1/embeddings`` (the client's bytes, as they came)."""
+def parse_embeddings(data: dict[str, Any], body: bytes, s: Served | None) -> InferenceRequest:
+    """The canonical request for ``POST /v1/embeddings`` (the client's bytes, as they came)."""
     caps = s.capabilities if s is not None else None
     problem = check_embeddings(data, token_ids=caps.embedding_token_ids if caps else True,
                                dimensions=caps.embedding_dimensions if caps else True,
@@ -107,12 +80,14 @@ def prepare_embeddings(data: dict[str, Any], body: bytes, s: ServedLike | None) 
     problem = check_deployment_kind(Route.EMBEDDINGS, s.config)
     if problem is not None:
         raise _refuse(problem)
-    return Prepared(Route.EMBEDDINGS, data, body, False)
+    user = data.get("user")
+    return InferenceRequest(Route.EMBEDDINGS, s, data, body, False, False, user if isinstance(user, str) else None)
 
 
-def prepare_responses(data: dict[str, Any], body: bytes, s: ServedLike | None) -> Prepared:
-    """The upstream request for ``POST /v1/responses``: itself where the runtime has the route,
-    else the chat request it translates to, with the encoder that turns the answer back."""
+def parse_responses(data: dict[str, Any], body: bytes, s: Served | None, session: str | None) -> InferenceRequest:
+    """The canonical request for ``POST /v1/responses``: itself where the runtime has the route,
+    else the chat request it translates to (``extra["responses"]``: the client's request, for
+    ``responses_encoder``)."""
     problem = check_responses(data)
     if problem is not None:
         raise _refuse(problem)
@@ -123,9 +98,17 @@ def prepare_responses(data: dict[str, Any], body: bytes, s: ServedLike | None) -
     if problem is not None:
         raise _refuse(problem)
     stream = data.get("stream") is True
+    mot = data.get("max_output_tokens")
     if s.capabilities.responses_api:
-        return Prepared(Route.RESPONSES, data, body, stream)
-    return Prepared(Route.CHAT, chat, orjson.dumps(chat), stream, ResponsesEncoder(data, new_response_id()))
+        return InferenceRequest(Route.RESPONSES, s, data, body, stream, stream, session, mot)
+    return InferenceRequest(Route.CHAT, s, chat, orjson.dumps(chat), stream, stream, session, mot,
+                            extra={"responses": data, "response_id": new_response_id()})
+
+
+def responses_encoder(req: InferenceRequest) -> ResponsesEncoder | None:
+    """The encoder for a Responses request translated onto chat (None for every other request)."""
+    data = req.extra.get("responses")
+    return None if data is None else ResponsesEncoder(data, req.extra["response_id"])
 
 
 def model_object(name: str, created: int, runtime: str, ready_replicas: int) -> dict[str, Any]:
