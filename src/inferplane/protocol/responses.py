@@ -38,7 +38,7 @@ __all__ = ["ResponsesStream", "check_responses", "new_response_id", "to_chat", "
 _ACCEPTED = frozenset({
     "model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "stream", "tools",
     "tool_choice", "parallel_tool_calls", "user", "metadata", "store", "text", "truncation", "include",
-    "stream_options", "safety_identifier", "prompt_cache_key", "service_tier", "reasoning", "top_logprobs",
+    "stream_options", "safety_identifier", "prompt_cache_key", "service_tier", "reasoning",
 })
 """Request fields translated (or harmless to leave out of a chat request); any other known
 field of response_create_params.py needs state or hosted tools the gateway does not have."""

@@ -80,6 +80,7 @@ def test_settings_map_onto_chat_fields() -> None:
     (_req(previous_response_id="resp_1"), "previous_response_id", "unsupported_parameter"),
     (_req(conversation="c"), "conversation", "unsupported_parameter"),
     (_req(background=True), "background", "unsupported_parameter"),
+    (_req(top_logprobs=2), "top_logprobs", "unsupported_parameter"),
     (_req(tools=[{"type": "web_search"}]), "tools[0].type", "unsupported_value"),
     (_req(tool_choice="sometimes"), "tool_choice", "invalid_value"),
     (_req(text={"format": {"type": "xml"}}), "text.format.type", "invalid_value"),
