@@ -80,7 +80,7 @@ class Served:
     """Unix time it was first served (``/v1/models``' ``created``)."""
     parts: frozenset[str] | None
     """Chat content part types its runtime takes (None: not checked)."""
-    tools: ToolSupport = field(default=TOOLS_PASS_THROUGH)
+    tools: ToolSupport = TOOLS_PASS_THROUGH
     """Whether its replicas can call tools (``RuntimeAdapter.tool_support_for``)."""
 
 

@@ -86,8 +86,8 @@ def parse_embeddings(data: dict[str, Any], body: bytes, s: Served | None) -> Inf
 
 def parse_responses(data: dict[str, Any], body: bytes, s: Served | None, session: str | None) -> InferenceRequest:
     """The canonical request for ``POST /v1/responses``: itself where the runtime has the route,
-    else the chat request it translates to (``extra["responses"]``: the client's request, for
-    ``responses_encoder``)."""
+    else the chat request it translates to (``extra``: the ResponsesEncoder its answer goes
+    through, one per request; ``responses_encoder`` hands it out)."""
     problem = check_responses(data)
     if problem is not None:
         raise _refuse(problem)
@@ -102,13 +102,13 @@ def parse_responses(data: dict[str, Any], body: bytes, s: Served | None, session
     if s.capabilities.responses_api:
         return InferenceRequest(Route.RESPONSES, s, data, body, stream, stream, session, mot)
     return InferenceRequest(Route.CHAT, s, chat, orjson.dumps(chat), stream, stream, session, mot,
-                            extra={"responses": data, "response_id": new_response_id()})
+                            extra=ResponsesEncoder(data, new_response_id()))
 
 
 def responses_encoder(req: InferenceRequest) -> ResponsesEncoder | None:
     """The encoder for a Responses request translated onto chat (None for every other request)."""
-    data = req.extra.get("responses")
-    return None if data is None else ResponsesEncoder(data, req.extra["response_id"])
+    extra = req.extra
+    return extra if isinstance(extra, ResponsesEncoder) else None
 
 
 def model_object(name: str, created: int, runtime: str, ready_replicas: int) -> dict[str, Any]:
