@@ -42,24 +42,26 @@ def _refuse(problem: RequestProblem) -> Rejection:
 
 def check_deployment_kind(route: Route, config: DeploymentConfig) -> RequestProblem | None:
     """A 400 when the route needs the other kind of deployment."""
+    if (route is Route.EMBEDDINGS) is config.embeddings:  # the hot path: one comparison
+        return None
     name = config.name
-    if route is Route.EMBEDDINGS and not config.embeddings:
+    if route is Route.EMBEDDINGS:
         return RequestProblem(f"the model {name!r} does not serve embeddings: its deployment does not set "
                               "'embeddings: true' (llama.cpp and vLLM embed from a replica started for it; add "
                               "an embeddings deployment of the model)", "model", "unsupported_value")
-    if route is not Route.EMBEDDINGS and config.embeddings:
-        return RequestProblem(f"the model {name!r} serves embeddings only (its deployment sets 'embeddings: "
-                              "true'); send chat, completions and responses to a chat deployment",
-                              "model", "unsupported_value")
-    return None
+    return RequestProblem(f"the model {name!r} serves embeddings only (its deployment sets 'embeddings: true'); "
+                          "send chat, completions and responses to a chat deployment", "model", "unsupported_value")
 
 
 def check_tool_use(data: dict[str, Any], s: Served) -> RequestProblem | None:
     """Content parts and tools of a chat request against what the deployment can honour."""
     runtime = s.config.runtime
+    problem = check_parts(data, s.parts, runtime)
+    if problem is not None or ("tools" not in data and "tool_choice" not in data):
+        return problem
     t = s.tools
-    return check_parts(data, s.parts, runtime) or check_tools(
-        data, t.tools, runtime, reason=t.reason, forced_choice=t.forced_choice, forced_reason=t.forced_reason)
+    return check_tools(data, t.tools, runtime, reason=t.reason, forced_choice=t.forced_choice,
+                       forced_reason=t.forced_reason)
 
 
 def _not_found(model: Any) -> Rejection:
