@@ -52,7 +52,7 @@ from inferplane.routing.held import HeldQueue
 from inferplane.routing.policies import PrefixPolicy
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
-from inferplane.runtimes.base import LaunchError, Resources
+from inferplane.runtimes.base import Capabilities, LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.embedded import default_context_tokens
 from inferplane.runtimes.registry import UnknownRuntimeError, get_adapter
@@ -87,6 +87,7 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
             adapter = get_adapter(dep.runtime)
         except UnknownRuntimeError as exc:
             raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
+        _check_embeddings(dep, adapter.capabilities())
         if dep.max_local_replicas() > 0:
             avail = adapter.availability_for(dep)
             if not avail.usable:
@@ -106,6 +107,19 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
                 raise ServeError(str(exc)) from exc
         out.append(dep)
     return tuple(out)
+
+
+def _check_embeddings(dep: DeploymentConfig, caps: Capabilities) -> None:
+    """An ``embeddings: true`` deployment its runtime can serve (docs/openai-api.md)."""
+    if not dep.embeddings:
+        return
+    if not caps.embeddings or caps.api != "openai":
+        raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} does not serve OpenAI's /v1/embeddings; "
+                         "remove embeddings: true or pick a runtime that does (embedded, llamacpp, vllm)")
+    if dep.max_local_replicas() > 0 and not caps.embedding_launch:
+        raise ServeError(f"deployment {dep.name!r}: inferplane cannot start {dep.runtime!r} replicas for embeddings; "
+                         "list a server started for embeddings under 'endpoints' (replicas: 0), or use the "
+                         "embedded, llamacpp or vllm runtime")
 
 
 def _with_local_model(dep: DeploymentConfig, formats: tuple[str, ...], store: ModelStore,

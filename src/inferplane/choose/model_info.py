@@ -46,6 +46,10 @@ class ModelInfo:
     file_size_bytes: int = 0
     kv_cache_bytes_per_token: int | None = None
     """Of an f16 KV cache (llama.cpp's default): layers x KV heads x (key + value length) x 2 bytes."""
+    chat_template: str | None = None
+    """GGUF ``tokenizer.chat_template`` (the Jinja text llama.cpp renders chats with), if the file has one."""
+    pooling: str | None = None
+    """GGUF ``<arch>.pooling_type`` as llama.cpp names it ("none", "mean", "cls", "last", "rank"), if set."""
 
     def weight_bytes(self, dtype: str | None = None) -> int:
         """Bytes of weights when loaded as ``dtype`` (default: as stored; quantized: file size)."""
@@ -153,7 +157,14 @@ def read_gguf(path: str | Path) -> ModelInfo:
         quantization=GGUF_FILE_TYPES.get(int(ftype), f"type{ftype}") if isinstance(ftype, int) else None,
         context_length_tokens=int(ctx) if isinstance(ctx, int) else None,
         file_size_bytes=p.stat().st_size, kv_cache_bytes_per_token=_gguf_kv_bytes(kv, arch),
+        chat_template=tmpl if isinstance(tmpl := kv.get("tokenizer.chat_template"), str) else None,
+        pooling=_POOLING.get(pool) if isinstance(pool := kv.get(f"{arch}.pooling_type"), int) else None,
     )  # fmt: skip
+
+
+_POOLING = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
+"""llama.cpp's ``enum llama_pooling_type`` (include/llama.h; the values xllamacpp's
+``llama_pooling_type`` enum shows)."""
 
 
 def _gguf_kv_bytes(kv: dict[str, object], arch: str) -> int | None:

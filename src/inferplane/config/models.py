@@ -299,6 +299,21 @@ class DeploymentConfig(_Strict):
         default_factory=BreakerConfig,  # type: ignore[arg-type]
         description="Circuit breaker of each replica: keeps traffic away from one that keeps failing.",
     )
+    embeddings: bool = Field(
+        False, description="The replicas serve POST /v1/embeddings and nothing else: chat, completions and "
+        "responses requests to this deployment get 400, and a chat deployment's embeddings requests get 400 "
+        "naming this field. llama.cpp runtimes (embedded, llamacpp) start in embedding mode; vLLM with "
+        "--runner pooling. Serve chat and embeddings of one model as two deployments.",
+    )
+    embedding_pooling: Literal["mean", "cls", "last"] | None = Field(
+        None, description="How token vectors become one embedding (llama.cpp's --pooling). Default: the model "
+        "file's own; the embedded runtime takes mean when the file names none (a chat model's GGUF).",
+    )
+    tool_call_parser: str | None = Field(
+        None, min_length=1, description="vLLM/SGLang tool-call parser for this model (e.g. hermes, llama3_json, "
+        "mistral, qwen25): launched with --enable-auto-tool-choice --tool-call-parser; without it, requests "
+        "with tools get 400 on those runtimes.",
+    )
     saturation: float = Field(
         2.0, gt=0, description="Requests in flight per sequence slot at which a tier counts as saturated "
         "and traffic spills to the next tier."
@@ -338,6 +353,11 @@ class DeploymentConfig(_Strict):
                 f"deployment {self.name!r}: replicas ({self.replicas}) must lie within autoscale's "
                 f"min_replicas..max_replicas ({a.min_replicas}..{a.max_replicas})"
             )
+        if self.embeddings and self.tool_call_parser is not None:
+            raise ValueError(f"deployment {self.name!r}: an embeddings deployment does not call tools; "
+                             "remove tool_call_parser (or embeddings: true)")
+        if self.embedding_pooling is not None and not self.embeddings:
+            raise ValueError(f"deployment {self.name!r}: embedding_pooling applies to embeddings: true deployments")
         if self.upstream_model is not None and not self.endpoints:
             raise ValueError(
                 f"deployment {self.name!r}: upstream_model applies to the servers listed under 'endpoints', "

@@ -4,7 +4,7 @@ Routes:
 - every route a surface declares (``gateway/surfaces/``): OpenAI's ``POST /v1/chat/completions``
   and ``POST /v1/completions`` by default; each is served by the request pipeline
   (``gateway/pipeline.py``: surface -> admission -> attempt loop -> observers).
-- ``GET /v1/models`` - the served deployments.
+- ``GET /v1/models`` - the served deployments; ``GET /v1/models/{id}`` - one of them.
 - ``GET /health`` - the gateway process is alive (200).
 - ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
   zero and starts one on demand), else 503.
@@ -36,6 +36,7 @@ from inferplane.gateway.surfaces.anthropic import AnthropicSurface
 from inferplane.gateway.surfaces.base import Rejection, Served, Surface
 from inferplane.gateway.surfaces.ollama import OllamaSurface
 from inferplane.gateway.surfaces.openai import OpenAISurface, openai_error
+from inferplane.gateway.surfaces.openai_routes import model_object
 from inferplane.gateway.tenancy.admission import Refusal
 from inferplane.gateway.tenancy.queues import queues_view
 from inferplane.gateway.upstream import Connector, UpstreamPool
@@ -191,6 +192,8 @@ class Gateway:
                 return
         if methods is None and self.admin is not None and path.startswith("/admin/"):
             methods = self.admin(path)
+        if methods is None and path.startswith("/v1/models/"):
+            methods = {"GET": self.model}
         if methods is None:
             out.send(*render(Rejection(404, f"no route {path[:200]}", code="not_found")))
             return
@@ -253,12 +256,20 @@ class Gateway:
         if asks_anthropic and anthropic is not None:  # anthropic SDK's models.list()
             await anthropic.models(self, out, scope)
             return
-        data = [
-            {"id": name, "object": "model", "created": s.created, "owned_by": "inferplane",
-             "runtime": s.config.runtime, "ready_replicas": len(self.registry.ready(name))}
-            for name, s in self.served.items() if scope is None or name in scope
-        ]
+        data = [model_object(name, s.created, s.config.runtime, len(self.registry.ready(name)))
+                for name, s in self.served.items() if scope is None or name in scope]
         _json(out, 200, {"object": "list", "data": data})
+
+    async def model(self, request: Request, out: Responder) -> None:
+        """``GET /v1/models/{id}`` (an id may hold ``/``): OpenAI's model object, or its 404."""
+        name = request.path.removeprefix("/v1/models/")
+        scope = self.admission.authenticate(request.headers, _DEFAULT_KEY_HEADERS).deployments
+        s = self.served.get(name) if scope is None or name in scope else None  # out of scope: as if not served
+        if s is None:
+            out.send(*openai_error(Rejection(404, f"the model {name[:200]!r} does not exist; GET /v1/models lists "
+                                                  "the served models", param="model", code="model_not_found")))
+            return
+        _json(out, 200, model_object(name, s.created, s.config.runtime, len(self.registry.ready(name))))
 
     async def health(self, _request: Request, out: Responder) -> None:
         out.send(200, b'{"status":"ok"}', _JSON)
@@ -301,7 +312,8 @@ def _default_surfaces() -> tuple[Surface, ...]:
 def _served(d: DeploymentConfig, created: int) -> Served:
     adapter = get_adapter(d.runtime)
     parts = adapter.content_parts_for(d)
-    return Served(d, adapter.capabilities(), created, None if parts is None else frozenset(parts))
+    return Served(d, adapter.capabilities(), created, None if parts is None else frozenset(parts),
+                  adapter.tool_support_for(d))
 
 
 _JSON = [("Content-Type", "application/json")]

@@ -44,16 +44,37 @@ def check_parts(body: dict[str, Any], accepted: frozenset[str] | None, runtime: 
     return None
 
 
-def check_tools(body: dict[str, Any], supported: bool, runtime: str) -> RequestProblem | None:
-    """``tools`` / ``tool_choice`` in OpenAI's shape, and only where the runtime takes them."""
+def check_tools(body: dict[str, Any], supported: bool, runtime: str, *, reason: str = "",
+                forced_choice: bool = True, forced_reason: str = "") -> RequestProblem | None:
+    """``tools`` / ``tool_choice`` in OpenAI's shape, and only where the deployment can honour them.
+
+    ``supported``: its replicas can call tools (``reason`` says why not, or what to set);
+    ``forced_choice``: a ``tool_choice`` of "required" or a named function is enforced (else
+    refused, ``forced_reason`` saying why). Never silently dropped: a request the runtime would
+    answer with plain text instead of a tool call gets ``unsupported_value`` naming the field.
+    ``tool_choice: "none"`` always passes: the runtime is asked not to call tools.
+    """
     tools = body.get("tools")
     choice = body.get("tool_choice")
     if tools is None and choice is None:
         return None
+    problem = _tools_shape(tools, choice)
+    if problem is not None:
+        return problem
+    if choice == "none":
+        return None
     if not supported:
         param = "tools" if tools is not None else "tool_choice"
-        return RequestProblem(f"this model's runtime ({runtime}) does not support tool calls", param,
-                              "unsupported_parameter")
+        why = reason or f"this model's runtime ({runtime}) does not take tool calls"
+        return RequestProblem(f"'{param}' cannot be honoured: {why}", param, "unsupported_value")
+    if not forced_choice and (choice == "required" or isinstance(choice, dict)):
+        return RequestProblem(f"'tool_choice' {choice if isinstance(choice, str) else 'naming a function'} "
+                              f"cannot be honoured by this model's runtime ({runtime}): {forced_reason}",
+                              "tool_choice", "unsupported_value")
+    return None
+
+
+def _tools_shape(tools: Any, choice: Any) -> RequestProblem | None:
     if tools is not None:
         if not isinstance(tools, list):
             return RequestProblem("'tools' must be an array of tool objects", "tools", "invalid_type")

@@ -39,6 +39,7 @@ __all__ = [
     "Resources",
     "RuntimeAdapter",
     "StreamTranslator",
+    "ToolSupport",
     "UnsupportedRequest",
 ]
 
@@ -79,7 +80,34 @@ class Capabilities:
     content_parts: tuple[str, ...] | None = None
     """Chat content part types it accepts (e.g. ("text",) for a text-only server); None: not checked."""
     tools: bool = True
-    """Accepts ``tools`` / ``tool_choice`` in chat requests."""
+    """Accepts ``tools`` / ``tool_choice`` in chat requests (per deployment: ``tool_support_for``)."""
+    responses_api: bool = False
+    """Serves ``POST /v1/responses`` itself (the gateway passes the request through; else it
+    translates the request onto chat completions)."""
+    embedding_token_ids: bool = True
+    """An embeddings ``input`` may be token ids (else only strings)."""
+    embedding_dimensions: bool = False
+    """Honours an embeddings request's ``dimensions`` (shortened vectors)."""
+    embedding_launch: bool = False
+    """``launch_spec`` starts a replica in embedding mode for an ``embeddings: true`` deployment
+    (else such a deployment must list ``endpoints`` started for embeddings)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSupport:
+    """Whether one deployment's replicas can call tools, and which ``tool_choice`` values hold.
+
+    The gateway refuses what is not here with a 400 naming the field: a runtime that ignores
+    ``tools`` or a forced ``tool_choice`` answers with plain text, which a client cannot tell
+    from the model choosing not to call.
+    """
+
+    tools: bool
+    reason: str = ""
+    """Why not (or what to set), in words for the client."""
+    forced_choice: bool = True
+    """``tool_choice`` "required" / a named function is enforced (else refused)."""
+    forced_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +181,16 @@ class Dialect:
     completions_path = "/v1/completions"
     models_path = "/v1/models"
 
+    embeddings_path = "/v1/embeddings"
+    responses_path = "/v1/responses"
+
     def path(self, route: str) -> str:
         """The upstream path of ``route`` (a ``protocol.routes.Route``) when bytes pass through."""
-        return self.chat_path if route == "chat" else self.completions_path
+        if route == "chat":
+            return self.chat_path
+        if route == "completions":
+            return self.completions_path
+        return self.embeddings_path if route == "embeddings" else self.responses_path
 
     def request(self, route: str, body: dict[str, Any], raw: bytes) -> tuple[str, bytes]:
         """(upstream path, upstream body) for a validated OpenAI request. ``route``: chat | completions.
@@ -220,6 +255,11 @@ class RuntimeAdapter(ABC):
     def content_parts_for(self, deployment: DeploymentConfig) -> tuple[str, ...] | None:
         """Chat content part types this deployment accepts (None: not checked); see ``Capabilities``."""
         return self.capabilities().content_parts
+
+    def tool_support_for(self, deployment: DeploymentConfig) -> ToolSupport:
+        """Tool calling for this deployment (may read the model file's header; no network)."""
+        caps = self.capabilities()
+        return ToolSupport(caps.tools, "" if caps.tools else f"runtime {self.name!r} does not take tool calls")
 
     def dialect_for(self, deployment: DeploymentConfig) -> Dialect:
         """The dialect for this deployment's endpoints (e.g. with the runtime's own model name)."""

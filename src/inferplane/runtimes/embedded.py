@@ -1,5 +1,8 @@
 """The embedded default runtime: llama.cpp's C++ server engine via the ``xllamacpp`` wheel.
 
+Embeddings: a deployment with ``embeddings: true`` starts in llama.cpp's embedding mode
+(``--embedding``, pooling from the file or mean; see embedded_main). Tools: see gguf_tools.
+
 It needs no binary and no GPU: ``pip install inferplane`` brings it. Each replica is a
 child process (``python -m inferplane.runtimes.embedded_main``) because llama.cpp aborts
 the whole process on internal asserts; the child serves llama-server's HTTP API
@@ -22,7 +25,9 @@ from inferplane.runtimes.base import (
     LaunchSpec,
     Resources,
     RuntimeAdapter,
+    ToolSupport,
 )
+from inferplane.runtimes.gguf_tools import gguf_tool_support
 from inferplane.runtimes.llamacpp_metrics import parse_llamacpp_metrics
 
 if TYPE_CHECKING:
@@ -77,6 +82,8 @@ GGUF_CAPABILITIES = Capabilities(
     streams_usage=True,
     needs_local_model_file=True,
     content_parts=("text",),  # no multimodal projector is ever loaded: images/audio get llama.cpp's 500
+    embedding_dimensions=False,
+    embedding_launch=True,  # llama.cpp returns the full width whatever `dimensions` says (measured)
 )
 
 
@@ -117,9 +124,16 @@ class EmbeddedAdapter(RuntimeAdapter):
             argv += ["--threads", str(resources.threads)]
         if not deployment.prefix_caching:
             argv.append("--no-cache-prompt")
+        if deployment.embeddings:
+            argv.append("--embedding")
+            if deployment.embedding_pooling:
+                argv += ["--pooling", deployment.embedding_pooling]
         argv += deployment.extra_args
         env = {"OMP_WAIT_POLICY": "PASSIVE", **deployment.env}
         return LaunchSpec(argv=tuple(argv), env=env, probe=self.probe())
+
+    def tool_support_for(self, deployment: DeploymentConfig) -> ToolSupport:
+        return gguf_tool_support(deployment)
 
     def parse_metrics(self, text: str) -> EndpointStats:
         return parse_llamacpp_metrics(text)

@@ -4,7 +4,14 @@ Usage (the supervisor builds this argv; see ``EmbeddedAdapter.launch_spec``)::
 
     python -m inferplane.runtimes.embedded_main --model M.gguf --alias NAME --port P \
         [--host 127.0.0.1] [--parallel 4] [--ctx-size 16384] [--threads N] [--no-cache-prompt]
-        [--cache-ram-mib N] [--batch-size N]
+        [--cache-ram-mib N] [--batch-size N] [--chat-template-file F.jinja]
+        [--embedding [--pooling mean|cls|last]]
+
+``--embedding`` starts llama.cpp in embedding mode (``CommonParams.embedding``; its server then
+sets n_batch = n_ubatch). OpenAI's ``/v1/embeddings`` refuses pooling "none" ("Pooling type
+'none' is not OAI compatible"), which is what a chat model's GGUF declares by leaving
+``<arch>.pooling_type`` out; so without ``--pooling`` the file's own pooling is used, and mean
+pooling when it names none or "none".
 """
 
 from __future__ import annotations
@@ -27,9 +34,25 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=0)
     p.add_argument("--no-cache-prompt", action="store_true")
+    p.add_argument("--chat-template-file", default=None,
+                   help="Jinja chat template to use instead of the one in the GGUF (llama-server's flag)")
+    p.add_argument("--embedding", action="store_true", help="serve embeddings (llama.cpp's --embedding)")
+    p.add_argument("--pooling", choices=("mean", "cls", "last"), default=None)
     p.add_argument("--cache-ram-mib", type=int, default=-2,
                    help="host-RAM prompt cache shared by the slots, MiB (0 = off; default: llama.cpp's)")
     return p.parse_args(argv)
+
+
+def _pooling(model: str, asked: str | None) -> str:
+    if asked:
+        return asked
+    from inferplane.choose.model_info import ModelInfoError, read_gguf
+
+    try:
+        own = read_gguf(model).pooling
+    except ModelInfoError:
+        own = None  # llama.cpp reports the bad file itself, below
+    return own if own in ("mean", "cls", "last") else "mean"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         params.cache_ram_mib = args.cache_ram_mib
     if args.batch_size > 0:
         params.n_batch = args.batch_size
+
+    if args.chat_template_file:
+        with open(args.chat_template_file, encoding="utf-8") as fh:
+            params.chat_template = fh.read()
+    if args.embedding:
+        params.embedding = True
+        params.pooling_type = getattr(xllamacpp.llama_pooling_type,
+                                      f"LLAMA_POOLING_TYPE_{_pooling(args.model, args.pooling).upper()}")
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

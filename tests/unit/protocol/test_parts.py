@@ -47,4 +47,20 @@ def test_good_tools_pass_and_a_runtime_without_tools_says_so() -> None:
                  tool_choice="auto")
     assert check_tools(body, True, "embedded") is None
     p = check_tools(body, False, "mlc")
-    assert p is not None and p.code == "unsupported_parameter"
+    assert p is not None and p.code == "unsupported_value" and p.param == "tools"
+
+
+def test_a_template_without_tools_is_named_and_none_still_passes() -> None:
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    p = check_tools(_chat(tools=tools), False, "embedded", reason="the chat template does not render tools")
+    assert p is not None and p.param == "tools" and "chat template does not render tools" in p.message
+    assert check_tools(_chat(tools=tools, tool_choice="none"), False, "embedded") is None
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "f"}}])
+def test_a_forced_choice_the_runtime_does_not_enforce_is_refused(choice: object) -> None:
+    body = _chat(tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=choice)
+    assert check_tools(body, True, "vllm") is None
+    p = check_tools(body, True, "embedded", forced_choice=False, forced_reason="llama.cpp drops it")
+    assert p is not None and p.param == "tool_choice" and p.code == "unsupported_value"
+    assert check_tools({**body, "tool_choice": "auto"}, True, "embedded", forced_choice=False) is None

@@ -23,16 +23,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from inferplane.config import DeploymentConfig
 from inferplane.errors import InferplaneError
 from inferplane.gateway.http_messages import Request
 from inferplane.protocol.routes import Route, SurfaceName
-from inferplane.runtimes.base import Capabilities
+from inferplane.runtimes.base import Capabilities, ToolSupport
 
 __all__ = ["Encoder", "InferenceRequest", "Lookup", "Rejection", "Served", "Surface", "SurfaceRoute"]
+
+
+TOOLS_PASS_THROUGH = ToolSupport(True)
+"""Tool requests go to the runtime as they are (a Served built without a tool check)."""
 
 
 class Rejection(InferplaneError):
@@ -76,15 +80,19 @@ class Served:
     """Unix time it was first served (``/v1/models``' ``created``)."""
     parts: frozenset[str] | None
     """Chat content part types its runtime takes (None: not checked)."""
+    tools: ToolSupport = TOOLS_PASS_THROUGH
+    """Whether its replicas can call tools (``RuntimeAdapter.tool_support_for``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InferenceRequest:
-    """One request in canonical form: OpenAI-shaped, validated, frozen.
+    """One request in canonical form: OpenAI-shaped, validated, and fixed once made.
 
     ``data`` is the parsed OpenAI request and ``body`` its bytes; for the OpenAI surface
     ``body`` is the client's buffer itself, forwarded as is when nothing must change.
-    Neither is mutated by anyone: an attempt that must send something else builds a copy.
+    Nothing writes it after the surface made it (nor ``data``): an attempt that must send
+    something else builds a copy. Not ``frozen=True`` only because it is made per request and
+    a frozen dataclass's ``__init__`` is about 10x slower (see ``observability/observer.py``).
     """
 
     route: Route
@@ -97,8 +105,8 @@ class InferenceRequest:
     session: str | None = None
     """Session affinity key (``x-session-id`` header or the request's ``user``)."""
     max_tokens: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    """What a surface keeps from the client's request for encoding the answer (its own keys)."""
+    extra: Any = None
+    """What a surface keeps from the client's request for encoding the answer (its own type)."""
 
     @property
     def model(self) -> str:

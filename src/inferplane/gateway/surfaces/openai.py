@@ -1,4 +1,7 @@
-"""The OpenAI surface: ``POST /v1/chat/completions`` and ``POST /v1/completions``.
+"""The OpenAI surface: ``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``, ``/v1/responses``.
+
+Embeddings and Responses: openai_routes.py (a Responses request to a runtime without the
+route is translated onto chat, and only then is ``encoder`` not None).
 
 The canonical request is OpenAI's own, so parsing is validation only: the client's body
 bytes are the canonical ``body`` (forwarded untouched unless an attempt must change the
@@ -15,15 +18,22 @@ import orjson
 
 from inferplane.gateway.http_messages import Request
 from inferplane.gateway.surfaces.base import (
+    Encoder,
     InferenceRequest,
     Lookup,
     Rejection,
     Surface,
     SurfaceRoute,
 )
+from inferplane.gateway.surfaces.openai_routes import (
+    check_deployment_kind,
+    check_tool_use,
+    parse_embeddings,
+    parse_responses,
+    responses_encoder,
+)
 from inferplane.protocol.errors import error_body, sse_error_event
 from inferplane.protocol.openai import check_chat, check_completion
-from inferplane.protocol.parts import check_parts, check_tools
 from inferplane.protocol.routes import Route, SurfaceName
 
 __all__ = ["OpenAISurface", "openai_error"]
@@ -64,7 +74,9 @@ class OpenAISurface(Surface):
 
     def routes(self) -> Iterable[SurfaceRoute]:
         return (SurfaceRoute("/v1/chat/completions", "POST", Route.CHAT),
-                SurfaceRoute("/v1/completions", "POST", Route.COMPLETIONS))
+                SurfaceRoute("/v1/completions", "POST", Route.COMPLETIONS),
+                SurfaceRoute("/v1/embeddings", "POST", Route.EMBEDDINGS),
+                SurfaceRoute("/v1/responses", "POST", Route.RESPONSES))
 
     def parse(self, route: Route, request: Request, served: Lookup) -> InferenceRequest:
         body = request.body
@@ -76,20 +88,28 @@ class OpenAISurface(Surface):
             raise Rejection(400, "request body must be a JSON object", code="invalid_json")
         model = data.get("model")
         s = served(model) if isinstance(model, str) else None
+        if route is Route.EMBEDDINGS:
+            return parse_embeddings(data, body, s)
+        if route is Route.RESPONSES:
+            key = request.headers.get("x-session-id") or data.get("user")
+            return parse_responses(data, body, s, key if isinstance(key, str) else None)
         problem = _CHECKS[route](data, max_n=128 if s is None else s.capabilities.max_choices)
         if problem is not None:
             raise Rejection(400, problem.message, param=problem.param, code=problem.code)
         if s is None:
             raise Rejection(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
                             param="model", code="model_not_found")
-        if route is Route.CHAT:
-            runtime = s.config.runtime
-            problem = check_parts(data, s.parts, runtime) or check_tools(data, s.capabilities.tools, runtime)
-            if problem is not None:
-                raise Rejection(400, problem.message, param=problem.param, code=problem.code)
+        problem = check_deployment_kind(route, s.config)
+        if problem is None and route is Route.CHAT:
+            problem = check_tool_use(data, s)
+        if problem is not None:
+            raise Rejection(400, problem.message, param=problem.param, code=problem.code)
         key = request.headers.get("x-session-id") or data.get("user")
         return InferenceRequest(route, s, data, body, data.get("stream") is True, _asks_usage(data),
                                 key if isinstance(key, str) else None, _max_tokens(data))
+
+    def encoder(self, req: InferenceRequest) -> Encoder | None:
+        return responses_encoder(req)
 
     def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
         return openai_error(rejection)
