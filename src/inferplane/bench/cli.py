@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from inferplane.bench import replay
 from inferplane.bench import workloads as wl
 from inferplane.bench.analysis import RunOutcome, analyze
 from inferplane.bench.client import ClientConfig
@@ -252,11 +253,13 @@ def _workload(args: argparse.Namespace, n: int, step: int, nonce: str) -> wl.Wor
             nonce=step_nonce,
         )
     if name.startswith("trace:"):
-        return wl.trace(
+        return replay.trace_file(
             Path(name[6:]),
             speed=args.trace_speed,
             limit=None,
             default_max_tokens=args.max_tokens or 128,
+            seed=seed,
+            nonce=step_nonce,
         )
     raise _UsageError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
 

@@ -37,6 +37,7 @@ import orjson
 import yaml
 from rich.console import Console
 
+from inferplane.bench import replay
 from inferplane.bench import workloads as wl
 from inferplane.bench.analysis import RunOutcome, analyze
 from inferplane.bench.client import ClientConfig
@@ -78,10 +79,13 @@ def build_workload(spec: WorkloadSpec, nonce: str) -> wl.Workload:
     if spec.kind == "shared-prefix":
         return wl.shared_prefix(spec.requests, groups=4, system_len=spec.input_len, question_len=32,
                                 output_len=spec.output_len, seed=spec.seed, nonce=nonce)
+    if spec.is_trace:
+        return replay.trace_file(Path(spec.kind[6:]), speed=spec.trace_speed, limit=spec.requests,
+                                 default_max_tokens=spec.output_len, seed=spec.seed, nonce=nonce)
     if spec.kind == "synthetic":
         return wl.synthetic(spec.requests, input_len=spec.input_len, output_len=spec.output_len,
                             seed=spec.seed, nonce=nonce)
-    raise wl.WorkloadError(f"unknown workload {spec.kind!r}: use synthetic, sharegpt or shared-prefix")
+    raise wl.WorkloadError(f"unknown workload {spec.kind!r}: use synthetic, sharegpt, shared-prefix or trace:FILE")
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
@@ -176,7 +180,8 @@ def measure_one(c: Candidate, cfg: MeasureConfig, index: int, say: Say,
             warm = wl.synthetic(spec.warmup_requests, input_len=32, output_len=8, seed=spec.seed + 1,
                                 nonce=f"warmup-{nonce}")
             run_load(warm, client, LoadConfig(concurrency=min(spec.warmup_requests, spec.concurrency)))
-        load = LoadConfig(concurrency=spec.concurrency, seed=spec.seed)
+        load = LoadConfig(trace_timing=True, seed=spec.seed) if spec.is_trace else \
+            LoadConfig(concurrency=spec.concurrency, seed=spec.seed)
         work = build_workload(spec, nonce)
         counters = LiveCounters(1, shared=False)
         with LiveDisplay(console or make_console(stderr=True), c.label, spec.requests, counters,
