@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferplane.config.observability import TracingConfig
 from inferplane.config.scaling import AutoscaleConfig
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "InferplaneConfig",
     "ReplicaTarget",
     "RetryConfig",
+    "TracingConfig",
     "config_json_schema",
     "env_overrides",
     "load_config",
@@ -134,6 +136,19 @@ class GatewayConfig(_Strict):
     )
     drain_timeout_s: float = Field(
         30.0, ge=0, description="On shutdown, how long requests in flight may take to finish, seconds."
+    )
+    # -- traces and access log (observability/tracing.py, observability/access_log.py) --
+    tracing: TracingConfig | None = Field(
+        None, description="OpenTelemetry traces over OTLP/HTTP (needs pip install 'inferplane[tracing]'); "
+        "off when absent."
+    )
+    access_log: str | None = Field(
+        None, description="Write one JSON line per request to this file ('-': standard output); off when "
+        "absent. Replay it with `inferplane bench --workload trace:FILE`."
+    )
+    log_prompts: bool = Field(
+        False, description="Put the prompt (messages or prompt) into the access log; off by default, when "
+        "only lengths and prefix fingerprints are logged."
     )
 
 

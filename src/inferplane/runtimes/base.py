@@ -79,6 +79,9 @@ class Capabilities:
     """Chat content part types it accepts (e.g. ("text",) for a text-only server); None: not checked."""
     tools: bool = True
     """Accepts ``tools`` / ``tool_choice`` in chat requests."""
+    traces: bool = False
+    """Continues a W3C trace: reads the ``traceparent`` header the gateway sends (its spans
+    become children of the gateway's request span when the runtime itself exports traces)."""
 
 
 @dataclass(frozen=True, slots=True)
