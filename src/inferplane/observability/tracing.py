@@ -192,7 +192,7 @@ def build_tracing(cfg: TracingConfig, *, exporter: SpanExporter | None = None) -
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     except ImportError as exc:
         raise TracingUnavailable(f"gateway.tracing needs the OpenTelemetry SDK and OTLP exporter, which are not "
-                                 f"installed ({exc.name}): {INSTALL_HINT}") from exc
+                                 f"installed ({exc.name or exc}): {INSTALL_HINT}") from exc
     from inferplane import __version__
 
     provider = TracerProvider(
