@@ -9,6 +9,9 @@ difference from ``none``.
 
     python benchmarks/observer_overhead.py [--duration 6] [--rounds 3] [--concurrency 1 32]
         [--prompt-chars 0] [--settings none access_log tracing both]
+    python benchmarks/observer_overhead.py --in-process 20000 [--prompt-chars 8000]
+
+``--in-process N`` times just the observers' four calls per request, on this thread.
 
 Everything shares this machine's cores: compare within one run, not across runs.
 """
@@ -68,6 +71,50 @@ def start_gateway(tmp: Path, upstream: str, setting: str, collector: str) -> tup
     return proc, url
 
 
+def in_process(n: int, prompt_chars: int) -> None:
+    """The observers alone: the four calls of ``n`` requests, timed on this thread (no gateway)."""
+    import time
+
+    from gateway_overhead import body
+
+    from inferplane.config.observability import TracingConfig
+    from inferplane.observability.access_log import AccessLog, LineWriter
+    from inferplane.observability.observer import Attempt, Observers, Outcome, RequestRecord, Usage
+    from inferplane.observability.tracing import build_tracing
+    from inferplane.protocol.routes import Route, SurfaceName
+
+    class _Drop:  # a span exporter that keeps nothing: only the gateway's side is measured
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            from opentelemetry.sdk.trace.export import SpanExportResult
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None: ...
+
+        def force_flush(self, timeout_millis: int = 0) -> bool:
+            return True
+
+    raw = body(prompt_chars).encode()
+    settings = {"access_log": lambda: AccessLog(LineWriter(os.devnull)),
+                "tracing": lambda: build_tracing(TracingConfig(), exporter=_Drop()),  # type: ignore[arg-type]
+                "tracing@0.1": lambda: build_tracing(TracingConfig(sample_ratio=0.1), exporter=_Drop())}  # type: ignore[arg-type]
+    for name, make in settings.items():
+        obs = make()
+        fan = Observers((obs,))
+        t0 = time.perf_counter()
+        for i in range(n):
+            now = time.perf_counter()
+            rec = RequestRecord(request_id=f"r{i}", surface=SurfaceName.OPENAI, route=Route.CHAT, t_start=now,
+                                started_unix=time.time(), path="/v1/chat/completions", body=raw, model="m")
+            fan.started(rec)
+            fan.attempt(rec, Attempt("m-0", "m", "openai", "least_load", "least load 0", "ok", now, now, 200))
+            fan.first_token(rec, now)
+            fan.finished(rec, Outcome(200, now, usage=Usage(12, 8, 0), ttft_s=0.0, endpoint_id="m-0",
+                                      runtime="openai"))
+        per = (time.perf_counter() - t0) / n * 1e6
+        obs.close()
+        print(f"in-process {name:>11}: {per:6.1f} us per request (the four observer calls, {prompt_chars}-char prompt)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=6)
@@ -75,7 +122,12 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--prompt-chars", type=int, default=0)
     ap.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    ap.add_argument("--in-process", type=int, metavar="N", default=0,
+                    help="only time the observers' calls for N requests in this process (no gateway, no wrk)")
     args = ap.parse_args()
+    if args.in_process:
+        in_process(args.in_process, args.prompt_chars)
+        return 0
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2

@@ -164,6 +164,8 @@ class AccessLog:
     def __init__(self, writer: LineWriter, *, log_prompts: bool = False) -> None:
         self.writer = writer
         self.log_prompts = log_prompts
+        self._iso_sec = -1
+        self._iso_text = ""
 
     def started(self, rec: RequestRecord) -> None:
         pass
@@ -181,30 +183,30 @@ class AccessLog:
         """The log line for one request, as a dict (what ``finished`` writes)."""
         usage = outcome.usage
         prompt_bytes, prefix = prompt_fingerprint(rec.body) if rec.body else (0, "")
+        unix = rec.started_unix
+        sec = int(unix)
+        if sec != self._iso_sec:  # one strftime per second of traffic, not per request
+            self._iso_sec, self._iso_text = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         line: dict[str, Any] = {
-            "time": _iso(rec.started_unix), "ts": round(rec.started_unix, 6), "request_id": rec.request_id,
-            "surface": str(rec.surface), "route": str(rec.route), "tenant": rec.tenant, "deployment": rec.model,
-            "endpoint": outcome.endpoint_id, "runtime": outcome.runtime, "status": outcome.status,
-            "error_code": outcome.error_code, "stream": rec.stream,
-            "prompt_tokens": usage.prompt_tokens if usage else None,
-            "completion_tokens": usage.completion_tokens if usage else None,
-            "cached_tokens": usage.cached_tokens if usage else None,
-            "max_tokens": rec.max_tokens,
-            "ttft_s": None if outcome.ttft_s is None else round(outcome.ttft_s, 6),
-            "duration_s": round(outcome.t_end - rec.t_start, 6), "queued_s": round(outcome.queued_s, 6),
-            "retries": outcome.retries, "prompt_bytes": prompt_bytes, "prefix": prefix,
+            "time": f"{self._iso_text}.{int((unix - sec) * 1000):03d}Z", "ts": unix,
+            "request_id": rec.request_id, "surface": rec.surface.value, "route": rec.route.value,
+            "tenant": rec.tenant, "deployment": rec.model, "endpoint": outcome.endpoint_id,
+            "runtime": outcome.runtime, "status": outcome.status, "error_code": outcome.error_code,
+            "stream": rec.stream, "prompt_tokens": None, "completion_tokens": None, "cached_tokens": None,
+            "max_tokens": rec.max_tokens, "ttft_s": outcome.ttft_s, "duration_s": outcome.t_end - rec.t_start,
+            "queued_s": outcome.queued_s, "retries": outcome.retries, "prompt_bytes": prompt_bytes,
+            "prefix": prefix,
         }  # fmt: skip
+        if usage is not None:
+            line["prompt_tokens"] = usage.prompt_tokens
+            line["completion_tokens"] = usage.completion_tokens
+            line["cached_tokens"] = usage.cached_tokens
         if self.log_prompts and rec.body:
             line.update(_prompt_fields(rec.body))
         return line
 
     def close(self) -> None:
         self.writer.close()
-
-
-def _iso(unix: float) -> str:
-    ms = int(unix * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix)) + f".{ms:03d}Z"
 
 
 def _prompt_fields(body: bytes) -> dict[str, Any]:

@@ -32,14 +32,18 @@ pipeline sends it as ``traceparent`` to runtimes whose adapter says
 once they ended, so their spans are written afterwards with their real start and end
 times; the runtime's span is therefore a child of the request span, beside the attempt.
 
-Cost: spans are created on the event loop (tens of microseconds per request, measured in
-``benchmarks/gateway_overhead.py --tracing``); a ``BatchSpanProcessor`` exports them from
-its own thread, so no export ever blocks a request. With tracing off nothing here runs.
+Cost on the event loop: ids and the sampling decision in ``started`` (the
+``TraceIdRatioBased`` rule, parent-based), and in ``finished`` the finished spans are made
+directly as the SDK's ``ReadableSpan`` with plain attribute dicts and handed to a
+``BatchSpanProcessor``, whose own thread encodes and exports them - no export and no
+attribute validation pass on the loop (``benchmarks/observer_overhead.py`` measures it).
+An unsampled request costs the ids only. With tracing off nothing here runs.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from typing import TYPE_CHECKING, Any
 
 from inferplane.config.observability import TracingConfig
@@ -47,11 +51,11 @@ from inferplane.observability.observer import Attempt, Outcome, RequestRecord
 from inferplane.protocol.routes import Route
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer
 
-__all__ = ["INSTALL_HINT", "Tracing", "TracingUnavailable", "build_tracing", "format_traceparent"]
+__all__ = ["INSTALL_HINT", "Tracing", "TracingUnavailable", "build_tracing", "format_traceparent",
+           "parse_traceparent"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ _OPERATION = {Route.CHAT: "chat", Route.COMPLETIONS: "text_completion", Route.EM
               Route.RESPONSES: "chat"}
 """Route -> gen_ai.operation.name (the conventions' well-known values)."""
 _NOTE = "tracing"
+_LOW64 = (1 << 64) - 1
 
 
 class TracingUnavailable(RuntimeError):
@@ -72,111 +77,159 @@ def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
 
 
+def parse_traceparent(value: str) -> tuple[int, int, bool] | None:
+    """``(trace_id, parent span_id, sampled)`` from a W3C ``traceparent``, or None when it is
+    not a valid one (then the request starts a new trace, as the spec says)."""
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff" or (parts[0] == "00" and len(parts) != 4):
+        return None
+    version, trace, span, flags = parts[:4]
+    if len(trace) != 32 or len(span) != 16 or len(flags) != 2:
+        return None
+    try:
+        int(version, 16)
+        trace_id, span_id, bits = int(trace, 16), int(span, 16), int(flags, 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id or trace != trace.lower() or span != span.lower():
+        return None
+    return trace_id, span_id, bool(bits & 1)
+
+
 class _State:
-    """What the observer keeps per request (in ``rec.notes['tracing']``)."""
+    """What the observer keeps per request (in ``rec.notes['tracing']``), sampled requests only."""
 
-    __slots__ = ("attempts", "last_outcome", "span")
+    __slots__ = ("attempts", "first_token", "parent", "span_id", "trace_id")
 
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.attempts = 0
-        self.last_outcome: str | None = None
+    def __init__(self, trace_id: int, span_id: int, parent: int | None) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent = parent
+        self.attempts: list[Attempt] = []
+        self.first_token: float | None = None
 
 
 class Tracing:
     """The tracing observer (module docstring). Event-loop bound; ``close`` flushes."""
 
-    def __init__(self, provider: TracerProvider, tracer: Tracer) -> None:
-        from opentelemetry import trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    def __init__(self, processor: SpanProcessor, *, sample_ratio: float, resource: Any, scope: Any) -> None:
+        from opentelemetry.sdk.trace import Event, ReadableSpan
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-        self.provider = provider
-        self._tracer = tracer
-        self._propagator = TraceContextTextMapPropagator()
-        self._set_span = trace.set_span_in_context
-        self._server = trace.SpanKind.SERVER
-        self._client = trace.SpanKind.CLIENT
-        self._error = trace.StatusCode.ERROR
-        self._status = trace.Status
+        self.processor = processor
+        self._bound = round(sample_ratio * (1 << 64))  # TraceIdRatioBased: sampled if low 64 bits < bound
+        self._resource = resource
+        self._scope = scope
+        self._span, self._event, self._ctx = ReadableSpan, Event, SpanContext
+        self._sampled = TraceFlags(TraceFlags.SAMPLED)
+        self._server, self._client = SpanKind.SERVER, SpanKind.CLIENT
+        self._ok = Status(StatusCode.UNSET)
+        self._status, self._error = Status, StatusCode.ERROR
+        self._bits = random.getrandbits
 
     # -- the observer --------------------------------------------------------------------
 
     def started(self, rec: RequestRecord) -> None:
-        parent = self._propagator.extract({"traceparent": rec.traceparent}) if rec.traceparent else None
-        op = _OPERATION.get(rec.route, str(rec.route))
-        span = self._tracer.start_span(op, context=parent, kind=self._server, start_time=_ns(rec.started_unix),
-                                       attributes={"gen_ai.operation.name": op, "http.request.method": "POST",
-                                                   "url.path": rec.path, "inferplane.request_id": rec.request_id,
-                                                   "inferplane.surface": str(rec.surface)})
-        rec.notes[_NOTE] = _State(span)
-        ctx = span.get_span_context()
-        rec.upstream_traceparent = format_traceparent(ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled)
+        parent = parse_traceparent(rec.traceparent) if rec.traceparent else None
+        span_id = self._bits(64) or 1
+        if parent is not None:
+            trace_id, parent_id, sampled = parent
+        else:
+            trace_id, parent_id = self._bits(128) or 1, None
+            sampled = (trace_id & _LOW64) < self._bound
+        rec.upstream_traceparent = format_traceparent(trace_id, span_id, sampled)
+        if sampled:
+            rec.notes[_NOTE] = _State(trace_id, span_id, parent_id)
 
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
         state: _State | None = rec.notes.get(_NOTE)
-        if state is None or not state.span.is_recording():
-            return
-        state.attempts += 1
-        attrs: dict[str, Any] = {
-            "inferplane.endpoint": attempt.endpoint_id, "inferplane.runtime": attempt.runtime,
-            "inferplane.deployment": attempt.deployment, "inferplane.routing.policy": attempt.policy,
-            "inferplane.routing.reason": attempt.reason, "inferplane.attempt.number": state.attempts,
-            "inferplane.attempt.outcome": attempt.outcome,
-        }  # fmt: skip
-        if state.last_outcome is not None:
-            attrs["inferplane.attempt.retry_reason"] = state.last_outcome
-        if attempt.status is not None:
-            attrs["http.response.status_code"] = attempt.status
-        span = self._tracer.start_span("attempt", context=self._set_span(state.span), kind=self._client,
-                                       start_time=_at(rec, attempt.t_start), attributes=attrs)
-        if attempt.outcome != "ok":
-            span.set_status(self._status(self._error, f"{attempt.outcome}: {attempt.detail}"[:500]))
-            span.set_attribute("error.type", attempt.outcome)
-        else:
-            state.span.set_attributes({"inferplane.routing.policy": attempt.policy,
-                                       "inferplane.routing.reason": attempt.reason,
-                                       "gen_ai.response.model": attempt.deployment})
-        span.end(end_time=_at(rec, attempt.t_end))
-        state.last_outcome = attempt.outcome
+        if state is not None:
+            state.attempts.append(attempt)
 
     def first_token(self, rec: RequestRecord, t: float) -> None:
         state: _State | None = rec.notes.get(_NOTE)
-        if state is not None and state.span.is_recording():
-            state.span.add_event("first_token", {"inferplane.ttft_s": t - rec.t_start}, timestamp=_at(rec, t))
+        if state is not None:
+            state.first_token = t
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
         state: _State | None = rec.notes.pop(_NOTE, None)
         if state is None:
             return
-        span = state.span
-        if span.is_recording():
-            self._describe(span, rec, outcome)
-        span.end(end_time=_at(rec, outcome.t_end))
+        me = self._ctx(state.trace_id, state.span_id, False, self._sampled)
+        parent = None if state.parent is None else self._ctx(state.trace_id, state.parent, True, self._sampled)
+        on_end = self.processor.on_end
+        answered = None
+        previous = None
+        for n, a in enumerate(state.attempts, 1):
+            if a.outcome == "ok":
+                answered = a
+            on_end(self._attempt_span(rec, me, a, n, previous))
+            previous = a.outcome
+        on_end(self._request_span(rec, outcome, me, parent, state, answered))
 
-    def _describe(self, span: Span, rec: RequestRecord, outcome: Outcome) -> None:
-        attrs: dict[str, Any] = {"http.response.status_code": outcome.status, "inferplane.retries": outcome.retries,
-                                 "inferplane.stream": rec.stream}
+    def _attempt_span(self, rec: RequestRecord, parent: Any, a: Attempt, n: int, previous: str | None) -> Any:
+        attrs: dict[str, Any] = {
+            "inferplane.endpoint": a.endpoint_id, "inferplane.runtime": a.runtime,
+            "inferplane.deployment": a.deployment, "inferplane.routing.policy": a.policy,
+            "inferplane.routing.reason": a.reason, "inferplane.attempt.number": n,
+            "inferplane.attempt.outcome": a.outcome,
+        }  # fmt: skip
+        if previous is not None:
+            attrs["inferplane.attempt.retry_reason"] = previous
+        if a.status is not None:
+            attrs["http.response.status_code"] = a.status
+        status = self._ok
+        if a.outcome != "ok":
+            attrs["error.type"] = a.outcome
+            status = self._status(self._error, f"{a.outcome}: {a.detail}"[:500])
+        ctx = self._ctx(parent.trace_id, self._bits(64) or 1, False, self._sampled)
+        return self._span("attempt", ctx, parent, self._resource, attrs, kind=self._client, status=status,
+                          start_time=_at(rec, a.t_start), end_time=_at(rec, a.t_end),
+                          instrumentation_scope=self._scope)
+
+    def _request_span(self, rec: RequestRecord, outcome: Outcome, me: Any, parent: Any, state: _State,
+                      answered: Attempt | None) -> Any:
+        op = _OPERATION.get(rec.route, str(rec.route))
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": op, "http.request.method": "POST", "url.path": rec.path,
+            "http.response.status_code": outcome.status, "inferplane.request_id": rec.request_id,
+            "inferplane.surface": rec.surface.value, "inferplane.retries": outcome.retries,
+            "inferplane.stream": rec.stream,
+        }  # fmt: skip
+        name = op
         if rec.model is not None:
             attrs["gen_ai.request.model"] = rec.model
-            span.update_name(f"{_OPERATION.get(rec.route, str(rec.route))} {rec.model}")
+            name = f"{op} {rec.model}"
         optional = {"gen_ai.request.max_tokens": rec.max_tokens, "inferplane.tenant": rec.tenant,
                     "inferplane.endpoint": outcome.endpoint_id, "inferplane.runtime": outcome.runtime,
                     "inferplane.ttft_s": outcome.ttft_s, "inferplane.queued_s": outcome.queued_s or None}
+        if answered is not None:
+            optional |= {"gen_ai.response.model": answered.deployment, "inferplane.routing.policy": answered.policy,
+                         "inferplane.routing.reason": answered.reason}
         usage = outcome.usage
         if usage is not None:
             optional |= {"gen_ai.usage.input_tokens": usage.prompt_tokens,
                          "gen_ai.usage.output_tokens": usage.completion_tokens,
                          "gen_ai.usage.cache_read.input_tokens": usage.cached_tokens}
-        attrs.update({k: v for k, v in optional.items() if v is not None})
+        for k, v in optional.items():
+            if v is not None:
+                attrs[k] = v
+        status = self._ok
         if outcome.status >= 400:
             attrs["error.type"] = outcome.error_code or str(outcome.status)
-        span.set_attributes(attrs)
-        if outcome.status >= 500:
-            span.set_status(self._status(self._error, outcome.error_code or str(outcome.status)))
+            if outcome.status >= 500:  # a 4xx is the client's (HTTP server span conventions)
+                status = self._status(self._error, outcome.error_code or str(outcome.status))
+        events = ()
+        if state.first_token is not None:
+            events = (self._event("first_token", {"inferplane.ttft_s": state.first_token - rec.t_start},
+                                  _at(rec, state.first_token)),)
+        return self._span(name, me, parent, self._resource, attrs, events, kind=self._server, status=status,
+                          start_time=int(rec.started_unix * 1e9), end_time=_at(rec, outcome.t_end),
+                          instrumentation_scope=self._scope)
 
     def close(self) -> None:
         """Export what is buffered (bounded by the exporter's timeout) and stop the export thread."""
-        self.provider.shutdown()
+        self.processor.shutdown()
 
 
 def build_tracing(cfg: TracingConfig, *, exporter: SpanExporter | None = None) -> Tracing:
@@ -187,27 +240,21 @@ def build_tracing(cfg: TracingConfig, *, exporter: SpanExporter | None = None) -
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
     except ImportError as exc:
         raise TracingUnavailable(f"gateway.tracing needs the OpenTelemetry SDK and OTLP exporter, which are not "
                                  f"installed ({exc.name or exc}): {INSTALL_HINT}") from exc
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
     from inferplane import __version__
 
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": cfg.service_name, "service.version": __version__}),
-        sampler=ParentBased(TraceIdRatioBased(cfg.sample_ratio)),
-    )
     if exporter is None:
         exporter = OTLPSpanExporter(endpoint=cfg.traces_url, timeout=cfg.export_timeout_s)
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=cfg.max_queue_spans,
-                                                   export_timeout_millis=cfg.export_timeout_s * 1000))
-    return Tracing(provider, provider.get_tracer("inferplane.gateway", __version__))
-
-
-def _ns(unix_s: float) -> int:
-    return int(unix_s * 1e9)
+    processor = BatchSpanProcessor(exporter, max_queue_size=cfg.max_queue_spans,
+                                   export_timeout_millis=cfg.export_timeout_s * 1000)
+    resource = Resource.create({"service.name": cfg.service_name, "service.version": __version__})
+    return Tracing(processor, sample_ratio=cfg.sample_ratio, resource=resource,
+                   scope=InstrumentationScope("inferplane.gateway", __version__))
 
 
 def _at(rec: RequestRecord, t: float) -> int:
