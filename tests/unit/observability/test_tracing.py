@@ -130,3 +130,29 @@ def test_without_the_sdk_configuring_tracing_says_how_to_install_it(monkeypatch:
     monkeypatch.setattr(builtins, "__import__", no_otel)
     with pytest.raises(TracingUnavailable, match=r"pip install 'inferplane\[tracing\]'"):
         build_tracing(TracingConfig())
+
+
+@pytest.mark.parametrize("header", [
+    "", "garbage", f"00-{'0' * 32}-{CLIENT_SPAN}-01", f"00-{CLIENT_TRACE}-{'0' * 16}-01",
+    f"ff-{CLIENT_TRACE}-{CLIENT_SPAN}-01", f"00-{CLIENT_TRACE.upper()}-{CLIENT_SPAN}-01",
+    f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01-extra", f"00-{CLIENT_TRACE[:-1]}x-{CLIENT_SPAN}-01",
+])
+def test_an_invalid_traceparent_starts_a_new_trace(header: str) -> None:
+    from inferplane.observability.tracing import parse_traceparent
+
+    assert parse_traceparent(header) is None
+    with OtlpReceiver() as rx:
+        tracing = build_tracing(TracingConfig(otlp_endpoint=rx.endpoint))
+        rec = _rec("bad", traceparent=header)
+        tracing.started(rec)
+        tracing.finished(rec, Outcome(status=200, t_end=10.1))
+        tracing.close()
+        (span,) = rx.wait_for(lambda s: len(s) >= 1)
+    assert span.parent_span_id == "" and span.trace_id != CLIENT_TRACE
+
+
+def test_a_future_version_traceparent_is_read_by_its_version_00_fields() -> None:
+    from inferplane.observability.tracing import parse_traceparent
+
+    assert parse_traceparent(f"01-{CLIENT_TRACE}-{CLIENT_SPAN}-00-more") == (
+        int(CLIENT_TRACE, 16), int(CLIENT_SPAN, 16), False)
