@@ -30,6 +30,7 @@ from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, InferplaneConfig
 from inferplane.config.models import ConfigError, load_config
+from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
@@ -58,7 +59,7 @@ _SURVEY_TIMEOUT_S = 3.0
 """How long ``serve`` waits for a listed endpoint's model list at start (it keeps checking after)."""
 
 
-class ServeError(Exception):
+class ServeError(InferplaneError):
     """The server cannot start; the message says why and what to do."""
 
 
@@ -174,7 +175,8 @@ async def run_server(
         plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
         lambda: held.rejected_total))
     try:
-        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits())
+        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
+                                 on_refused=gateway.refused)
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
