@@ -36,6 +36,7 @@ from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
 from inferplane.models import CATALOG, ModelError, ModelStore
 from inferplane.observability.control_metrics import ControlCollector
+from inferplane.observability.setup import OptionalObservers, optional_observers
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
 from inferplane.placement.gpus import GpuShortage, assign_gpus
@@ -156,11 +157,36 @@ async def run_server(
     ``POST /admin/reload`` re-read it and apply the difference.
     """
     gw_cfg = config.gateway
+    try:  # traces and the access log: fail at start when configured but impossible
+        extra = optional_observers(gw_cfg)
+    except ConfigError as exc:
+        raise ServeError(str(exc)) from exc
+    for line in extra.descriptions:
+        say(line)
+    try:
+        return await _run_server(config, deployments, extra, log_dir=log_dir, say=say, stop=stop,
+                                 config_path=config_path, store=store)
+    finally:  # after the last request: pending log lines written, buffered spans exported
+        await asyncio.to_thread(extra.close)
+
+
+async def _run_server(
+    config: InferplaneConfig,
+    deployments: tuple[DeploymentConfig, ...],
+    extra: OptionalObservers,
+    *,
+    log_dir: Path,
+    say: Callable[[str], None],
+    stop: asyncio.Event | None,
+    config_path: Path | None,
+    store: ModelStore | None,
+) -> int:
+    gw_cfg = config.gateway
     findings = await _survey_endpoints(deployments)
     _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
     registry = EndpointRegistry()
     held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
-    gateway = Gateway(gw_cfg, deployments, registry, held=held)
+    gateway = Gateway(gw_cfg, deployments, registry, held=held, observers=tuple(extra.observers))
     plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)

@@ -7,7 +7,8 @@
   request's own ``max_tokens``, then the default, when it did not say);
 - the prompt: synthetic words (about one token each) totalling the recorded
   ``prompt_tokens`` (or ``prompt_bytes`` x the log's median tokens per byte when the
-  request has no usage), with the recorded prefix sharing.
+  request has no usage) less the target's chat-template tokens (``template_tokens``, which
+  bench measures with its preflight request), with the recorded prefix sharing.
 
 Prefix sharing comes from the fingerprints. Hash ``k`` of a fingerprint covers the prompt's
 first ``checkpoint_blocks(k + 1)`` blocks of 256 bytes, and equal leading hashes mean an
@@ -36,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from inferplane.bench.tokens import estimate_tokens
 from inferplane.bench.workloads import _WORDS, BenchRequest, Message, Workload, WorkloadError, trace
 
 __all__ = ["BLOCK_BYTES", "access_log", "checkpoint_blocks", "is_access_log_line", "trace_file"]
@@ -72,8 +74,13 @@ class _Node:
 
 
 def access_log(path: Path, *, speed: float = 1.0, limit: int | None = None, default_max_tokens: int = 128,
-               seed: int = 0, nonce: str = "") -> Workload:
-    """The workload replaying an access log (module docstring). Raises ``WorkloadError``."""
+               seed: int = 0, nonce: str = "", template_tokens: int = 0) -> Workload:
+    """The workload replaying an access log (module docstring). Raises ``WorkloadError``.
+
+    ``template_tokens``: what the target adds around each prompt (its chat template; bench
+    measures it with its preflight request): taken off each recorded ``prompt_tokens`` so the
+    replayed prompt, template included, is as long as the recorded one.
+    """
     if speed <= 0:
         raise WorkloadError("trace speed factor must be > 0")
     lines = _read(path, limit)
@@ -84,12 +91,15 @@ def access_log(path: Path, *, speed: float = 1.0, limit: int | None = None, defa
               if _int(ln.get("prompt_tokens")) and _int(ln.get("prompt_bytes"))]
     default_ratio = statistics.median(ratios) if ratios else 0.25  # ~4 bytes of JSON per token
     rng = random.Random(seed)
-    root = _Node(f"[{nonce}]" if nonce else "", 0)
+    # the nonce as three common words (~3 tokens, ~2e6 values): a cache warmed by an earlier run
+    # misses, and short prompts stay about as short as they were
+    root_text = " ".join(random.Random(nonce).choices(_WORDS, k=3)) if nonce else ""
+    root = _Node(root_text, estimate_tokens(root_text))
     usable.sort(key=lambda ln: float(ln["ts"]))
     t0 = float(usable[0]["ts"])
     reqs: list[BenchRequest] = []
     groups: set[str] = set()
-    for i, ln in enumerate(usable):
+    for ln in usable:
         at = (float(ln["ts"]) - t0) / speed
         out = _int(ln.get("completion_tokens")) or _int(ln.get("max_tokens")) or default_max_tokens
         messages = _logged_prompt(ln)
@@ -98,12 +108,13 @@ def access_log(path: Path, *, speed: float = 1.0, limit: int | None = None, defa
             reqs.append(BenchRequest(messages, out, at, est))
             continue
         prompt_bytes = _int(ln.get("prompt_bytes")) or 0
-        tokens = _int(ln.get("prompt_tokens")) or max(1, round(prompt_bytes * default_ratio))
+        recorded = _int(ln.get("prompt_tokens")) or max(1, round(prompt_bytes * default_ratio))
+        tokens = max(1, recorded - template_tokens)  # the prompt's own tokens
         ratio = tokens / prompt_bytes if prompt_bytes else default_ratio
         hashes = [h for h in str(ln.get("prefix") or "").split(".") if h]
         if len(hashes) > 1:
             groups.add(hashes[0])
-        node, parts, used = root, [root.text] if root.text else [], 0
+        node, parts, used = root, [root.text] if root.text else [], root.tokens
         for k, h in enumerate(hashes):
             child = node.children.get(h)
             if child is None:
@@ -113,17 +124,18 @@ def access_log(path: Path, *, speed: float = 1.0, limit: int | None = None, defa
             node = child
             parts.append(child.text)
             used += child.tokens
-        parts.append(f"Request {i}: " + " ".join(rng.choices(_WORDS, k=max(1, tokens - used - 2))))
-        reqs.append(BenchRequest((("user", " ".join(parts)),), out, at, max(tokens, used)))
+        parts.append(" ".join(rng.choices(_WORDS, k=max(1, tokens - used))))  # this request's own rest
+        reqs.append(BenchRequest((("user", " ".join(parts)),), out, at, max(tokens, used) + template_tokens))
     params: dict[str, object] = {
         "file": str(path), "format": "access-log", "speed": speed, "lines": len(lines),
         "skipped_no_deployment": len(lines) - len(usable), "prefix_groups": len(groups), "nonce": nonce,
+        "template_tokens": template_tokens,
     }  # fmt: skip
     return Workload("trace", tuple(reqs), params=params)
 
 
 def trace_file(path: Path, *, speed: float = 1.0, limit: int | None = None, default_max_tokens: int = 128,
-               seed: int = 0, nonce: str = "") -> Workload:
+               seed: int = 0, nonce: str = "", template_tokens: int = 0) -> Workload:
     """``trace:FILE``: an access log when its first line is one, else a plain JSONL trace
     (``workloads.trace``). Raises ``WorkloadError``."""
     try:
@@ -137,7 +149,7 @@ def trace_file(path: Path, *, speed: float = 1.0, limit: int | None = None, defa
         sniffed = False
     if sniffed:
         return access_log(path, speed=speed, limit=limit, default_max_tokens=default_max_tokens, seed=seed,
-                          nonce=nonce)
+                          nonce=nonce, template_tokens=template_tokens)
     return trace(path, speed=speed, limit=limit, default_max_tokens=default_max_tokens)
 
 

@@ -107,3 +107,15 @@ def test_a_bad_access_log_is_a_workload_error(tmp_path: Path, content: bytes) ->
     path.write_bytes(content)
     with pytest.raises(wl.WorkloadError):
         replay.trace_file(path)
+
+
+def test_the_targets_chat_template_is_taken_off_the_recorded_lengths(tmp_path: Path) -> None:
+    line = {"ts": 1.0, "request_id": "a", "prefix": "", "deployment": "m", "prompt_bytes": 120,
+            "prompt_tokens": 40, "completion_tokens": 4}
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(orjson.dumps(line) + b"\n")
+    (plain,) = replay.trace_file(path).requests
+    (fitted,) = replay.trace_file(path, template_tokens=30).requests
+    assert len(plain.messages[0][1].split()) == 40
+    assert len(fitted.messages[0][1].split()) == 10  # + 30 template tokens = the recorded 40
+    assert fitted.input_tokens_estimate == 40
