@@ -225,7 +225,7 @@ class Tracing:
             attrs["error.type"] = outcome.error_code or str(outcome.status)
             if outcome.status >= 500:  # a 4xx is the client's (HTTP server span conventions)
                 status = self._status(self._error, outcome.error_code or str(outcome.status))
-        events = ()
+        events: tuple[Any, ...] = ()
         if state.first_token is not None:
             events = (self._event("first_token", {"inferplane.ttft_s": state.first_token - rec.t_start},
                                   _at(rec, state.first_token)),)
