@@ -74,6 +74,11 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
     p.add_argument("--ready-timeout", type=float, help="seconds to wait for replicas (default 300)")
     p.add_argument("--log-dir", type=Path, help="replica logs (default ~/.cache/inferplane/logs)")
+    p.add_argument("--access-log", metavar="PATH",
+                   help="one JSON line per request to PATH ('-': stdout); replay with bench --workload trace:PATH")
+    p.add_argument("--otlp-endpoint", metavar="URL",
+                   help="export OpenTelemetry traces to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 "
+                        "(needs pip install 'inferplane[tracing]')")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging (routing decisions, probes)")
     p.set_defaults(func=_cmd_serve)
 
@@ -94,6 +99,10 @@ def _serve_config(args: argparse.Namespace) -> InferplaneConfig:
         gateway["max_body_bytes"] = args.max_body_bytes
     if args.ready_timeout:
         gateway["ready_timeout_s"] = args.ready_timeout
+    if args.access_log:
+        gateway["access_log"] = args.access_log
+    if args.otlp_endpoint:
+        gateway["tracing"] = {"otlp_endpoint": args.otlp_endpoint}
     if args.config:
         if args.model:
             raise ConfigError("use either --config or --model, not both")

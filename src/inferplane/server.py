@@ -40,6 +40,7 @@ from inferplane.models import CATALOG, ModelError, ModelStore
 from inferplane.observability.control_metrics import ControlCollector
 from inferplane.observability.queue_metrics import QueueCollector
 from inferplane.observability.recent import RecentRequests
+from inferplane.observability.setup import OptionalObservers, optional_observers
 from inferplane.observability.tenant_window import TenantWindows
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
@@ -176,6 +177,31 @@ async def run_server(
     ``POST /admin/reload`` re-read it and apply the difference.
     """
     gw_cfg = config.gateway
+    try:  # traces and the access log: fail at start when configured but impossible
+        extra = optional_observers(gw_cfg)
+    except ConfigError as exc:
+        raise ServeError(str(exc)) from exc
+    for line in extra.descriptions:
+        say(line)
+    try:
+        return await _run_server(config, deployments, extra, log_dir=log_dir, say=say, stop=stop,
+                                 config_path=config_path, store=store)
+    finally:  # after the last request: pending log lines written, buffered spans exported
+        await asyncio.to_thread(extra.close)
+
+
+async def _run_server(
+    config: InferplaneConfig,
+    deployments: tuple[DeploymentConfig, ...],
+    extra: OptionalObservers,
+    *,
+    log_dir: Path,
+    say: Callable[[str], None],
+    stop: asyncio.Event | None,
+    config_path: Path | None,
+    store: ModelStore | None,
+) -> int:
+    gw_cfg = config.gateway
     findings = await _survey_endpoints(deployments)
     _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
     registry = EndpointRegistry()
@@ -185,7 +211,7 @@ async def run_server(
     except (ConfigError, RuntimeError) as exc:
         raise ServeError(str(exc)) from exc
     gateway = Gateway(gw_cfg, deployments, registry, held=held, admission=tenancy.admission,
-                      observers=(tenancy.observer,))
+                      observers=(tenancy.observer, *extra.observers))
     gateway.metrics.registry.register(tenancy.observer)
     gateway.metrics.registry.register(QueueCollector(held))
     plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),

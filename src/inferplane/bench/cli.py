@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from inferplane.bench import replay
 from inferplane.bench import workloads as wl
 from inferplane.bench.analysis import RunOutcome, analyze
 from inferplane.bench.client import ClientConfig
@@ -217,7 +218,7 @@ def _load_config(args: argparse.Namespace) -> LoadConfig:
     )
 
 
-def _workload(args: argparse.Namespace, n: int, step: int, nonce: str) -> wl.Workload:
+def _workload(args: argparse.Namespace, n: int, step: int, nonce: str, template_tokens: int = 0) -> wl.Workload:
     name = str(args.workload)
     seed = args.seed + step
     step_nonce = f"{nonce}-{step}"
@@ -252,11 +253,14 @@ def _workload(args: argparse.Namespace, n: int, step: int, nonce: str) -> wl.Wor
             nonce=step_nonce,
         )
     if name.startswith("trace:"):
-        return wl.trace(
+        return replay.trace_file(
             Path(name[6:]),
             speed=args.trace_speed,
             limit=None,
             default_max_tokens=args.max_tokens or 128,
+            seed=seed,
+            nonce=step_nonce,
+            template_tokens=template_tokens,
         )
     raise _UsageError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
 
@@ -375,7 +379,7 @@ class _State:
 
     def step(self, load: LoadConfig, label: str) -> RunOutcome:
         n = load.planned_requests(self.args.requests)
-        work = _workload(self.args, n, len(self.outcomes), self.nonce)
+        work = _workload(self.args, n, len(self.outcomes), self.nonce, self.probe.template_tokens)
         if not self.outcomes:
             self.workload_facts = (work.dataset_sha256, work.params)
         self._say_estimate(load, label, work, n)

@@ -100,6 +100,8 @@ class FakeOpenAIServer:
         self.host = host
         self.port = port
         self.requests_seen = 0
+        self.headers_seen: list[dict[str, str]] = []
+        """The headers of each completion request, in arrival order (lower-case names)."""
         self.recording: Recording | None = (
             load_recording(self.config.recording) if self.config.recording else None
         )
@@ -234,6 +236,7 @@ class FakeOpenAIServer:
     async def _complete(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         cfg = self.config
         self.requests_seen += 1
+        self.headers_seen.append({k.lower(): v for k, v in request.headers.items()})
         body = orjson.loads(await request.read())
         if request.transport in self._streamed:  # close_after_stream: drop the reused connection
             self._streamed.discard(request.transport)

@@ -17,6 +17,9 @@ import orjson
 __all__ = ["Preflight", "estimate_s", "preflight"]
 
 PROBE_TOKENS = 16
+PROBE_TEXT = "Say hello."
+PROBE_TEXT_TOKENS = 3
+"""``estimate_tokens(PROBE_TEXT)``, and what BPE tokenizers make of it ("Say", " hello", ".")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,14 @@ class Preflight:
     """One line: why a run cannot work (None: the request succeeded)."""
     seconds: float = 0.0
     completion_tokens: int = 0
+    prompt_tokens: int = 0
+    """What the server counted for the probe's prompt (0: it did not say)."""
+
+    @property
+    def template_tokens(self) -> int:
+        """Prompt tokens the server adds around a prompt's own (chat template, default system
+        prompt): its count for the probe minus the probe text's estimate; 0 when unknown."""
+        return max(0, self.prompt_tokens - PROBE_TEXT_TOKENS) if self.prompt_tokens else 0
 
 
 def _server_message(body: bytes) -> str:
@@ -47,7 +58,7 @@ async def preflight(base_url: str, model: str, *, api: str, api_key: str | None,
     """Send one non-streamed request to ``base_url`` for ``model``; never raises for I/O trouble."""
     base = base_url.rstrip("/").removesuffix("/v1")
     if api == "chat":
-        url, body = base + "/v1/chat/completions", {"messages": [{"role": "user", "content": "Say hello."}]}
+        url, body = base + "/v1/chat/completions", {"messages": [{"role": "user", "content": PROBE_TEXT}]}
     else:
         url, body = base + "/v1/completions", {"prompt": "Hello,"}
     payload = orjson.dumps({"model": model, **body, "max_tokens": PROBE_TOKENS, "stream": False})
@@ -65,13 +76,14 @@ async def preflight(base_url: str, model: str, *, api: str, api_key: str | None,
     seconds = time.perf_counter() - t0
     if status >= 400:
         return Preflight(f"{url} answered {status}: {_server_message(data)}")
-    tokens = 0
+    tokens = prompt = 0
     try:
         usage = orjson.loads(data).get("usage") or {}
         tokens = int(usage.get("completion_tokens") or 0)
+        prompt = int(usage.get("prompt_tokens") or 0) if api == "chat" else 0
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         pass
-    return Preflight(None, seconds, tokens)
+    return Preflight(None, seconds, tokens, prompt)
 
 
 def estimate_s(probe: Preflight, *, requests: int, mean_output_tokens: float, parallel: float) -> float | None:

@@ -20,12 +20,14 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
 
 from inferplane.bench.slo import SloTarget, parse_slos
+from inferplane.bench.workloads import WorkloadError
 from inferplane.choose import compat, emit, measure, plan, rank, report
 from inferplane.choose.hardware import detect_hardware
 from inferplane.choose.model_info import ModelInfo, ModelInfoError, inspect_model
@@ -50,9 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='settings grid per runtime, e.g. "embedded:parallel=1,4;threads=1,2" '
                         '"vllm:executable=.venv-vllm/bin/python;dtype=float32" (repeatable)')
     w = p.add_argument_group("workload")
-    w.add_argument("--workload", choices=("synthetic", "sharegpt", "shared-prefix"), default="synthetic",
-                   help="the traffic every candidate is measured with (default synthetic)")
-    w.add_argument("--requests", type=int, default=20, help="measured requests per candidate (default 20)")
+    w.add_argument("--workload", default="synthetic",
+                   help="the traffic every candidate is measured with: synthetic (default), sharegpt, "
+                        "shared-prefix, or trace:FILE (a gateway access log or JSONL trace, replayed at its "
+                        "recorded arrival times)")
+    w.add_argument("--requests", type=int, default=None,
+                   help="measured requests per candidate (default 20; trace: the whole file)")
+    w.add_argument("--trace-speed", type=float, default=1.0, help="trace: replay speed factor (default 1)")
     w.add_argument("--concurrency", type=int, default=4, help="closed-loop users (default 4)")
     w.add_argument("--input-len", type=int, default=128, help="synthetic: prompt tokens (default 128)")
     w.add_argument("--output-len", type=int, default=64, help="synthetic: max_tokens (default 64)")
@@ -131,9 +137,28 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _workload_spec(args: argparse.Namespace) -> plan.WorkloadSpec:
+    kind = str(args.workload)
+    spec = plan.WorkloadSpec(kind=kind, requests=args.requests or 20, concurrency=args.concurrency,
+                             input_len=args.input_len, output_len=args.output_len, max_tokens=args.max_tokens,
+                             warmup_requests=args.warmup, seed=args.seed, trace_speed=args.trace_speed)
+    if kind in ("synthetic", "sharegpt", "shared-prefix"):
+        return spec
+    if not spec.is_trace:
+        raise _Usage(f"unknown workload {kind!r}: use synthetic, sharegpt, shared-prefix or trace:FILE")
+    try:  # read it once now: a bad file fails before anything starts, and the plan knows its size
+        work = measure.build_workload(replace(spec, requests=args.requests or 1 << 30), nonce="plan")
+    except WorkloadError as exc:
+        raise _Usage(str(exc)) from exc
+    reqs = work.requests
+    return replace(spec, requests=len(reqs), input_len=round(sum(r.input_tokens_estimate for r in reqs) / len(reqs)),
+                   output_len=round(sum(r.max_tokens for r in reqs) / len(reqs)))
+
+
 def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    if args.requests < 1 or args.concurrency < 1:
+    if (args.requests is not None and args.requests < 1) or args.concurrency < 1:
         raise _Usage("--requests and --concurrency must be >= 1")
+    workload = _workload_spec(args)
     slos: tuple[SloTarget, ...] = parse_slos(args.slo) if args.slo else ()
     prices = rank.parse_prices(args.price)
     grids = plan.parse_settings(args.settings)
@@ -144,9 +169,6 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
     models, refs, served = _models(args.model or ["smollm2"], err)
     hw = detect_hardware()
     verdicts = compat.check(models, hw, _facts(names, grids))
-    workload = plan.WorkloadSpec(kind=args.workload, requests=args.requests, concurrency=args.concurrency,
-                                 input_len=args.input_len, output_len=args.output_len,
-                                 max_tokens=args.max_tokens, warmup_requests=args.warmup, seed=args.seed)
     name = args.name or served
     cands = plan.candidates(verdicts, grids, workload, hw, served_name=name, model_refs=refs,
                             cpu_threads=usable_cores())

@@ -19,6 +19,7 @@ survive.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -37,10 +38,12 @@ import orjson
 import yaml
 from rich.console import Console
 
+from inferplane.bench import replay
 from inferplane.bench import workloads as wl
 from inferplane.bench.analysis import RunOutcome, analyze
 from inferplane.bench.client import ClientConfig
 from inferplane.bench.display import LiveDisplay
+from inferplane.bench.preflight import preflight
 from inferplane.bench.provenance import TargetInfo, client_host
 from inferplane.bench.report import BenchReport, Provenance, write_report
 from inferplane.bench.runner import LiveCounters, LoadConfig, run_load
@@ -71,17 +74,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def build_workload(spec: WorkloadSpec, nonce: str) -> wl.Workload:
-    """The measured requests of one run (raises ``WorkloadError`` e.g. when ShareGPT is missing)."""
+def build_workload(spec: WorkloadSpec, nonce: str, template_tokens: int = 0) -> wl.Workload:
+    """The measured requests of one run (raises ``WorkloadError`` e.g. when ShareGPT is missing).
+
+    ``template_tokens``: the candidate's chat-template tokens, for trace replays (bench/replay.py)."""
     if spec.kind == "sharegpt":
         return wl.sharegpt(spec.requests, seed=spec.seed, max_tokens=spec.max_tokens)
     if spec.kind == "shared-prefix":
         return wl.shared_prefix(spec.requests, groups=4, system_len=spec.input_len, question_len=32,
                                 output_len=spec.output_len, seed=spec.seed, nonce=nonce)
+    if spec.is_trace:
+        return replay.trace_file(Path(spec.kind[6:]), speed=spec.trace_speed, limit=spec.requests,
+                                 default_max_tokens=spec.output_len, seed=spec.seed, nonce=nonce,
+                                 template_tokens=template_tokens)
     if spec.kind == "synthetic":
         return wl.synthetic(spec.requests, input_len=spec.input_len, output_len=spec.output_len,
                             seed=spec.seed, nonce=nonce)
-    raise wl.WorkloadError(f"unknown workload {spec.kind!r}: use synthetic, sharegpt or shared-prefix")
+    raise wl.WorkloadError(f"unknown workload {spec.kind!r}: use synthetic, sharegpt, shared-prefix or trace:FILE")
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
@@ -176,8 +185,13 @@ def measure_one(c: Candidate, cfg: MeasureConfig, index: int, say: Say,
             warm = wl.synthetic(spec.warmup_requests, input_len=32, output_len=8, seed=spec.seed + 1,
                                 nonce=f"warmup-{nonce}")
             run_load(warm, client, LoadConfig(concurrency=min(spec.warmup_requests, spec.concurrency)))
-        load = LoadConfig(concurrency=spec.concurrency, seed=spec.seed)
-        work = build_workload(spec, nonce)
+        load = LoadConfig(trace_timing=True, seed=spec.seed) if spec.is_trace else \
+            LoadConfig(concurrency=spec.concurrency, seed=spec.seed)
+        template = 0
+        if spec.is_trace:  # the replayed prompts' lengths include this candidate's chat template
+            probe = asyncio.run(preflight(serve.url, c.deployment.name, api="chat", api_key=None, timeout_s=120.0))
+            template = probe.template_tokens
+        work = build_workload(spec, nonce, template)
         counters = LiveCounters(1, shared=False)
         with LiveDisplay(console or make_console(stderr=True), c.label, spec.requests, counters,
                          enabled=console is not None) as live:

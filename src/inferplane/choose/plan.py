@@ -53,7 +53,8 @@ class WorkloadSpec:
     """The traffic every candidate gets: same kind, sizes, load and seed; fresh prompts per run."""
 
     kind: str = "synthetic"
-    """"synthetic", "sharegpt" or "shared-prefix"."""
+    """"synthetic", "sharegpt", "shared-prefix" or "trace:FILE" (an access log or JSONL trace,
+    replayed at its recorded arrival times; then ``input_len``/``output_len`` are its means)."""
     requests: int = 20
     concurrency: int = 4
     input_len: int = 128
@@ -62,8 +63,19 @@ class WorkloadSpec:
     """ShareGPT: cap on each request's max_tokens (its dataset reply length otherwise)."""
     warmup_requests: int = 2
     seed: int = 0
+    trace_speed: float = 1.0
+    """Trace replay: arrival times are divided by this."""
+
+    @property
+    def is_trace(self) -> bool:
+        return self.kind.startswith("trace:")
 
     def describe(self) -> str:
+        if self.is_trace:
+            speed = f" x{self.trace_speed:g}" if self.trace_speed != 1.0 else ""
+            return (f"{self.kind}: {self.requests} requests at their recorded arrival times{speed} "
+                    f"(mean {self.input_len} in / {self.output_len} out tokens), "
+                    f"{self.warmup_requests} warm-up")
         sizes = f"{self.input_len} in / {self.output_len} out tokens" if self.kind != "sharegpt" else (
             f"max_tokens <= {self.max_tokens}" if self.max_tokens else "dataset lengths")
         return (f"{self.kind}: {self.requests} requests ({sizes}), closed loop c={self.concurrency}, "

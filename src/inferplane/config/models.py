@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferplane.config.observability import TracingConfig
 from inferplane.config.scaling import AutoscaleConfig
 from inferplane.config.tenants import DEFAULT_TENANT, TenantConfig
 from inferplane.errors import InferplaneError
@@ -41,6 +42,7 @@ __all__ = [
     "ReplicaTarget",
     "RetryConfig",
     "TenantConfig",
+    "TracingConfig",
     "admin_key",
     "config_json_schema",
     "env_overrides",
@@ -195,6 +197,19 @@ class GatewayConfig(_Strict):
             names.add(t.name)
             hashes.add(t.key_sha256)
         return self
+    # -- traces and access log (observability/tracing.py, observability/access_log.py) --
+    tracing: TracingConfig | None = Field(
+        None, description="OpenTelemetry traces over OTLP/HTTP (needs pip install 'inferplane[tracing]'); "
+        "off when absent."
+    )
+    access_log: str | None = Field(
+        None, description="Write one JSON line per request to this file ('-': standard output); off when "
+        "absent. Replay it with `inferplane bench --workload trace:FILE`."
+    )
+    log_prompts: bool = Field(
+        False, description="Put the prompt (messages or prompt) into the access log; off by default, when "
+        "only lengths and prefix fingerprints are logged."
+    )
 
 
 class ReplicaTarget(_Strict):

@@ -80,6 +80,7 @@ class Attempts:
         self.relay = Relay(liveness=self.liveness, failed=self._failed, probe_after_s=probe_after_s,
                            stream_idle_timeout_s=stream_idle_timeout_s)
         self._usage_capable: dict[str, bool] = {}
+        self._trace_capable: dict[str, bool] = {}
 
     async def run(self, x: Exchange) -> None:
         """Answer ``x`` from a replica and report it finished; raises ``Rejection`` when none
@@ -197,10 +198,12 @@ class Attempts:
     async def _open(self, x: Exchange, choice: Choice, path: str, body: bytes, tried: set[str]) -> UpstreamResponse:
         """Send the request; return once the response status arrived. Raises Failure."""
         ep = choice.endpoint
+        tp = x.rec.upstream_traceparent  # set only when tracing is on
+        extra = b"traceparent: %s\r\n" % tp.encode() if tp is not None and self._traces(ep.runtime) else b""
         for fresh in (False, True, True):
             t_start = time.perf_counter()
             try:
-                resp = await self.pool.post(ep.url, path, body, fresh=fresh)
+                resp = await self.pool.post(ep.url, path, body, fresh=fresh, extra_headers=extra)
             except ConnectFailed as exc:
                 raise Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
             try:
@@ -279,6 +282,13 @@ class Attempts:
         known = self._usage_capable.get(runtime)
         if known is None:
             known = self._usage_capable[runtime] = get_adapter(runtime).capabilities().streams_usage
+        return known
+
+    def _traces(self, runtime: str) -> bool:
+        """Whether the runtime continues a W3C trace (its adapter's ``capabilities().traces``)."""
+        known = self._trace_capable.get(runtime)
+        if known is None:
+            known = self._trace_capable[runtime] = get_adapter(runtime).capabilities().traces
         return known
 
     def _failed(self, ep: Endpoint, kind: str, detail: str) -> None:

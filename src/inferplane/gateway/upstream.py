@@ -417,17 +417,20 @@ class UpstreamPool:
                                                        self._connect)
         return h
 
-    async def post(self, base_url: str, path: str, body: bytes, *, fresh: bool = False) -> UpstreamResponse:
+    async def post(self, base_url: str, path: str, body: bytes, *, fresh: bool = False,
+                   extra_headers: bytes = b"") -> UpstreamResponse:
         """Send ``POST path`` with a JSON body; returns once the request is written.
 
-        Await ``resp.headers()`` for the status. Raises ConnectFailed.
+        ``extra_headers``: complete header lines (``b"Name: value\\r\\n"`` each) sent as
+        they are (e.g. ``traceparent``). Await ``resp.headers()`` for the status. Raises
+        ConnectFailed.
         """
         h = self._host(base_url)
         conn = await h.get(fresh)
         resp = UpstreamResponse(conn, self.max_body_bytes)
         conn.send(resp, b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                        b"Accept: */*\r\nContent-Length: %d\r\n\r\n%s"
-                  % (h.prefix, path.encode("latin-1"), h.host_header, len(body), body))
+                        b"Accept: */*\r\n%sContent-Length: %d\r\n\r\n%s"
+                  % (h.prefix, path.encode("latin-1"), h.host_header, extra_headers, len(body), body))
         return resp
 
     async def probe(self, base_url: str, method: str, path: str, body: bytes | None, timeout_s: float) -> bool:

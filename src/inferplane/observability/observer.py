@@ -24,7 +24,8 @@ Contract for implementations:
 - ``RequestRecord`` is filled in by the pipeline as it learns things (``model`` once the
   deployment is known, ``tenant`` once authenticated); observers read it, never write it,
   except ``rec.notes``, a per-request dict where an observer may keep its own state
-  (a span, a reservation) keyed by its own name.
+  (a span, a reservation) keyed by its own name, and ``rec.upstream_traceparent``, which
+  the tracing observer sets in ``started`` for the pipeline to send on.
 - Timestamps are ``time.perf_counter()`` seconds (``t_start`` and the ``t`` arguments);
   ``started_unix`` is wall-clock for logs.
 """
@@ -67,6 +68,10 @@ class RequestRecord:
     session: str | None = None
     traceparent: str | None = None
     """The client's W3C ``traceparent`` header, if it sent one."""
+    upstream_traceparent: str | None = None
+    """The W3C ``traceparent`` to send to runtimes whose adapter says
+    ``capabilities().traces`` (set by the tracing observer in ``started``: the gateway's span
+    for this request as the parent; None: not traced, send nothing)."""
     notes: dict[str, Any] = field(default_factory=dict)
     """Per-request state an observer keeps for itself, under its own key."""
 

@@ -91,6 +91,9 @@ class Capabilities:
     embedding_launch: bool = False
     """``launch_spec`` starts a replica in embedding mode for an ``embeddings: true`` deployment
     (else such a deployment must list ``endpoints`` started for embeddings)."""
+    traces: bool = False
+    """Continues a W3C trace: reads the ``traceparent`` header the gateway sends (its spans
+    become children of the gateway's request span when the runtime itself exports traces)."""
 
 
 @dataclass(frozen=True, slots=True)

