@@ -21,6 +21,7 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from typing import Any
 from inferplane.autoscale import Autoscaler, SignalReader
 from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
-from inferplane.config import DeploymentConfig, InferplaneConfig
+from inferplane.config import DeploymentConfig, GatewayConfig, InferplaneConfig
 from inferplane.config.models import ConfigError, load_config
+from inferplane.config.upstreams import Secret, read_api_key
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
@@ -45,6 +47,7 @@ from inferplane.routing.held import HeldQueue
 from inferplane.routing.policies import PrefixPolicy
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
+from inferplane.runtimes.access import AccessTable, build_access
 from inferplane.runtimes.base import LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.embedded import default_context_tokens
@@ -80,6 +83,10 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
             adapter = get_adapter(dep.runtime)
         except UnknownRuntimeError as exc:
             raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
+        key_env = dep.api_key_env or next((t.api_key_env for t in dep.endpoints if t.api_key_env), None)
+        if key_env and adapter.dialect_for(dep).api_key_header is None:
+            raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} takes no API key, so api_key_env "
+                             f"({key_env}) cannot be sent; remove it")
         if dep.max_local_replicas() > 0:
             avail = adapter.availability_for(dep)
             if not avail.usable:
@@ -155,18 +162,27 @@ async def run_server(
     ``POST /admin/reload`` re-read it and apply the difference.
     """
     gw_cfg = config.gateway
-    findings = await _survey_endpoints(deployments)
+    access = upstream_access(config.gateway, deployments)
+    listener_tls = _listener_tls(config)
+    for dep in deployments:
+        for t in dep.endpoints:
+            if not t.tls_verify:
+                say(f"WARNING: {dep.name}: TLS verification is off for {t.url} (tls_verify: false): anyone on the "
+                    "path can read and change its traffic")
+    findings = await _survey_endpoints(deployments, access)
     _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
     registry = EndpointRegistry()
     held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
     gateway = Gateway(gw_cfg, deployments, registry, held=held)
+    gateway.pool.set_access(access)
+    checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s, access=access)
     plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)
     autoscaler = Autoscaler(plane.controllers, SignalReader(registry, held, lambda n: gateway.metrics.model(n).ttft))
     reload = None
     if config_path is not None:
-        reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say)
+        reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say, checker)
     gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload,
                              apply_deployment=lambda d: _apply_one(gateway, plane, d)).routes
     gateway.can_serve = plane.can_serve
@@ -174,11 +190,13 @@ async def run_server(
         plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
         lambda: held.rejected_total))
     try:
-        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits())
+        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
+                                 ssl=listener_tls)
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
-    say(f"gateway listening on http://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
+    scheme = "https" if listener_tls is not None else "http"
+    say(f"gateway listening on {scheme}://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
     for dep in deployments:
         if dep.endpoints:
             say(_endpoints_line(dep, findings.get(dep.name)))
@@ -193,7 +211,6 @@ async def run_server(
     for dep in deployments:
         plane.add(dep)
         _apply_findings(plane, dep, findings.get(dep.name))
-    checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s)
     checker.start()
     autoscaler.start()
 
@@ -230,7 +247,40 @@ async def run_server(
     return code
 
 
-async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...]) -> dict[str, list[Finding]]:
+def upstream_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ...]) -> AccessTable:
+    """The TLS settings and keys of every listed endpoint, the keys read from their variables.
+
+    Raises ServeError for what the config check could not see (a variable unset since the file was
+    loaded, a key for a runtime that takes none).
+    """
+    keys: dict[str, Secret] = {}
+    for dep in deployments:
+        for name in {n for n in (dep.api_key_env, *(t.api_key_env for t in dep.endpoints)) if n}:
+            key = read_api_key(name)
+            if key is None:
+                raise ServeError(f"deployment {dep.name!r}: environment variable {name} (api_key_env) is not set "
+                                 "or empty; export it with the endpoint's API key")
+            keys[name] = key
+    try:
+        return build_access(gateway, deployments, keys,
+                            {d.name: get_adapter(d.runtime).dialect_for(d) for d in deployments})
+    except (ValueError, OSError) as exc:
+        raise ServeError(str(exc)) from exc
+
+
+def _listener_tls(config: InferplaneConfig) -> ssl.SSLContext | None:
+    tls = config.gateway.tls
+    if tls is None:
+        return None
+    try:
+        return http1.server_tls_context(str(tls.cert_file), str(tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ServeError(f"gateway.tls: cannot load the certificate {tls.cert_file} with the key {tls.key_file}: "
+                         f"{exc}") from exc
+
+
+async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...],
+                            access: AccessTable) -> dict[str, list[Finding]]:
     """What each listed OpenAI-speaking endpoint serves; refuses to start when one serves
     several models and the deployment chose none (``upstream_model``)."""
     out: dict[str, list[Finding]] = {}
@@ -238,7 +288,7 @@ async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...]) -> dict[s
         if not dep.endpoints or not get_adapter(dep.runtime).dialect_for(dep).passthrough:
             continue
         found = await survey(tuple(t.url for t in dep.endpoints), deployment=dep.name,
-                             wanted=dep.upstream_model, timeout_s=_SURVEY_TIMEOUT_S)
+                             wanted=dep.upstream_model, timeout_s=_SURVEY_TIMEOUT_S, access=access)
         for f in found:
             if f.match is not None and f.match.ambiguous:
                 raise ServeError(f"deployment {dep.name!r}: endpoint {f.url}: {f.match.problem}")
@@ -307,8 +357,10 @@ class _Reloader:
     """Re-reads the deployment file and applies the difference (SIGHUP, POST /admin/reload)."""
 
     def __init__(self, path: Path, config: InferplaneConfig, gateway: Gateway, plane: ControlPlane,
-                 store: ModelStore, say: Callable[[str], None]) -> None:
+                 store: ModelStore, say: Callable[[str], None], checker: HealthChecker) -> None:
         self.path = path
+        self.checker = checker
+        self.access = checker.access
         self.raw = {d.name: d for d in config.deployments}
         self.gateway_config = config.gateway
         self.gateway = gateway
@@ -352,6 +404,13 @@ class _Reloader:
                 by_name = {d.name: d for d in ready}
                 prepared = [by_name.get(d.name, d) for d in prepared]
             deployments = tuple(prepared)
+            try:
+                access = upstream_access(config.gateway, deployments)
+            except ServeError as exc:
+                raise ConfigError(str(exc)) from exc
+            self.gateway.pool.set_access(access, access.changed(self.access)
+                                         if isinstance(self.access, AccessTable) else None)
+            self.checker.access = self.access = access
             self.gateway.set_deployments(deployments)
             report = self.plane.apply(deployments)
             self.raw = {d.name: d for d in config.deployments}

@@ -151,6 +151,13 @@ class Dialect:
     chat_path = "/v1/chat/completions"
     completions_path = "/v1/completions"
     models_path = "/v1/models"
+    api_key_header: tuple[str, str] | None = ("Authorization", "Bearer ")
+    """(header name, value prefix) that carries an endpoint's API key (``api_key_env``); None: the
+    runtime takes no key. OpenAI-compatible servers started with ``--api-key`` compare
+    ``Authorization`` with ``"Bearer " + key``: vLLM (vllm/entrypoints/openai/api_server.py, /v1
+    paths only), SGLang (python/sglang/srt/utils.py ``add_api_key_middleware``, all but /health and
+    /metrics), TGI (router/src/server.rs, the generation routes), llama-server (tools/server, all
+    but /health and /v1/models; it also takes ``X-Api-Key``), LMDeploy (``--api-keys``)."""
 
     def request(self, route: str, body: dict[str, Any], raw: bytes) -> tuple[str, bytes]:
         """(upstream path, upstream body) for a validated OpenAI request. ``route``: chat | completions.
