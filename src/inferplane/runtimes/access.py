@@ -73,6 +73,15 @@ def tls_context(ca_file: Path | None = None, *, verify: bool = True) -> ssl.SSLC
     return ctx
 
 
+_UNKNOWN_CA = ("set the endpoint's ca_file, or gateway.upstream_ca_file, to the CA that signed its certificate")
+_VERIFY_HINTS = {
+    2: _UNKNOWN_CA, 18: _UNKNOWN_CA, 19: _UNKNOWN_CA, 20: _UNKNOWN_CA, 21: _UNKNOWN_CA,
+    **dict.fromkeys((62, 64), "use the host name or address the certificate was issued for in the endpoint's url"),
+    10: "the endpoint needs a renewed certificate",
+}
+"""What to do, by OpenSSL's X509_V_ERR code (2, 18-21: issuer not trusted; 62/64: host name/IP mismatch; 10: expired)."""
+
+
 def describe_tls_error(exc: BaseException) -> str | None:
     """A TLS failure in words (``certificate verify failed: self-signed certificate``, with what to
     do), or None when ``exc`` (or its cause) is not one."""
@@ -80,29 +89,36 @@ def describe_tls_error(exc: BaseException) -> str | None:
     for _ in range(4):
         if seen is None:
             break
+        cert_error = getattr(seen, "certificate_error", None)  # aiohttp's ClientConnectorCertificateError
+        if isinstance(cert_error, BaseException):
+            seen = cert_error
         if isinstance(seen, ssl.SSLCertVerificationError):
-            what = seen.verify_message or seen.reason or "unknown reason"
-            return (f"certificate verify failed: {what} (set the endpoint's ca_file, or gateway.upstream_ca_file, "
-                    "to the CA that signed its certificate)")
+            what = getattr(seen, "verify_message", None) or getattr(seen, "reason", None) or str(seen)
+            hint = _VERIFY_HINTS.get(getattr(seen, "verify_code", 0) or 0)
+            return f"certificate verify failed: {what.rstrip('.')}" + (f" ({hint})" if hint else "")
         if isinstance(seen, ssl.SSLError):
             return f"TLS handshake failed: {(seen.reason or str(seen)).lower().replace('_', ' ')}"
-        cert_error = getattr(seen, "certificate_error", None)  # aiohttp's ClientConnectorCertificateError
-        seen = cert_error if isinstance(cert_error, BaseException) else (seen.__cause__ or seen.__context__)
+        seen = seen.__cause__ or seen.__context__
     return None
 
 
 class AccessTable:
-    """Endpoint URL -> :class:`UpstreamAccess`; URLs nobody configured get :data:`PLAIN`."""
+    """Endpoint URL -> :class:`UpstreamAccess`; a URL the file does not list (a launched replica,
+    one added through the admin API) gets ``default``: no key, the gateway-wide CA bundle."""
 
-    def __init__(self, by_url: Mapping[str, UpstreamAccess] | None = None) -> None:
+    def __init__(self, by_url: Mapping[str, UpstreamAccess] | None = None, default: UpstreamAccess = PLAIN) -> None:
         self._by_url = dict(by_url or {})
+        self._default = default
 
     def __call__(self, url: str) -> UpstreamAccess:
-        return self._by_url.get(url, PLAIN)
+        return self._by_url.get(url, self._default)
 
-    def changed(self, other: AccessTable) -> set[str]:
-        """URLs whose access differs between ``self`` and ``other`` (after a reload)."""
+    def changed(self, other: AccessTable) -> set[str] | None:
+        """URLs whose access differs between ``self`` and ``other`` (after a reload); None: any URL
+        may have (the default changed)."""
         urls = self._by_url.keys() | other._by_url.keys()
+        if self._default != other._default:
+            return None
         return {u for u in urls if self(u) != other(u)}
 
 
@@ -136,4 +152,6 @@ def build_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ..
                     ctx = contexts[k] = tls_context(ca, verify=target.tls_verify)
                 note = "verification off" if not target.tls_verify else f"ca_file {ca}" if ca else "system CAs"
             out[target.url] = UpstreamAccess(ctx, header, f"${env_name}" if env_name else "", note)
-    return AccessTable(out)
+    ca = gateway.upstream_ca_file
+    default = PLAIN if ca is None else UpstreamAccess(tls_context(ca), None, "", f"ca_file {ca}")
+    return AccessTable(out, default)

@@ -119,8 +119,7 @@ class Finding:
     def line(self, runtime: str) -> str:
         """The endpoint in words, for the startup line."""
         if self.served is None:
-            return f"{self.url} does not answer yet ({self.problem})" if self.problem else \
-                f"{self.url} does not answer yet"
+            return f"{self.url}: {self.problem}" if self.problem else f"{self.url} does not answer yet"
         if self.match is None or self.match.model is None:
             return f"{self.url} answers, but {self.match.problem if self.match else 'lists no model'}"
         return f"{self.served.owned_by or runtime} at {self.url}, model {self.match.model!r}"

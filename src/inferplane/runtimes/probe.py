@@ -22,6 +22,8 @@ def io_problem(exc: BaseException, timeout_s: float) -> str:
         return tls
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout_s:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}"
     return str(exc) or type(exc).__name__
 
 
