@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +68,11 @@ def _wait_log(sp: ServeProcess, text: str, timeout: float = 30) -> str:
     raise AssertionError(f"{text!r} not in the log:\n{sp.log()}")
 
 
+def _status(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "inferplane", "status", "--url", url, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
 def _admin_texts(sp: ServeProcess) -> list[str]:
     """Everything a client can read about the endpoints and deployments."""
     out = []
@@ -111,6 +118,8 @@ def test_without_the_ca_the_endpoint_is_not_ready_and_serve_says_why(
         assert "certificate verify failed" in ep["last_error"]
         assert "ca_file" in ep["last_error"]  # what to set
         assert http_get(sp.url + "/ready")[0] == 503
+        status = _status(sp.url)
+        assert "why: certificate verify failed" in status.stdout, status
         client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0, timeout=30)
         with pytest.raises(openai.APIStatusError) as err:
             client.chat.completions.create(model="remote", messages=MSGS, max_tokens=8)
@@ -139,7 +148,9 @@ def test_a_wrong_key_keeps_the_endpoint_out_and_names_the_variable_not_the_key(
     sp = _serve(tmp_path, {"url": https_upstream.url, "ca_file": str(certs.ca), "api_key_env": "UPSTREAM_KEY"},
                 env={"UPSTREAM_KEY": wrong})
     try:
-        _wait_log(sp, "remote: 0 of 1 endpoint(s) ready yet")
+        log = _wait_log(sp, "remote: 0 of 1 endpoint(s) ready yet")
+        assert "does not accept the API key in $UPSTREAM_KEY" in log  # at start
+        _wait_log(sp, "failed its health check: GET /v1/models answered 401")  # and from the checker
         ep = sp.endpoints()[0]
         assert not ep["ready"]
         assert "does not accept the API key in $UPSTREAM_KEY" in ep["last_error"]
@@ -189,6 +200,9 @@ def test_the_gateway_listener_serves_https(tmp_path: Path, certs: Certs) -> None
                 stranger.get(base + "/health")  # a client that does not trust its CA refuses it
             with pytest.raises(OSError):
                 http_get(sp.url + "/health", timeout=5)  # plain http on the TLS port gets no answer
+            status = _status(base, "--ca-file", str(certs.ca))
+            assert status.returncode == 0 and "remote-1" in status.stdout, status
+            assert "certificate verify failed" in _status(base).stderr  # no CA given: the CLI says why
         finally:
             assert sp.stop() == 0, sp.log()
 
