@@ -216,3 +216,27 @@ def test_a_listener_certificate_that_cannot_be_loaded_stops_serve(tmp_path: Path
                 gateway={"tls": {"cert_file": str(certs.cert), "key_file": str(certs.ca)}})  # not its key
     assert sp.proc.wait(60) != 0
     assert "gateway.tls: cannot load the certificate" in sp.log()
+
+
+def test_a_reload_that_adds_the_ca_brings_the_endpoint_in(tmp_path: Path, https_upstream: FakeOpenAIServer,
+                                                          certs: Certs) -> None:
+    endpoint = {"url": https_upstream.url, "api_key_env": "UPSTREAM_KEY"}
+    sp = _serve(tmp_path, endpoint, env={"UPSTREAM_KEY": KEY})
+    try:
+        _wait_log(sp, "failed its health check: certificate verify failed")
+        doc = yaml.safe_load((tmp_path / "deploy.yaml").read_text())
+        doc["deployments"][0]["endpoints"][0]["ca_file"] = str(certs.ca)
+        (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(doc))
+        r = subprocess.run([sys.executable, "-m", "inferplane", "reload", "--url", sp.url],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r
+        deadline = time.monotonic() + 30
+        while not sp.endpoints()[0]["ready"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ep = sp.endpoints()[0]
+        assert ep["ready"] and ep["last_error"] is None, ep
+        client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0, timeout=30)
+        assert client.chat.completions.create(model="remote", messages=MSGS, max_tokens=8).choices[0].message.content
+    finally:
+        assert sp.stop() == 0, sp.log()
+    assert KEY not in sp.log()
