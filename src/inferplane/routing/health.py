@@ -140,7 +140,7 @@ class HealthChecker:
             return
         try:
             async with self._session.get(ep.metrics_url or ep.url + "/metrics", headers=access.headers() or None,
-                                         ssl=aiohttp_ssl(access)) as resp:  # type: ignore[arg-type]
+                                         ssl=aiohttp_ssl(access)) as resp:
                 if resp.status != 200:
                     return
                 text = await resp.text()

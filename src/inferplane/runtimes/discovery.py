@@ -70,7 +70,7 @@ async def fetch_served(session: aiohttp.ClientSession, base_url: str, timeout_s:
     """What ``base_url`` serves, or, when it does not answer 2xx with a model list in time, why not."""
     try:
         async with session.get(base_url + "/v1/models", headers=access.headers() or None,
-                               ssl=aiohttp_ssl(access),  # type: ignore[arg-type]
+                               ssl=aiohttp_ssl(access),
                                timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             body = await resp.read()
             status = resp.status

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
 
 from inferplane.runtimes.access import PLAIN, UpstreamAccess, describe_tls_error
@@ -10,7 +12,7 @@ from inferplane.runtimes.base import ProbeSpec
 __all__ = ["aiohttp_ssl", "io_problem", "probe_once", "probe_problem"]
 
 
-def aiohttp_ssl(access: UpstreamAccess) -> object:
+def aiohttp_ssl(access: UpstreamAccess) -> ssl.SSLContext | bool:
     """aiohttp's ``ssl=`` for ``access``: its context, or True (the system's CAs, verified)."""
     return access.ssl_context if access.ssl_context is not None else True
 
@@ -36,7 +38,7 @@ async def probe_problem(session: aiohttp.ClientSession, base_url: str, probe: Pr
         headers["content-type"] = "application/json"
     try:
         async with session.request(probe.method, base_url + probe.path, data=probe.body, headers=headers or None,
-                                   ssl=aiohttp_ssl(access),  # type: ignore[arg-type]
+                                   ssl=aiohttp_ssl(access),
                                    timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             await resp.read()
             if 200 <= resp.status < 300:
