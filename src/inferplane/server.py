@@ -31,7 +31,6 @@ from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, GatewayConfig, InferplaneConfig
 from inferplane.config.models import ConfigError, load_config
-from inferplane.config.upstreams import Secret, read_api_key
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
@@ -47,7 +46,7 @@ from inferplane.routing.held import HeldQueue
 from inferplane.routing.policies import PrefixPolicy
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
-from inferplane.runtimes.access import AccessTable, build_access
+from inferplane.runtimes.access import AccessTable, access_from_config
 from inferplane.runtimes.base import LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.embedded import default_context_tokens
@@ -248,35 +247,19 @@ async def run_server(
 
 
 def upstream_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ...]) -> AccessTable:
-    """The TLS settings and keys of every listed endpoint, the keys read from their variables.
-
-    Raises ServeError for what the config check could not see (a variable unset since the file was
-    loaded, a key for a runtime that takes none).
-    """
-    keys: dict[str, Secret] = {}
-    for dep in deployments:
-        for name in {n for n in (dep.api_key_env, *(t.api_key_env for t in dep.endpoints)) if n}:
-            key = read_api_key(name)
-            if key is None:
-                raise ServeError(f"deployment {dep.name!r}: environment variable {name} (api_key_env) is not set "
-                                 "or empty; export it with the endpoint's API key")
-            keys[name] = key
+    """The TLS settings and keys of every listed endpoint; ServeError for what cannot be used."""
     try:
-        return build_access(gateway, deployments, keys,
-                            {d.name: get_adapter(d.runtime).dialect_for(d) for d in deployments})
+        return access_from_config(gateway, deployments)
     except (ValueError, OSError) as exc:
         raise ServeError(str(exc)) from exc
 
 
 def _listener_tls(config: InferplaneConfig) -> ssl.SSLContext | None:
     tls = config.gateway.tls
-    if tls is None:
-        return None
     try:
-        return http1.server_tls_context(str(tls.cert_file), str(tls.key_file))
+        return None if tls is None else http1.server_tls_context(str(tls.cert_file), str(tls.key_file))
     except (OSError, ssl.SSLError) as exc:
-        raise ServeError(f"gateway.tls: cannot load the certificate {tls.cert_file} with the key {tls.key_file}: "
-                         f"{exc}") from exc
+        raise ServeError(f"gateway.tls: cannot load the certificate and key: {exc}") from exc
 
 
 async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...],

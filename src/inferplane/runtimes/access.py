@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from inferplane.config.upstreams import Secret
     from inferplane.runtimes.base import Dialect
 
-__all__ = ["PLAIN", "AccessTable", "UpstreamAccess", "build_access", "describe_tls_error", "tls_context"]
+__all__ = ["PLAIN", "AccessTable", "UpstreamAccess", "access_from_config", "build_access", "describe_tls_error",
+           "tls_context"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,3 +156,24 @@ def build_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ..
     ca = gateway.upstream_ca_file
     default = PLAIN if ca is None else UpstreamAccess(tls_context(ca), None, "", f"ca_file {ca}")
     return AccessTable(out, default)
+
+
+def access_from_config(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ...],
+                       environ: Mapping[str, str] | None = None) -> AccessTable:
+    """:func:`build_access` with the keys read from the variables the deployments name.
+
+    Raises ValueError for a variable that is unset or empty (the config check at load says so
+    first; this catches one unset since), or what :func:`build_access` raises.
+    """
+    from inferplane.config.upstreams import read_api_key
+    from inferplane.runtimes.registry import get_adapter  # the adapters import this module's users
+
+    keys: dict[str, Secret] = {}
+    for dep in deployments:
+        for name in {n for n in (dep.api_key_env, *(t.api_key_env for t in dep.endpoints)) if n}:
+            key = read_api_key(name, environ)
+            if key is None:
+                raise ValueError(f"deployment {dep.name!r}: environment variable {name} (api_key_env) is not set "
+                                 "or empty; export it with the endpoint's API key")
+            keys[name] = key
+    return build_access(gateway, deployments, keys, {d.name: get_adapter(d.runtime).dialect_for(d) for d in deployments})
