@@ -99,6 +99,7 @@ def test_an_https_endpoint_with_its_ca_and_key_answers_the_openai_client(
         assert https_upstream.requests_seen >= 5
         eps = sp.endpoints()
         assert eps[0]["ready"] and eps[0]["last_error"] is None
+        assert eps[0]["api_key_from"] == "$UPSTREAM_KEY" and eps[0]["tls"] == f"ca_file {certs.ca}"
         texts = _admin_texts(sp)
     finally:
         assert sp.stop() == 0, sp.log()
