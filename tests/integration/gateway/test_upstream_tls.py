@@ -241,3 +241,23 @@ def test_a_reload_that_adds_the_ca_brings_the_endpoint_in(tmp_path: Path, https_
     finally:
         assert sp.stop() == 0, sp.log()
     assert KEY not in sp.log()
+
+
+def test_config_validate_names_the_unset_key_variable_and_a_missing_ca(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(yaml.safe_dump({"deployments": [{"name": "remote", "runtime": "openai", "replicas": 0,
+                                                     "endpoints": [{"url": "https://gpu.example:8443",
+                                                                    "api_key_env": "NO_SUCH_KEY_VAR",
+                                                                    "ca_file": str(tmp_path / "ca.pem")}]}]}))
+    r = subprocess.run([sys.executable, "-m", "inferplane", "config", "validate", str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "deployments.0.endpoints.0.api_key_env: environment variable NO_SUCH_KEY_VAR is not set" in out
+    assert f"deployments.0.endpoints.0.ca_file: CA bundle {tmp_path / 'ca.pem'} does not exist" in out
+    path.write_text(yaml.safe_dump({"deployments": [{"name": "remote", "runtime": "openai", "replicas": 0,
+                                                     "endpoints": [{"url": "https://gpu.example:8443",
+                                                                    "api_key": KEY}]}]}))
+    r = subprocess.run([sys.executable, "-m", "inferplane", "config", "validate", str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "api_key_env" in r.stdout + r.stderr and KEY not in r.stdout + r.stderr
