@@ -100,9 +100,13 @@ def upstream_problems(config: InferplaneConfig, environ: Mapping[str, str] | Non
     if gw.tls is not None:
         out += _listener_problem(gw.tls)
     for path, env_name in _key_settings(config):
-        if read_api_key(env_name, environ) is None:
+        key = read_api_key(env_name, environ)
+        if key is None:
             out.append(f"{path}: environment variable {env_name} is not set (or empty); export it with the "
                        "endpoint's API key before starting inferplane")
+        elif not all(" " < c < "\x7f" for c in key.reveal()):
+            out.append(f"{path}: environment variable {env_name} holds characters an HTTP header cannot carry "
+                       "(spaces, line breaks, control or non-ASCII characters); it must hold the key alone")
     for i, dep in enumerate(config.deployments):
         for j, target in enumerate(dep.endpoints):
             if target.ca_file is not None:

@@ -356,10 +356,13 @@ class _HostPool:
         if u.scheme == "https":
             self.ssl = access.ssl_context or tls_context()
         self.prefix = u.path.rstrip("/").encode()
-        # the Host header, and the credential line after it (b"" without a key): one bytes object
-        # per upstream, so a request head costs the same with or without them
-        self.host_header = f"{self.host}:{self.port}".encode() + (b"\r\n" + access.header_line()[:-2]
-                                                                  if access.header else b"")
+        # the Host header's value and, on the next line, the credential header (none without a
+        # key): one bytes object per upstream, so a request head costs the same with or without it
+        credential = b""
+        if access.header is not None:
+            name, value = access.header
+            credential = f"\r\n{name}: {value}".encode("latin-1")
+        self.host_header = f"{self.host}:{self.port}".encode() + credential
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
         self.idle: list[_Conn] = []

@@ -48,12 +48,6 @@ class UpstreamAccess:
         """The credential as a header dict (for aiohttp); empty when there is none."""
         return {self.header[0]: self.header[1]} if self.header else {}
 
-    def header_line(self) -> bytes:
-        """The credential as one raw HTTP header line (for the pooled client); b"" when none."""
-        if self.header is None:
-            return b""
-        return f"{self.header[0]}: {self.header[1]}\r\n".encode("latin-1")
-
     def describe(self) -> dict[str, str | None]:
         """What /admin/endpoints shows: the key's source and the TLS setting, no secret."""
         return {"api_key_from": self.key_source or None, "tls": self.tls_note or None}

@@ -52,6 +52,8 @@ def test_a_variable_that_is_not_set_is_named_with_its_setting() -> None:
     data = _one({"url": "https://h.example", "api_key_env": "REMOTE_KEY"})
     assert "deployments.0.endpoints.0.api_key_env: environment variable REMOTE_KEY is not set" in _error(data)
     assert "is not set" in _error(data, {"REMOTE_KEY": "   "})  # blank counts as unset
+    bad = _error(data, {"REMOTE_KEY": "sk-1\r\nX-Injected: yes"})  # no header injection through the key
+    assert "holds characters an HTTP header cannot carry" in bad and "X-Injected" not in bad
     cfg = parse_config(data, environ={"REMOTE_KEY": SECRET})
     assert cfg.deployments[0].endpoints[0].api_key_env == "REMOTE_KEY"
     assert SECRET not in repr(cfg)  # the config holds the name, never the key
