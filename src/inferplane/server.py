@@ -31,6 +31,7 @@ from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, GatewayConfig, InferplaneConfig
 from inferplane.config.models import ConfigError, load_config
+from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
@@ -60,7 +61,7 @@ _SURVEY_TIMEOUT_S = 3.0
 """How long ``serve`` waits for a listed endpoint's model list at start (it keeps checking after)."""
 
 
-class ServeError(Exception):
+class ServeError(InferplaneError):
     """The server cannot start; the message says why and what to do."""
 
 
@@ -190,7 +191,7 @@ async def run_server(
         lambda: held.rejected_total))
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
-                                 ssl=listener_tls)
+                                 on_refused=gateway.refused, ssl=listener_tls)
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)

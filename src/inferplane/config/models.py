@@ -34,6 +34,7 @@ from inferplane.config.upstreams import (
     literal_key_problem,
     upstream_problems,
 )
+from inferplane.errors import InferplaneError
 
 __all__ = [
     "AutoscaleConfig",
@@ -53,7 +54,7 @@ __all__ = [
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(InferplaneError, ValueError):
     """The configuration is invalid; the message says what to change."""
 
 

@@ -23,6 +23,10 @@ upstream cannot make the gateway buffer without bound either way.
 the URL's host name checked and sent as SNI); its credential header, if any, is part of every
 request head, prepared once per base URL. Plain ``http://`` requests are built as before.
 
+Transport seam: ``UpstreamPool(connect=...)`` replaces how a connection is made (by default
+``loop.create_connection``); tests pass :class:`~inferplane.gateway.memory_transport.MemoryConnector`,
+which answers in-process with no sockets, through the same HTTP parser (and no TLS).
+
 Headers a client may need (``retry-after``, ``x-ratelimit-*``, the runtime's
 ``x-request-id``) are kept on the response (``passed_headers``); the rest are dropped.
 """
@@ -37,16 +41,22 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from inferplane.errors import InferplaneError
 from inferplane.runtimes.access import PLAIN, UpstreamAccess, describe_tls_error, tls_context
 
-__all__ = ["ConnectFailed", "StaleConnection", "TlsFailed", "UpstreamBroken", "UpstreamError", "UpstreamPool",
+__all__ = ["ConnectFailed", "Connector", "StaleConnection", "TlsFailed", "UpstreamBroken", "UpstreamError",
+           "UpstreamPool",
            "UpstreamResponse", "UpstreamStalled", "UpstreamTimeout", "UpstreamTooLarge"]
+
+Connector = Callable[[Callable[[], asyncio.Protocol], str, int],
+                     Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]]
+"""Makes one connection: ``(protocol_factory, host, port) -> (transport, protocol)``; raises OSError."""
 
 _HIGH_WATER = 1 << 20
 """Streamed bytes waiting for the client above which the upstream socket is paused."""
 
 
-class UpstreamError(Exception):
+class UpstreamError(InferplaneError):
     """Talking to an upstream failed."""
 
 
@@ -161,7 +171,9 @@ class _Conn(asyncio.Protocol):
 
 class UpstreamResponse:
     """The answer to one upstream request. Call ``release()`` (keep the connection) when read
-    to the end, or ``close()`` (drop it) otherwise; both are idempotent."""
+    to the end, or ``close()`` (drop it) otherwise; both are idempotent. As a context manager
+    (``with resp:``) it is closed on the way out unless it was released first, so no path
+    (an exception, a cancellation) leaves the connection open and the runtime generating."""
 
     __slots__ = ("_buf", "_buffered", "_conn", "_done", "_error", "_headers_fut", "_keep_alive", "_last_data",
                  "_max_body", "_streaming", "_waiter", "content_type", "got_bytes", "passed_headers", "status")
@@ -182,6 +194,12 @@ class UpstreamResponse:
         self.content_type = "application/json"
         self.got_bytes = False
         self.passed_headers: list[tuple[str, str]] = []
+
+    def __enter__(self) -> UpstreamResponse:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # fed by the connection
     def _headers_done(self, status: int) -> None:
@@ -346,7 +364,7 @@ class UpstreamResponse:
 
 class _HostPool:
     def __init__(self, base_url: str, connect_timeout_s: float, keepalive_s: float,
-                 access: UpstreamAccess) -> None:
+                 connect: Connector | None = None, access: UpstreamAccess = PLAIN) -> None:
         u = urlsplit(base_url)
         if u.scheme not in ("http", "https"):  # the config refuses these; never a bare ValueError here
             raise ConnectFailed(f"cannot talk to {base_url}: only http:// and https:// upstreams are supported")
@@ -365,6 +383,7 @@ class _HostPool:
         self.host_header = f"{self.host}:{self.port}".encode() + credential
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
+        self.connect = connect
         self.idle: list[_Conn] = []
 
     def put(self, conn: _Conn) -> None:
@@ -382,7 +401,10 @@ class _HostPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                if self.ssl is None:
+                if self.connect is not None:
+                    _, proto = await self.connect(lambda: _Conn(self), self.host, self.port)
+                    conn = proto  # type: ignore[assignment]
+                elif self.ssl is None:
                     _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port)
                 else:
                     _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
@@ -406,7 +428,7 @@ class UpstreamPool:
     """Keep-alive connections per upstream base URL. Event-loop bound; not thread-safe."""
 
     def __init__(self, *, connect_timeout_s: float, keepalive_s: float = 4.0,
-                 max_body_bytes: int = 64 * 1024 * 1024,
+                 max_body_bytes: int = 64 * 1024 * 1024, connect: Connector | None = None,
                  access: Callable[[str], UpstreamAccess] | None = None) -> None:
         """``access``: the TLS and credentials of a base URL (asked once per URL; default: none, and
         the system's CAs for https://)."""
@@ -416,13 +438,14 @@ class UpstreamPool:
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
         self.max_body_bytes = max_body_bytes
+        self._connect = connect
         self.access: Callable[[str], UpstreamAccess] = access or (lambda _url: PLAIN)
 
     def _host(self, base_url: str) -> _HostPool:
         h = self._hosts.get(base_url)
         if h is None:
             h = self._hosts[base_url] = _HostPool(base_url, self._connect_timeout_s, self._keepalive_s,
-                                                  self.access(base_url))
+                                                       self._connect, self.access(base_url))
         return h
 
     def set_access(self, access: Callable[[str], UpstreamAccess], changed: set[str] | None = None) -> None:
