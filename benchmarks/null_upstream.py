@@ -1,8 +1,11 @@
 """A trivial OpenAI upstream for overhead benchmarks: answers every POST with the same small
-chat completion, as fast as aiohttp on uvloop can. ``python benchmarks/null_upstream.py PORT``"""
+chat completion, as fast as aiohttp on uvloop can. ``python benchmarks/null_upstream.py PORT [CERT KEY [API_KEY_ENV]]``
+(with CERT and KEY it serves HTTPS; with API_KEY_ENV it wants ``Authorization: Bearer <that variable>``)."""
 
 from __future__ import annotations
 
+import os
+import ssl
 import sys
 
 import uvloop
@@ -23,12 +26,27 @@ async def ok(_request: web.Request) -> web.Response:
 
 
 def main() -> None:
-    app = web.Application()
+    middlewares = []
+    if len(sys.argv) > 4:
+        want = f"Bearer {os.environ[sys.argv[4]]}"
+
+        @web.middleware
+        async def auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+            if request.headers.get("Authorization") != want:
+                return web.json_response({"error": "Unauthorized"}, status=401)
+            return await handler(request)
+
+        middlewares.append(auth)
+    tls = None
+    if len(sys.argv) > 3:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(sys.argv[2], sys.argv[3])
+    app = web.Application(middlewares=middlewares)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", ok)
     app.router.add_get("/health", ok)
     uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, ssl_context=tls)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -286,6 +287,7 @@ def _add_status(sub: argparse._SubParsersAction) -> None:
                                    "requests in flight and served.")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default http://127.0.0.1:8000)")
     p.add_argument("--api-key", help="bearer key, when the gateway requires one (env INFERPLANE_API_KEYS: the first)")
+    p.add_argument("--ca-file", help="PEM CA bundle that signed an https:// gateway's certificate (gateway.tls)")
     p.set_defaults(func=_cmd_status)
 
 
@@ -296,7 +298,11 @@ def _admin_call(args: argparse.Namespace, path: str, method: str = "GET") -> Any
     req = urllib.request.Request(args.url.rstrip("/") + path, method=method,
                                  headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        tls = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else None
+    except (OSError, ssl.SSLError) as exc:
+        raise _AdminError(f"--ca-file {args.ca_file}: cannot load it as a PEM CA bundle ({exc})") from exc
+    try:
+        with urllib.request.urlopen(req, timeout=60, context=tls) as resp:
             return json.load(resp)
     except urllib.error.HTTPError as exc:
         hint = " (pass --api-key: the admin key when the gateway has one)" if exc.code in (401, 403) else ""
@@ -320,6 +326,7 @@ def _add_reload(sub: argparse._SubParsersAction) -> None:
                                    "running). Same as sending it SIGHUP.")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default http://127.0.0.1:8000)")
     p.add_argument("--api-key", help="bearer key, when the gateway requires one (env INFERPLANE_API_KEYS: the first)")
+    p.add_argument("--ca-file", help="PEM CA bundle that signed an https:// gateway's certificate (gateway.tls)")
     p.set_defaults(func=_cmd_reload)
 
 
@@ -353,6 +360,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for e in data["endpoints"]:
         print(f"{e['id']:<16} {e['runtime']:<10} {'yes' if e['ready'] else 'no':<6} {e['in_flight']:>9} "
               f"{e['requests_total']:>9}  {e['url']}")
+        if not e["ready"] and e.get("last_error"):
+            print(f"{'':<16} why: {e['last_error']}")
     return 0
 
 

@@ -21,6 +21,7 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from inferplane.autoscale import Autoscaler, SignalReader
 from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
-from inferplane.config import DeploymentConfig, InferplaneConfig
+from inferplane.config import DeploymentConfig, GatewayConfig, InferplaneConfig
 from inferplane.config.models import ConfigError, load_config
 from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
@@ -53,6 +54,7 @@ from inferplane.routing.held import HeldQueue
 from inferplane.routing.policies import PrefixPolicy
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
+from inferplane.runtimes.access import AccessTable, access_from_config
 from inferplane.runtimes.base import Capabilities, LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.embedded import default_context_tokens
@@ -89,6 +91,10 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
         except UnknownRuntimeError as exc:
             raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
         _check_embeddings(dep, adapter.capabilities())
+        key_env = dep.api_key_env or next((t.api_key_env for t in dep.endpoints if t.api_key_env), None)
+        if key_env and adapter.dialect_for(dep).api_key_header is None:
+            raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} takes no API key, so api_key_env "
+                             f"({key_env}) cannot be sent; remove it")
         if dep.max_local_replicas() > 0:
             avail = adapter.availability_for(dep)
             if not avail.usable:
@@ -202,7 +208,14 @@ async def _run_server(
     store: ModelStore | None,
 ) -> int:
     gw_cfg = config.gateway
-    findings = await _survey_endpoints(deployments)
+    access = upstream_access(config.gateway, deployments)
+    listener_tls = _listener_tls(config)
+    for dep in deployments:
+        for t in dep.endpoints:
+            if not t.tls_verify:
+                say(f"WARNING: {dep.name}: TLS verification is off for {t.url} (tls_verify: false): anyone on the "
+                    "path can read and change its traffic")
+    findings = await _survey_endpoints(deployments, access)
     _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
     registry = EndpointRegistry()
     held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests, ordering=FairOrdering)
@@ -214,13 +227,15 @@ async def _run_server(
                       observers=(tenancy.observer, *extra.observers))
     gateway.metrics.registry.register(tenancy.observer)
     gateway.metrics.registry.register(QueueCollector(held))
+    gateway.pool.set_access(access)
+    checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s, access=access)
     plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)
     autoscaler = Autoscaler(plane.controllers, SignalReader(registry, held, lambda n: gateway.metrics.model(n).ttft))
     reload = None
     if config_path is not None:
-        reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say)
+        reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say, checker)
     gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload,
                              apply_deployment=lambda d: _apply_one(gateway, plane, d)).routes
     gateway.can_serve = plane.can_serve
@@ -230,11 +245,12 @@ async def _run_server(
     _attach_dashboard(gateway, plane, held, autoscaler, tenancy)
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
-                                 on_refused=gateway.refused)
+                                 on_refused=gateway.refused, ssl=listener_tls)
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
-    say(f"gateway listening on http://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
+    scheme = "https" if listener_tls is not None else "http"
+    say(f"gateway listening on {scheme}://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
     for dep in deployments:
         if dep.endpoints:
             say(_endpoints_line(dep, findings.get(dep.name)))
@@ -249,7 +265,6 @@ async def _run_server(
     for dep in deployments:
         plane.add(dep)
         _apply_findings(plane, dep, findings.get(dep.name))
-    checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s)
     checker.start()
     autoscaler.start()
 
@@ -287,7 +302,24 @@ async def _run_server(
     return code
 
 
-async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...]) -> dict[str, list[Finding]]:
+def upstream_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ...]) -> AccessTable:
+    """The TLS settings and keys of every listed endpoint; ServeError for what cannot be used."""
+    try:
+        return access_from_config(gateway, deployments)
+    except (ValueError, OSError) as exc:
+        raise ServeError(str(exc)) from exc
+
+
+def _listener_tls(config: InferplaneConfig) -> ssl.SSLContext | None:
+    tls = config.gateway.tls
+    try:
+        return None if tls is None else http1.server_tls_context(str(tls.cert_file), str(tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ServeError(f"gateway.tls: cannot load the certificate and key: {exc}") from exc
+
+
+async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...],
+                            access: AccessTable) -> dict[str, list[Finding]]:
     """What each listed OpenAI-speaking endpoint serves; refuses to start when one serves
     several models and the deployment chose none (``upstream_model``)."""
     out: dict[str, list[Finding]] = {}
@@ -295,7 +327,7 @@ async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...]) -> dict[s
         if not dep.endpoints or not get_adapter(dep.runtime).dialect_for(dep).passthrough:
             continue
         found = await survey(tuple(t.url for t in dep.endpoints), deployment=dep.name,
-                             wanted=dep.upstream_model, timeout_s=_SURVEY_TIMEOUT_S)
+                             wanted=dep.upstream_model, timeout_s=_SURVEY_TIMEOUT_S, access=access)
         for f in found:
             if f.match is not None and f.match.ambiguous:
                 raise ServeError(f"deployment {dep.name!r}: endpoint {f.url}: {f.match.problem}")
@@ -384,8 +416,10 @@ class _Reloader:
     """Re-reads the deployment file and applies the difference (SIGHUP, POST /admin/reload)."""
 
     def __init__(self, path: Path, config: InferplaneConfig, gateway: Gateway, plane: ControlPlane,
-                 store: ModelStore, say: Callable[[str], None]) -> None:
+                 store: ModelStore, say: Callable[[str], None], checker: HealthChecker) -> None:
         self.path = path
+        self.checker = checker
+        self.access = checker.access
         self.raw = {d.name: d for d in config.deployments}
         self.gateway_config = config.gateway
         self.gateway = gateway
@@ -429,6 +463,13 @@ class _Reloader:
                 by_name = {d.name: d for d in ready}
                 prepared = [by_name.get(d.name, d) for d in prepared]
             deployments = tuple(prepared)
+            try:
+                access = upstream_access(config.gateway, deployments)
+            except ServeError as exc:
+                raise ConfigError(str(exc)) from exc
+            self.gateway.pool.set_access(access, access.changed(self.access)
+                                         if isinstance(self.access, AccessTable) else None)
+            self.checker.access = self.access = access
             self.gateway.set_deployments(deployments)
             report = self.plane.apply(deployments)
             self.raw = {d.name: d for d in config.deployments}

@@ -25,8 +25,14 @@ Faults, for either source (``fault``): ``status_500`` (every completion), ``slow
 answering), ``break_stream`` (abort the connection after two content chunks),
 ``close_after_stream`` (a kept-alive connection that carried a stream is dropped, unanswered, when
 its next request arrives - as llama.cpp's server was seen doing); ``fail_every=k`` answers every
-k-th request with HTTP 500. Runnable as a process: ``python -m inferplane.bench.fake_server --port
-8000 --ttft-s 0.2`` (prints ``READY <url>``); ``--recording DIR``, ``--fault MODE`` likewise.
+k-th request with HTTP 500.
+
+Access, as a runtime started with a key or behind TLS: ``api_key`` makes every ``/v1/*`` path
+answer 401 ``{"error": "Unauthorized"}`` unless ``Authorization: Bearer <key>`` is sent - vLLM's
+``--api-key`` middleware (vllm/entrypoints/openai/api_server.py: /v1 paths only, exact compare);
+``ssl_context`` (a server context) serves HTTPS. Runnable as a process: ``python -m inferplane.bench.fake_server --port
+8000 --ttft-s 0.2`` (prints ``READY <url>``); ``--recording DIR``, ``--fault MODE``,
+``--api-key-env NAME``, ``--tls-cert FILE --tls-key FILE`` likewise.
 """
 
 from __future__ import annotations
@@ -34,11 +40,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -79,6 +88,8 @@ class FakeServerConfig:
     metrics_port: int | None = None
     """Replay: also serve the metrics on this port (MAX serves them apart from its API)."""
     fault: str = "none"
+    api_key: str | None = field(default=None, repr=False)
+    """Require ``Authorization: Bearer <api_key>`` on /v1/* (as vLLM's --api-key); never printed."""
 
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
@@ -93,7 +104,9 @@ class FakeOpenAIServer:
     daemon thread). ``requests_seen`` counts requests; not thread-safe to read while running.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, **config: object) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None,
+                 **config: object) -> None:
+        self.ssl_context = ssl_context
         if isinstance(config.get("text"), list):
             config["text"] = tuple(config["text"])  # type: ignore[arg-type]
         self.config = FakeServerConfig(**config)  # type: ignore[arg-type]
@@ -112,11 +125,11 @@ class FakeOpenAIServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:43123`` (append ``/v1/...``)."""
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     def app(self) -> web.Application:
         """The aiohttp application (routes depend on the source; see the class docstring)."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._auth] if self.config.api_key else [])
         r = app.router
         r.add_post("/v1/chat/completions", self._chat)
         r.add_post("/v1/completions", self._completions)
@@ -149,11 +162,17 @@ class FakeOpenAIServer:
             await self._serve(metrics, self.config.metrics_port)
         return self
 
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/v1") and request.headers.get("Authorization") != f"Bearer {self.config.api_key}":
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
+
     async def _serve(self, app: web.Application, port: int) -> int:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, self.host, port, backlog=4096)
+        site = web.TCPSite(runner, self.host, port, backlog=4096, ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         if port == 0 and server is not None:
@@ -364,17 +383,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--served-model", help="replay: the name the runtime serves")
     ap.add_argument("--time-scale", type=float, default=1.0, help="replay: multiply recorded delays")
     ap.add_argument("--fault", choices=FAULTS, default="none")
+    ap.add_argument("--api-key-env", help="require 'Authorization: Bearer <the key in this variable>' on /v1/*")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (and --tls-key)")
+    ap.add_argument("--tls-key", help="the PEM key of --tls-cert")
     args = ap.parse_args(argv)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
 
     async def serve() -> None:
         cfg = {
             "ttft_s": args.ttft_s, "itl_s": args.itl_s, "tokens_per_chunk": args.tokens_per_chunk,
             "fail_every": args.fail_every, "reasoning_tokens": args.reasoning_tokens, "model": args.model,
             "recording": args.recording, "served_model": args.served_model, "time_scale": args.time_scale,
-            "fault": args.fault,
+            "fault": args.fault, "api_key": os.environ[args.api_key_env] if args.api_key_env else None,
         }
         async with FakeOpenAIServer(
-            port=args.port, output_len=args.output_len or None, usage=not args.no_usage, **cfg
+            port=args.port, ssl_context=tls, output_len=args.output_len or None, usage=not args.no_usage, **cfg
         ) as srv:
             print(f"READY {srv.url}", flush=True)
             await asyncio.Event().wait()

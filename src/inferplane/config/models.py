@@ -30,6 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from inferplane.config.observability import TracingConfig
 from inferplane.config.scaling import AutoscaleConfig
 from inferplane.config.tenants import DEFAULT_TENANT, TenantConfig
+from inferplane.config.upstreams import (
+    ENV_NAME_RE,
+    ListenerTLS,
+    literal_key_problem,
+    upstream_problems,
+)
 from inferplane.errors import InferplaneError
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "DeploymentConfig",
     "GatewayConfig",
     "InferplaneConfig",
+    "ListenerTLS",
     "ReplicaTarget",
     "RetryConfig",
     "TenantConfig",
@@ -210,6 +217,20 @@ class GatewayConfig(_Strict):
         False, description="Put the prompt (messages or prompt) into the access log; off by default, when "
         "only lengths and prefix fingerprints are logged."
     )
+    tls: ListenerTLS | None = Field(
+        None, description="Serve HTTPS on the listener with this certificate and key (default: plain HTTP)."
+    )
+    upstream_ca_file: Path | None = Field(
+        None, description="PEM bundle of the CAs that sign the https:// endpoints' certificates, for every "
+        "endpoint without its own ca_file (default: the system's CA store)."
+    )
+
+
+def _env_name(v: str | None) -> str | None:
+    if v is not None and not ENV_NAME_RE.match(v):
+        raise ValueError("api_key_env is the NAME of an environment variable (letters, digits and _, e.g. "
+                         "VLLM_API_KEY) that holds the key, not the key itself")
+    return v
 
 
 class ReplicaTarget(_Strict):
@@ -218,13 +239,49 @@ class ReplicaTarget(_Strict):
     url: str = Field(description="Base URL of the runtime, e.g. http://127.0.0.1:8080 (no /v1).")
     region: str | None = Field(None, description="Region label, for tiered routing.")
     priority: int = Field(0, description="Tier; lower is preferred.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding this endpoint's API key, sent in the header its runtime "
+        "expects (OpenAI-compatible servers: Authorization: Bearer). The key itself never goes in this file. "
+        "Default: the deployment's api_key_env.",
+    )
+    ca_file: Path | None = Field(
+        None, description="PEM bundle of the CA(s) that signed this https:// endpoint's certificate (a private "
+        "CA, a self-signed certificate). Default: gateway.upstream_ca_file, else the system's CA store.",
+    )
+    tls_verify: bool = Field(
+        True, description="Check this https:// endpoint's certificate and host name. false accepts any "
+        "certificate (anyone on the path can read and change the traffic): for a test bench only.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_key(cls, data: Any) -> Any:
+        problem = literal_key_problem(data)
+        if problem:
+            raise ValueError(problem)
+        return data
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
+        if "@" in v.split("/", 3)[2]:
+            raise ValueError("url must not carry credentials (user:password@); put the key in an environment "
+                             "variable and name it in api_key_env")
         return v.rstrip("/").removesuffix("/v1")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_env(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
+    @model_validator(mode="after")
+    def _tls_only_for_https(self) -> ReplicaTarget:
+        if not self.url.startswith("https://") and (self.ca_file is not None or not self.tls_verify):
+            field = "ca_file" if self.ca_file is not None else "tls_verify"
+            raise ValueError(f"{field} applies to https:// endpoints, and {self.url} is plain http")
+        return self
 
 
 class RetryConfig(_Strict):
@@ -265,6 +322,10 @@ class DeploymentConfig(_Strict):
     )
     endpoints: tuple[ReplicaTarget, ...] = Field(
         (), description="Already-running endpoints of this deployment (not launched by inferplane)."
+    )
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key of the servers listed under 'endpoints' "
+        "(each may name its own); the key itself never goes in this file.",
     )
     upstream_model: str | None = Field(
         None, min_length=1,
@@ -341,6 +402,11 @@ class DeploymentConfig(_Strict):
         "listed endpoints, whose slots inferplane does not know.",
     )
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_env(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -351,6 +417,9 @@ class DeploymentConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _start_count(cls, data: Any) -> Any:
+        problem = literal_key_problem(data)
+        if problem:
+            raise ValueError(problem)
         # with autoscale and no replicas given, start at min_replicas (at least 1, so the
         # first request after `serve` does not wait for a cold start)
         if isinstance(data, dict) and isinstance(data.get("autoscale"), dict) and "replicas" not in data:
@@ -436,11 +505,21 @@ def load_config(path: str | Path) -> InferplaneConfig:
     return parse_config(data, source=str(p))
 
 
-def parse_config(data: dict[str, Any], *, source: str = "config") -> InferplaneConfig:
+def parse_config(data: dict[str, Any], *, source: str = "config",
+                 environ: dict[str, str] | None = None) -> InferplaneConfig:
+    """Validate a deployment file's data; also checks that every ``api_key_env`` is set and every
+    CA bundle and listener certificate loads (``environ``: default the process environment).
+
+    Raises ConfigError naming each bad setting.
+    """
     try:
-        return InferplaneConfig.model_validate(data)
+        config = InferplaneConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, source)) from exc
+    problems = upstream_problems(config, environ)
+    if problems:
+        raise ConfigError("\n".join([f"{source}: invalid configuration", *(f"  {p}" for p in problems)]))
+    return config
 
 
 def _format_validation(exc: ValidationError, source: str) -> str:

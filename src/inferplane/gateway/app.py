@@ -290,7 +290,8 @@ class Gateway:
              "state": e.state.value, "node": e.node,
              "managed": e.managed, "pid": e.pid, "in_flight": e.in_flight, "requests_total": e.requests_total,
              "region": e.region, "priority": e.priority, "stats": e.stats,
-             "breaker": self.router.breaker_state(e).name.lower(), "consecutive_failures": e.consecutive_failures}
+             "breaker": self.router.breaker_state(e).name.lower(), "consecutive_failures": e.consecutive_failures,
+             "last_error": e.last_error or None, **self.pool.access(e.url).describe()}
             for e in self.registry
         ]
         _json(out, 200, {"endpoints": eps})

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import ssl as ssl_module
 from collections import deque
 from time import time as _time
 
@@ -41,7 +42,7 @@ from inferplane.gateway.http_limits import HttpLimits, Refused, ServerState
 from inferplane.gateway.http_messages import REASONS, Handler, Request, Responder
 from inferplane.protocol.errors import error_body
 
-__all__ = ["Handler", "HttpLimits", "HttpServerProtocol", "Request", "Responder", "serve"]
+__all__ = ["Handler", "HttpLimits", "HttpServerProtocol", "Request", "Responder", "serve", "server_tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -434,12 +435,16 @@ class HttpServerProtocol(asyncio.Protocol):
 
 async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | None = None,
                 max_body_bytes: int | None = None, idle_timeout_s: float | None = None,
-                backlog: int = 1024, on_refused: Refused | None = None) -> asyncio.base_events.Server:
+                backlog: int = 1024, on_refused: Refused | None = None,
+                ssl: ssl_module.SSLContext | None = None) -> asyncio.base_events.Server:
     """Start listening; returns the asyncio server (``close()`` + ``wait_closed()`` to stop).
 
     ``limits`` bounds what clients may send (defaults: :class:`HttpLimits`); ``max_body_bytes``
     and ``idle_timeout_s``, when given, override those two fields of it. ``on_refused`` is
     told of each request the server answers itself (``gateway.refused``, for the observers).
+    ``ssl``: serve HTTP/1.1 over TLS with this server context (asyncio's TLS transport; the
+    protocol is the same, a client's half-close included - TLS has none, its close_notify ends
+    the connection). The TLS handshake must finish within ``limits.head_timeout_s``.
     """
     lim = limits or HttpLimits()
     if max_body_bytes is not None:
@@ -448,5 +453,20 @@ async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | 
         lim = dataclasses.replace(lim, idle_timeout_s=idle_timeout_s)
     state = ServerState(lim, on_refused)
     loop = asyncio.get_running_loop()
+    if ssl is None:
+        return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
+                                        reuse_address=True)
     return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
-                                    reuse_address=True)
+                                    reuse_address=True, ssl=ssl, ssl_handshake_timeout=lim.head_timeout_s)
+
+
+def server_tls_context(cert_file: str, key_file: str) -> ssl_module.SSLContext:
+    """A server TLS context for the listener (TLS 1.2+, HTTP/1.1 offered by ALPN).
+
+    Raises OSError or ssl.SSLError when the files cannot be loaded.
+    """
+    ctx = ssl_module.create_default_context(ssl_module.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl_module.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx

@@ -8,7 +8,8 @@ are awaited; its body is read whole (``read``) or chunk by chunk as it arrives
 Errors (all ``UpstreamError``):
 - ``StaleConnection``: a reused keep-alive connection was closed by the server before
   any byte of the response came back - the request can be resent on a fresh connection.
-- ``ConnectFailed``: no TCP connection could be made.
+- ``ConnectFailed``: no TCP connection could be made (``TlsFailed``: nor a TLS session on it -
+  the certificate did not verify, the handshake failed; the message says which and what to set).
 - ``UpstreamBroken``: the connection broke after the response had started.
 - ``UpstreamTimeout``: no response headers within the first-byte wait, or (``UpstreamStalled``)
   no body bytes for too long in the middle of a stream.
@@ -18,9 +19,13 @@ Memory: a body read whole is capped (``max_body_bytes``); a streamed body is hel
 pausing the socket while more than ``_HIGH_WATER`` bytes wait for a slow client, so an
 upstream cannot make the gateway buffer without bound either way.
 
+``https://`` upstreams: TLS through the base URL's ``UpstreamAccess`` (its ``ssl.SSLContext``,
+the URL's host name checked and sent as SNI); its credential header, if any, is part of every
+request head, prepared once per base URL. Plain ``http://`` requests are built as before.
+
 Transport seam: ``UpstreamPool(connect=...)`` replaces how a connection is made (by default
 ``loop.create_connection``); tests pass :class:`~inferplane.gateway.memory_transport.MemoryConnector`,
-which answers in-process with no sockets, through the same HTTP parser.
+which answers in-process with no sockets, through the same HTTP parser (and no TLS).
 
 Headers a client may need (``retry-after``, ``x-ratelimit-*``, the runtime's
 ``x-request-id``) are kept on the response (``passed_headers``); the rest are dropped.
@@ -29,6 +34,7 @@ Headers a client may need (``retry-after``, ``x-ratelimit-*``, the runtime's
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -36,8 +42,10 @@ from urllib.parse import urlsplit
 import httptools
 
 from inferplane.errors import InferplaneError
+from inferplane.runtimes.access import PLAIN, UpstreamAccess, describe_tls_error, tls_context
 
-__all__ = ["ConnectFailed", "Connector", "StaleConnection", "UpstreamBroken", "UpstreamError", "UpstreamPool",
+__all__ = ["ConnectFailed", "Connector", "StaleConnection", "TlsFailed", "UpstreamBroken", "UpstreamError",
+           "UpstreamPool",
            "UpstreamResponse", "UpstreamStalled", "UpstreamTimeout", "UpstreamTooLarge"]
 
 Connector = Callable[[Callable[[], asyncio.Protocol], str, int],
@@ -58,6 +66,10 @@ class StaleConnection(UpstreamError):
 
 class ConnectFailed(UpstreamError):
     """The TCP connection could not be made."""
+
+
+class TlsFailed(ConnectFailed):
+    """The TCP connection was made, the TLS session was not (certificate, handshake)."""
 
 
 class UpstreamBroken(UpstreamError):
@@ -352,14 +364,23 @@ class UpstreamResponse:
 
 class _HostPool:
     def __init__(self, base_url: str, connect_timeout_s: float, keepalive_s: float,
-                 connect: Connector | None = None) -> None:
+                 connect: Connector | None = None, access: UpstreamAccess = PLAIN) -> None:
         u = urlsplit(base_url)
-        if u.scheme != "http":
-            raise ValueError(f"only http:// upstreams are supported by the fast path, got {base_url}")
+        if u.scheme not in ("http", "https"):  # the config refuses these; never a bare ValueError here
+            raise ConnectFailed(f"cannot talk to {base_url}: only http:// and https:// upstreams are supported")
         self.host = u.hostname or "127.0.0.1"
-        self.port = u.port or 80
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.ssl: ssl.SSLContext | None = None
+        if u.scheme == "https":
+            self.ssl = access.ssl_context or tls_context()
         self.prefix = u.path.rstrip("/").encode()
-        self.host_header = f"{self.host}:{self.port}".encode()
+        # the Host header's value and, on the next line, the credential header (none without a
+        # key): one bytes object per upstream, so a request head costs the same with or without it
+        credential = b""
+        if access.header is not None:
+            name, value = access.header
+            credential = f"\r\n{name}: {value}".encode("latin-1")
+        self.host_header = f"{self.host}:{self.port}".encode() + credential
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
         self.connect = connect
@@ -380,13 +401,19 @@ class _HostPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                if self.connect is None:
-                    _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port)
-                else:
+                if self.connect is not None:
                     _, proto = await self.connect(lambda: _Conn(self), self.host, self.port)
                     conn = proto  # type: ignore[assignment]
+                elif self.ssl is None:
+                    _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port)
+                else:
+                    _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl,
+                                                           server_hostname=self.host)
         except TimeoutError as exc:
             raise ConnectFailed(f"connecting to {self.host}:{self.port} timed out") from exc
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            why = describe_tls_error(exc) or str(exc)
+            raise TlsFailed(f"TLS with {self.host}:{self.port}: {why}") from exc
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from exc
         return conn
@@ -401,7 +428,10 @@ class UpstreamPool:
     """Keep-alive connections per upstream base URL. Event-loop bound; not thread-safe."""
 
     def __init__(self, *, connect_timeout_s: float, keepalive_s: float = 4.0,
-                 max_body_bytes: int = 64 * 1024 * 1024, connect: Connector | None = None) -> None:
+                 max_body_bytes: int = 64 * 1024 * 1024, connect: Connector | None = None,
+                 access: Callable[[str], UpstreamAccess] | None = None) -> None:
+        """``access``: the TLS and credentials of a base URL (asked once per URL; default: none, and
+        the system's CAs for https://)."""
         # keep-alive shorter than cpp-httplib's 5 s server-side idle timeout, so the pool
         # rarely hands out a connection the server is about to close.
         self._hosts: dict[str, _HostPool] = {}
@@ -409,13 +439,23 @@ class UpstreamPool:
         self._keepalive_s = keepalive_s
         self.max_body_bytes = max_body_bytes
         self._connect = connect
+        self.access: Callable[[str], UpstreamAccess] = access or (lambda _url: PLAIN)
 
     def _host(self, base_url: str) -> _HostPool:
         h = self._hosts.get(base_url)
         if h is None:
             h = self._hosts[base_url] = _HostPool(base_url, self._connect_timeout_s, self._keepalive_s,
-                                                       self._connect)
+                                                       self._connect, self.access(base_url))
         return h
+
+    def set_access(self, access: Callable[[str], UpstreamAccess], changed: set[str] | None = None) -> None:
+        """Use ``access`` from now on; the URLs in ``changed`` (all, when None) drop their idle
+        connections and pick up their new TLS and key on the next request."""
+        self.access = access
+        for url in list(self._hosts) if changed is None else changed:
+            h = self._hosts.pop(url, None)
+            if h is not None:
+                h.close()
 
     async def post(self, base_url: str, path: str, body: bytes, *, fresh: bool = False,
                    extra_headers: bytes = b"") -> UpstreamResponse:
@@ -436,8 +476,8 @@ class UpstreamPool:
     async def probe(self, base_url: str, method: str, path: str, body: bytes | None, timeout_s: float) -> bool:
         """True when ``method path`` answers 2xx within ``timeout_s``, on a fresh connection
         (never one a stuck request holds); never raises for I/O trouble."""
-        h = self._host(base_url)
         try:
+            h = self._host(base_url)
             async with asyncio.timeout(timeout_s):
                 conn = await h.get(fresh=True)
                 resp = UpstreamResponse(conn, 1 << 20)

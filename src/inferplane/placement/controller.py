@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 NON_LAUNCH_FIELDS = frozenset({
     "replicas", "autoscale", "endpoints", "policy", "fallback", "retry", "breaker", "saturation",
-    "drain_timeout_s", "ready_timeout_s", "region", "priority",
+    "drain_timeout_s", "ready_timeout_s", "region", "priority", "api_key_env",
 })
 """Deployment fields a running replica does not depend on: changing them restarts nothing."""
 

@@ -5,19 +5,26 @@ One task per gateway (owned by the app; cancelled on shutdown). Every
 ``EndpointStats``; endpoints that inferplane did not launch are also probed for
 readiness; launched ones are probed too, so one that hangs (alive but not answering)
 leaves the pool until it answers again - its supervisor only sees exits.
+
+Every request goes out with the endpoint's TLS settings and key (``access``, the same table
+the proxy's pool uses). Why a check failed (``certificate verify failed: ...``, ``answered
+401: it does not accept the API key in $KEY``) is kept on the endpoint (``last_error``, shown
+in /admin/endpoints) and logged once each time it changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 
 from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.runtimes.access import PLAIN, UpstreamAccess
 from inferplane.runtimes.base import RuntimeAdapter
 from inferplane.runtimes.discovery import fetch_served, match_model
-from inferplane.runtimes.probe import probe_once
+from inferplane.runtimes.probe import aiohttp_ssl, probe_problem
 from inferplane.runtimes.registry import get_adapter
 
 __all__ = ["HealthChecker"]
@@ -27,8 +34,10 @@ log = logging.getLogger(__name__)
 
 class HealthChecker:
     def __init__(self, registry: EndpointRegistry, *, interval_s: float, timeout_s: float = 2.0,
-                 fail_after: int = 3) -> None:
+                 fail_after: int = 3, access: Callable[[str], UpstreamAccess] | None = None) -> None:
         self.registry = registry
+        self.access: Callable[[str], UpstreamAccess] = access or (lambda _url: PLAIN)
+        """TLS settings and key of an endpoint URL (``serve`` replaces it on reload)."""
         self.fail_after = fail_after
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -93,34 +102,45 @@ class HealthChecker:
         if eps:
             await asyncio.gather(*(self._check(e) for e in eps))
 
-    async def _serves_model(self, session: aiohttp.ClientSession, ep: Endpoint) -> bool:
-        served = await fetch_served(session, ep.url, self.timeout_s)
-        if served is None:
-            return False
+    async def _serves_model(self, session: aiohttp.ClientSession, ep: Endpoint, access: UpstreamAccess) -> str | None:
+        """None when ``ep`` answers with a model list that has the deployment's model; else why not."""
+        served = await fetch_served(session, ep.url, self.timeout_s, access=access)
+        if isinstance(served, str):
+            return served
         match = match_model(served, deployment=ep.deployment, wanted=ep.upstream_model or None)
         if match.model is None:
             if ep.ready:
                 log.warning("endpoint %s (%s) taken out of the pool: %s", ep.id, ep.url, match.problem)
-            return False
+            return match.problem
         ep.upstream_model = match.model
-        return True
+        return None
+
+    def _note(self, ep: Endpoint, problem: str | None) -> None:
+        """Keep why the check failed on the endpoint; log it when it changed (not every round)."""
+        text = problem or ""
+        if text and text != ep.last_error:
+            log.warning("endpoint %s (%s) failed its health check: %s", ep.id, ep.url, text)
+        ep.last_error = text
 
     async def _check(self, ep: Endpoint) -> None:
         if self._session is None:
             raise RuntimeError("HealthChecker.start() was not called")
         adapter = self._adapter(ep.runtime)
         url = ep.url
+        access = self.access(url)
         if ep.managed or not ep.dialect.passthrough:
-            ok = await probe_once(self._session, url, adapter.probe(), self.timeout_s)
+            problem = await probe_problem(self._session, url, adapter.probe(), self.timeout_s, access=access)
         else:  # a server inferplane did not start: ready when it answers and serves the model
-            ok = await self._serves_model(self._session, ep)
+            problem = await self._serves_model(self._session, ep, access)
         if url != ep.url:  # a supervised replica restarted on a new port meanwhile: stale answer
             return
-        self._judge(ep, ok)
+        self._note(ep, problem)
+        self._judge(ep, problem is None)
         if not ep.ready:
             return
         try:
-            async with self._session.get(ep.metrics_url or ep.url + "/metrics") as resp:
+            async with self._session.get(ep.metrics_url or ep.url + "/metrics", headers=access.headers() or None,
+                                         ssl=aiohttp_ssl(access)) as resp:
                 if resp.status != 200:
                     return
                 text = await resp.text()

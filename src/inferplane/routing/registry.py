@@ -84,6 +84,8 @@ class Endpoint:
     hung: bool = False
     """Taken out of the pool by failed probes while its process is up (launched replicas)."""
     requests_total: int = 0
+    last_error: str = ""
+    """Why its last health check failed, in words (empty once it passes); shown in /admin/endpoints."""
 
     def candidate(self) -> Candidate:
         s = self.stats

@@ -183,6 +183,17 @@ class Dialect:
     chat_path = "/v1/chat/completions"
     completions_path = "/v1/completions"
     models_path = "/v1/models"
+    api_key_header: tuple[str, str] | None = ("Authorization", "Bearer ")
+    """(header name, value prefix) that carries an endpoint's API key (``api_key_env``); None: the
+    runtime takes no key. OpenAI-compatible servers started with their key option compare
+    ``Authorization`` with ``"Bearer " + key``: vLLM ``--api-key``/``VLLM_API_KEY``
+    (vllm/entrypoints/openai/api_server.py, /v1 paths only; checked live, see
+    tests/integration/runtimes/test_vllm_tls_live.py), SGLang ``--api-key``
+    (python/sglang/srt/utils.py ``add_api_key_middleware``: all but /health and /metrics), TGI
+    ``--api-key`` (huggingface/text-generation-inference@db931fc router/src/server.rs: the
+    generation routes; /health, /metrics, /v1/models stay open), llama-server ``--api-key``
+    (tools/server: all but /health and /v1/models; it also reads ``X-Api-Key``), LMDeploy
+    ``--api-keys`` (InternLM/lmdeploy@1263d5c lmdeploy/serve/utils/server_utils.py)."""
 
     embeddings_path = "/v1/embeddings"
     responses_path = "/v1/responses"

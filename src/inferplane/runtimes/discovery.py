@@ -12,16 +12,22 @@ need not be the deployment's name clients send. Its ``GET /v1/models`` (OpenAI's
 2. Otherwise: the one model it lists; or the deployment's own name when it lists several
    and that is one of them; several others: ambiguous (``serve`` refuses to start, listing them).
 
-:func:`fetch_served` does the one request; it never raises for I/O trouble.
+:func:`fetch_served` does the one request (with the endpoint's TLS settings and key); it never
+raises for I/O trouble, and says why an endpoint gave no list (a certificate that did not verify,
+a 401 for a missing or wrong key, no answer).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
+
+from inferplane.runtimes.access import PLAIN, UpstreamAccess
+from inferplane.runtimes.probe import aiohttp_ssl, io_problem
 
 __all__ = ["Finding", "ModelMatch", "Served", "fetch_served", "match_model", "parse_model_list", "survey"]
 
@@ -59,19 +65,27 @@ def parse_model_list(body: bytes) -> Served:
     return Served(ids, owner if isinstance(owner, str) else "")
 
 
-async def fetch_served(session: aiohttp.ClientSession, base_url: str, timeout_s: float) -> Served | None:
-    """What ``base_url`` serves, or None when it does not answer 2xx with a model list in time."""
+async def fetch_served(session: aiohttp.ClientSession, base_url: str, timeout_s: float, *,
+                       access: UpstreamAccess = PLAIN) -> Served | str:
+    """What ``base_url`` serves, or, when it does not answer 2xx with a model list in time, why not."""
     try:
-        async with session.get(base_url + "/v1/models", timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+        async with session.get(base_url + "/v1/models", headers=access.headers() or None,
+                               ssl=aiohttp_ssl(access),
+                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             body = await resp.read()
-            if not 200 <= resp.status < 300:
-                return None
-    except (TimeoutError, aiohttp.ClientError, OSError):
-        return None
+            status = resp.status
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return io_problem(exc, timeout_s)
+    if status in (401, 403):
+        if access.key_source:
+            return f"GET /v1/models answered {status}: it does not accept the API key in {access.key_source}"
+        return f"GET /v1/models answered {status}: it wants an API key (set the endpoint's api_key_env)"
+    if not 200 <= status < 300:
+        return f"GET /v1/models answered {status}"
     try:
         return parse_model_list(body)
-    except ValueError:
-        return None
+    except ValueError as exc:
+        return f"GET /v1/models: {exc}"
 
 
 def match_model(served: Served, *, deployment: str, wanted: str | None) -> ModelMatch:
@@ -99,19 +113,23 @@ class Finding:
     served: Served | None
     """None: it did not answer (yet)."""
     match: ModelMatch | None
+    problem: str = ""
+    """Why it gave no model list (when ``served`` is None)."""
 
     def line(self, runtime: str) -> str:
         """The endpoint in words, for the startup line."""
         if self.served is None:
-            return f"{self.url} does not answer yet"
+            return f"{self.url}: {self.problem}" if self.problem else f"{self.url} does not answer yet"
         if self.match is None or self.match.model is None:
             return f"{self.url} answers, but {self.match.problem if self.match else 'lists no model'}"
         return f"{self.served.owned_by or runtime} at {self.url}, model {self.match.model!r}"
 
 
-async def survey(urls: tuple[str, ...], *, deployment: str, wanted: str | None, timeout_s: float) -> list[Finding]:
+async def survey(urls: tuple[str, ...], *, deployment: str, wanted: str | None, timeout_s: float,
+                 access: Callable[[str], UpstreamAccess] = lambda _url: PLAIN) -> list[Finding]:
     """Ask each of ``urls`` what it serves (concurrently, each bounded by ``timeout_s``)."""
     async with aiohttp.ClientSession() as session:
-        answers = await asyncio.gather(*(fetch_served(session, u, timeout_s) for u in urls))
-    return [Finding(u, s, None if s is None else match_model(s, deployment=deployment, wanted=wanted))
+        answers = await asyncio.gather(*(fetch_served(session, u, timeout_s, access=access(u)) for u in urls))
+    return [Finding(u, None, None, s) if isinstance(s, str)
+            else Finding(u, s, match_model(s, deployment=deployment, wanted=wanted))
             for u, s in zip(urls, answers, strict=True)]

@@ -36,6 +36,7 @@ class OllamaDialect(Dialect):
     chat_path = "/api/chat"
     completions_path = "/api/generate"
     models_path = "/api/tags"
+    api_key_header = None  # Ollama's server checks no key (ollama/ollama@fb30760 server/routes.go): none to send
 
     def __init__(self, model_tag: str = "", *, keep_alive: str | None = None) -> None:
         self.model_tag = model_tag

@@ -45,7 +45,7 @@ def test_minimal_deployment_gets_documented_defaults() -> None:
     ({"deployments": [{"name": "a", "autoscale": {"max_replicas": 2, "speed": 1}}]},
      "deployments.0.autoscale.speed: unknown field"),
     ({"deployments": [{"name": "a", "replicas": -1}]}, "deployments.0.replicas"),
-    ({"deployments": [{"name": "a", "colour": "red"}]}, "deployments.0.colour: unknown field; known fields: autoscale, breaker,"),
+    ({"deployments": [{"name": "a", "colour": "red"}]}, "deployments.0.colour: unknown field; known fields: api_key_env, autoscale, breaker,"),
     ({"deployments": [{"name": "a", "replica": 2}]}, "deployments.0.replica: unknown field; did you mean 'replicas'?"),
     ({"gateway": {"prot": 1}, "deployments": [{"name": "a"}]}, "gateway.prot: unknown field; did you mean 'port'?"),
     ({"deployments": [{"name": "bad name!"}]}, "deployments.0.name"),
