@@ -35,6 +35,7 @@ from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
 from inferplane.models import CATALOG, ModelError, ModelStore
 from inferplane.observability.control_metrics import ControlCollector
+from inferplane.placement.backend import PlacementBackend, PlacementError
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
 from inferplane.placement.gpus import GpuShortage, assign_gpus
@@ -89,7 +90,12 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
                 dep = _with_local_model(dep, caps.weight_formats, store, progress, fetch=fetch,
                                         sequences=local_sequences)
             threads = threads_per_replica(local_replicas, dep.threads, cores=cores)
-            if dep.threads is None and "cpu" in adapter.capabilities().hardware:
+            if config.placement.backend == "ray":
+                threads = dep.threads or 1  # a node's cores are Ray's to share out: 1 CPU, as Ray Serve
+                if dep.threads is None:
+                    progress(f"{dep.name}: 1 CPU per replica on the Ray cluster (set the deployment's threads "
+                             "to reserve more)")
+            elif dep.threads is None and "cpu" in adapter.capabilities().hardware:
                 progress(f"{dep.name}: {threads} CPU thread(s) per replica ({cores} cores split across "
                          f"{local_replicas} local replica(s); set --threads or the deployment's threads to change)")
             dep = dep.model_copy(update={"threads": threads})
@@ -156,11 +162,11 @@ async def run_server(
     """
     gw_cfg = config.gateway
     findings = await _survey_endpoints(deployments)
-    _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
+    backend = await _placement_backend(config, deployments, log_dir, say)
     registry = EndpointRegistry()
     held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
     gateway = Gateway(gw_cfg, deployments, registry, held=held)
-    plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
+    plane = ControlPlane(registry=registry, backend=backend,
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)
     autoscaler = Autoscaler(plane.controllers, SignalReader(registry, held, lambda n: gateway.metrics.model(n).ttft))
@@ -228,6 +234,24 @@ async def run_server(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return code
+
+
+async def _placement_backend(config: InferplaneConfig, deployments: tuple[DeploymentConfig, ...], log_dir: Path,
+                             say: Callable[[str], None]) -> PlacementBackend:
+    """The backend ``placement.backend`` names; raises ServeError when it cannot be had (no Ray, no cluster)."""
+    if config.placement.backend == "local":
+        _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
+        return LocalBackend(log_dir=log_dir)
+    from inferplane.placement.ray_backend import RayBackend
+
+    try:
+        backend = await RayBackend.connect(config.placement, log_dir=log_dir)
+    except PlacementError as exc:
+        raise ServeError(str(exc)) from exc
+    nodes = [n for n in backend.ray.nodes() if n.get("Alive")]
+    say(f"placement: Ray cluster at {config.placement.address} ({len(nodes)} node(s) alive, "
+        f"namespace {config.placement.namespace!r})")
+    return backend
 
 
 async def _survey_endpoints(deployments: tuple[DeploymentConfig, ...]) -> dict[str, list[Finding]]:
@@ -396,10 +420,11 @@ async def _announce_ready(plane: ControlPlane, deployments: tuple[DeploymentConf
     if failed:
         say(f"no replica of {', '.join(failed)} could start (the reason is above); stopping")
         return False
+    where = "local" if plane.backend.name == "local" else f"{plane.backend.name}-placed"
     for d in deployments:
         if d.replicas == 0 and d.autoscale is not None:
             say(f"model {d.name!r} scaled to zero: a replica starts on the first request ({d.runtime}, {d.model})")
         elif d.replicas:
-            say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} local replica(s) "
+            say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} {where} replica(s) "
                 f"({d.runtime}, {d.model})")
     return True

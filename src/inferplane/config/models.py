@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inferplane.config.placement import DeploymentPlacement, PlacementConfig
 from inferplane.config.scaling import AutoscaleConfig
 
 __all__ = [
@@ -34,8 +35,10 @@ __all__ = [
     "BreakerConfig",
     "ConfigError",
     "DeploymentConfig",
+    "DeploymentPlacement",
     "GatewayConfig",
     "InferplaneConfig",
+    "PlacementConfig",
     "ReplicaTarget",
     "RetryConfig",
     "config_json_schema",
@@ -243,6 +246,11 @@ class DeploymentConfig(_Strict):
         2.0, gt=0, description="Requests in flight per sequence slot at which a tier counts as saturated "
         "and traffic spills to the next tier."
     )
+    placement: DeploymentPlacement = Field(
+        default_factory=DeploymentPlacement,  # type: ignore[arg-type]
+        description="How the replicas are placed on a cluster: spread or pack, node labels, memory "
+        "(placement backend ray; see docs/cluster.md).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -288,6 +296,10 @@ class InferplaneConfig(_Strict):
 
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)  # type: ignore[arg-type]
     deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
+    placement: PlacementConfig = Field(
+        default_factory=PlacementConfig,  # type: ignore[arg-type]
+        description="Where replicas are launched: this machine (local) or a Ray cluster (ray).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> InferplaneConfig:
