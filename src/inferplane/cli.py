@@ -74,6 +74,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
     p.add_argument("--ready-timeout", type=float, help="seconds to wait for replicas (default 300)")
     p.add_argument("--log-dir", type=Path, help="replica logs (default ~/.cache/inferplane/logs)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="gateway processes sharing the port (SO_REUSEPORT; this one runs the control plane, "
+                        "the others follow it; default 1)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging (routing decisions, probes)")
     p.set_defaults(func=_cmd_serve)
 
@@ -129,6 +133,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not 1 <= args.workers <= 64:
+        return _err(f"--workers must be 1..64, got {args.workers}")
     try:
         config = _serve_config(args)
         deployments = prepare_deployments(config, ModelStore(), _say)
@@ -142,7 +148,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     try:
-        return asyncio.run(run_server(config, deployments, log_dir=log_dir, say=_say, config_path=args.config))
+        return asyncio.run(run_server(config, deployments, log_dir=log_dir, say=_say, config_path=args.config,
+                                      workers=args.workers, reuse_port=args.reuse_port))
     except ServeError as exc:
         return _err(str(exc))
 

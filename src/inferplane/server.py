@@ -38,6 +38,7 @@ from inferplane.observability.control_metrics import ControlCollector
 from inferplane.placement.backend import PlacementBackend, PlacementError
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
+from inferplane.placement.feed import EndpointFeed, EndpointFollower
 from inferplane.placement.gpus import GpuShortage, assign_gpus
 from inferplane.placement.local_backend import LocalBackend
 from inferplane.placement.plane import ControlPlane
@@ -50,6 +51,7 @@ from inferplane.runtimes.base import LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.embedded import default_context_tokens
 from inferplane.runtimes.registry import UnknownRuntimeError, get_adapter
+from inferplane.workers import FollowerProcesses
 
 __all__ = ["ServeError", "prepare_deployments", "run_server"]
 
@@ -154,15 +156,20 @@ async def run_server(
     stop: asyncio.Event | None = None,
     config_path: Path | None = None,
     store: ModelStore | None = None,
+    workers: int = 1,
+    reuse_port: bool = False,
 ) -> int:
     """Serve until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code.
 
     ``config_path``: the deployment file ``config`` came from; with it, SIGHUP and
-    ``POST /admin/reload`` re-read it and apply the difference.
+    ``POST /admin/reload`` re-read it and apply the difference. ``workers`` > 1: this
+    process is the primary of that many gateway processes on one port (``workers.py``);
+    ``reuse_port``: listen with SO_REUSEPORT (what each of them does).
     """
     gw_cfg = config.gateway
+    follow = config.placement.follow
     findings = await _survey_endpoints(deployments)
-    backend = await _placement_backend(config, deployments, log_dir, say)
+    backend = LocalBackend(log_dir=log_dir) if follow else await _placement_backend(config, deployments, log_dir, say)
     registry = EndpointRegistry()
     held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests)
     gateway = Gateway(gw_cfg, deployments, registry, held=held)
@@ -170,21 +177,36 @@ async def run_server(
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)
     autoscaler = Autoscaler(plane.controllers, SignalReader(registry, held, lambda n: gateway.metrics.model(n).ttft))
+    feed = EndpointFeed(registry)
+    follower = None
+    if follow:  # a follower launches nothing: the primary's replicas are mirrored from its feed
+        auth = {"Authorization": f"Bearer {gw_cfg.api_keys[0]}"} if gw_cfg.api_keys else {}
+        follower = EndpointFollower(registry, follow, lambda: {s.config.name: s.config
+                                                                for s in gateway.served.values()}, headers=auth)
     reload = None
-    if config_path is not None:
+    if config_path is not None and not follow:
         reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say)
-    gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload,
+    gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload, feed=feed,
                              apply_deployment=lambda d: _apply_one(gateway, plane, d)).routes
     gateway.can_serve = plane.can_serve
     gateway.metrics.registry.register(ControlCollector(
         plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
         lambda: held.rejected_total))
     try:
-        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits())
+        site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
+                                 reuse_port=reuse_port or workers > 1)
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
     say(f"gateway listening on http://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
+    private = followers = None
+    if workers > 1:  # the followers reach this process (not just any on the shared port) here
+        private = await http1.serve(gateway.handle, "127.0.0.1", 0, limits=gateway.http_limits())
+        followers = FollowerProcesses(config, deployments, count=workers, port=int(bound[1]), log_dir=log_dir,
+                                      primary_url=f"http://127.0.0.1:{private.sockets[0].getsockname()[1]}",
+                                      say=say)
+    if follower is not None:
+        say(f"following the control plane of the gateway at {follow}: no replica is launched here")
     for dep in deployments:
         if dep.endpoints:
             say(_endpoints_line(dep, findings.get(dep.name)))
@@ -197,11 +219,16 @@ async def run_server(
                             lambda: say("SIGHUP: not started from a deployment file (--config); nothing to reload"))
 
     for dep in deployments:
-        plane.add(dep)
+        plane.add(dep.model_copy(update={"replicas": 0, "autoscale": None}) if follow else dep)
         _apply_findings(plane, dep, findings.get(dep.name))
     checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s)
     checker.start()
-    autoscaler.start()
+    if follower is not None:
+        follower.start()
+    else:
+        autoscaler.start()
+    if followers is not None:
+        await followers.start()
 
     # Everything built so far lives as long as the server: keep it out of the cyclic GC's
     # generations, and collect young objects less often (the hot path allocates little that
@@ -210,7 +237,8 @@ async def run_server(
     gc.set_threshold(20_000, 20, 20)
     code = 0
     try:
-        waiting = asyncio.ensure_future(_announce_ready(plane, deployments, say))
+        waiting = asyncio.ensure_future(_announce_ready(plane, deployments, say) if follower is None
+                                        else _announce_following(follower, say))
         stopped = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if waiting in done and not waiting.result():
@@ -227,7 +255,13 @@ async def run_server(
         site.close()  # no new connections; requests in flight (and on open connections) go on
         held.close(None, "the gateway is shutting down")
         await autoscaler.stop()
+        if followers is not None:  # they drain their own requests while the replicas still run
+            await followers.stop(gw_cfg.drain_timeout_s + 15.0)
+        if private is not None:
+            private.close()
         await _drain_requests(registry, gw_cfg.drain_timeout_s if code == 0 else 0.0, say, force)
+        if follower is not None:
+            await follower.stop()
         await plane.shutdown(drain_timeout_s=0.0)
         await checker.stop()
         gateway.close()
@@ -403,6 +437,13 @@ def _gpu_grants(deployments: tuple[DeploymentConfig, ...]) -> list[tuple[int, ..
         return assign_gpus(available, requests)
     except GpuShortage as exc:
         raise ServeError(str(exc)) from exc
+
+
+async def _announce_following(follower: EndpointFollower, say: Callable[[str], None]) -> bool:
+    await follower.synced.wait()
+    n = sum(1 for e in follower.registry if e.managed)
+    say(f"following {follower.primary_url}: {n} replica(s) of its control plane known")
+    return True
 
 
 async def _announce_ready(plane: ControlPlane, deployments: tuple[DeploymentConfig, ...],

@@ -426,11 +426,13 @@ class HttpServerProtocol(asyncio.Protocol):
 
 async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | None = None,
                 max_body_bytes: int | None = None, idle_timeout_s: float | None = None,
-                backlog: int = 1024) -> asyncio.base_events.Server:
+                backlog: int = 1024, reuse_port: bool = False) -> asyncio.base_events.Server:
     """Start listening; returns the asyncio server (``close()`` + ``wait_closed()`` to stop).
 
     ``limits`` bounds what clients may send (defaults: :class:`HttpLimits`); ``max_body_bytes``
-    and ``idle_timeout_s``, when given, override those two fields of it.
+    and ``idle_timeout_s``, when given, override those two fields of it. ``reuse_port``: bind
+    with SO_REUSEPORT, so several processes (``serve --workers``) share the port and the kernel
+    spreads connections over them.
     """
     lim = limits or HttpLimits()
     if max_body_bytes is not None:
@@ -440,4 +442,4 @@ async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | 
     state = ServerState(lim)
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
-                                    reuse_address=True)
+                                    reuse_address=True, reuse_port=reuse_port or None)
