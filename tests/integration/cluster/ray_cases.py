@@ -10,8 +10,10 @@ second, as on a cluster whose node lost power.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +54,14 @@ def serve_on_ray(tmp: Path, address: str, *, replicas: int = 2, **dep: object) -
     path = tmp / f"ray-{time.monotonic_ns()}.yaml"
     path.write_text(yaml.safe_dump(config))
     return start_serve(["--config", str(path)], tmp, ready_timeout=240)
+
+
+def _follower_config(tmp: Path, primary: str) -> Path:
+    path = tmp / "follower.yaml"
+    path.write_text(yaml.safe_dump({"placement": {"follow": primary}, "deployments": [
+        {"name": "smollm2", "replicas": 2, "threads": 1, "max_concurrent_sequences": 2,
+         "context_length_tokens": 1024}]}))
+    return path
 
 
 def ask(client: openai.OpenAI, text: str) -> tuple[str, str]:
@@ -130,9 +140,43 @@ def test_replicas_spread_over_nodes_survive_a_node_death_and_leave_nothing_behin
         assert done > 0
         assert [e["node"] for e in replaced] == [survivor_node], "replaced on the remaining node"
         assert {e["node"] for e in sp.endpoints()} == {survivor_node}
+
+        joined = cluster.add_node(num_cpus=2, object_store_memory=STORE_BYTES)  # a node joins...
+        t0 = time.monotonic()
+        req = urllib.request.Request(sp.url + "/admin/deployments/smollm2", data=json.dumps({"replicas": 3}).encode(),
+                                     method="PATCH", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+        third = wait_for(lambda: [e for e in sp.endpoints() if e["ready"] and e["node"] == joined.node_id], 150,
+                         "a replica on the node that joined")
+        print(f"scale-up onto the joined node: ready in {time.monotonic() - t0:.1f} s")
+        assert len(third) == 1, "...and takes the next replica (the other node's CPUs are taken)"
+
+        follower = start_serve(["--config", str(_follower_config(tmp_path, sp.url))], tmp_path, ready_timeout=60)
+        try:  # a second gateway fronting the same Ray-placed replicas, launching none
+            fclient = openai.OpenAI(base_url=follower.url + "/v1", api_key="x", max_retries=0, timeout=60)
+            _, via = ask(fclient, "Say follow.")
+            assert via in {e["id"] for e in sp.endpoints()}
+            assert not follower.runtime_pids()
+        finally:
+            assert follower.stop() == 0, follower.log()[-2000:]
         pids |= {e["pid"] for e in sp.endpoints()}
     finally:
         code = sp.stop()
     assert code == 0, sp.log()[-3000:]
     wait_for(lambda: not live_actors(cluster), 20, "every replica actor to end")
     wait_for(lambda: not [p for p in pids if alive(p)], 20, "every runtime process to end")
+
+
+def test_node_labels_choose_the_node_and_the_nodes_region_labels_the_replica(cluster, tmp_path) -> None:
+    west = cluster.add_node(num_cpus=1, object_store_memory=STORE_BYTES, labels={"region": "west"})
+    cluster.add_node(num_cpus=1, object_store_memory=STORE_BYTES, labels={"region": "east"})
+    sp = serve_on_ray(tmp_path, cluster.address, replicas=1, placement={"node_labels": {"region": "west"}})
+    try:
+        (ep,) = wait_for(lambda: [e for e in sp.endpoints() if e["ready"]], 150, "the replica")
+        assert ep["node"] == west.node_id and ep["region"] == "west"
+        client = openai.OpenAI(base_url=sp.url + "/v1", api_key="x", max_retries=0, timeout=60)
+        assert ask(client, "Say west.")[0]
+    finally:
+        assert sp.stop() == 0, sp.log()[-3000:]
+    wait_for(lambda: not live_actors(cluster), 20, "every replica actor to end")
