@@ -83,9 +83,9 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
             adapter = get_adapter(dep.runtime)
         except UnknownRuntimeError as exc:
             raise ServeError(f"deployment {dep.name!r}: {exc}") from exc
-        if dep.max_local_replicas() > 0:
-            avail = adapter.availability_for(dep)
-            if not avail.usable:
+        if dep.max_local_replicas() > 0 and config.placement.follow is None:  # a follower launches nothing
+            avail = adapter.availability_for(dep)  # on a cluster the runtime must be on the nodes, not here
+            if not avail.usable and config.placement.backend == "local":
                 raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} is not usable here: {avail.reason}")
             caps = adapter.capabilities()
             if caps.needs_local_model_file:

@@ -65,8 +65,9 @@ def test_workers_share_one_port_and_the_replicas_of_one_control_plane(tmp_path: 
 
 
 def _shared_prefix_run(gateways: list[ServeProcess], groups: int, questions: int, seed: int
-                       ) -> tuple[float, dict[str, float]]:
-    """Hit rate (cached / prompt tokens, as the runtimes report them) overall and per replica."""
+                       ) -> tuple[float, dict[str, float], float]:
+    """Hit rate (cached / prompt tokens, as the runtimes report them) overall and per replica, and
+    the mean latency of these one-token answers (about their TTFT), seconds."""
     rng = random.Random(seed)
     words = ["river", "stone", "copper", "maple", "orbit", "lantern", "velvet", "harbor", "quartz", "meadow", "signal", "ember"]
     clients = [openai.OpenAI(base_url=g.url + "/v1", api_key="x", max_retries=0, timeout=120) for g in gateways]
@@ -74,17 +75,21 @@ def _shared_prefix_run(gateways: list[ServeProcess], groups: int, questions: int
     order = [(g, q) for q in range(questions) for g in range(groups)]
     cached: collections.Counter[str] = collections.Counter()
     total: collections.Counter[str] = collections.Counter()
+    latencies = []
     for g, q in order:  # each question of a group through the other gateway than the last
+        t0 = time.perf_counter()
         raw = clients[(g + q) % len(clients)].chat.completions.with_raw_response.create(
             model="smollm2", max_tokens=1, temperature=0,
             messages=[{"role": "system", "content": prompts[g]}, {"role": "user", "content": f"Question {q}?"}])
         usage = raw.parse().usage
+        latencies.append(time.perf_counter() - t0)
         ep = raw.headers["x-inferplane-endpoint"]
         total[ep] += usage.prompt_tokens
         cached[ep] += (usage.prompt_tokens_details.cached_tokens or 0) if usage.prompt_tokens_details else 0
     for c in clients:
         c.close()
-    return sum(cached.values()) / sum(total.values()), {ep: cached[ep] / total[ep] for ep in total}
+    return (sum(cached.values()) / sum(total.values()), {ep: cached[ep] / total[ep] for ep in total},
+            sum(latencies) / len(latencies))
 
 
 def test_two_gateways_over_the_same_replicas_keep_their_cache_hit_rate(tmp_path: Path) -> None:
@@ -98,9 +103,10 @@ def test_two_gateways_over_the_same_replicas_keep_their_cache_hit_rate(tmp_path:
                                tmp_path, ready_timeout=60)
         assert {e["id"] for e in follower.endpoints()} == {e["id"] for e in primary.endpoints()}
         assert not follower.runtime_pids(), "a follower launches nothing"
-        one, one_per = _shared_prefix_run([primary], groups=4, questions=3, seed=1)
-        two, two_per = _shared_prefix_run([primary, follower], groups=4, questions=3, seed=2)
-        print(f"prefix-cache hit rate: one gateway {one:.3f} {one_per}; two gateways {two:.3f} {two_per}")
+        one, one_per, one_s = _shared_prefix_run([primary], groups=4, questions=3, seed=1)
+        two, two_per, two_s = _shared_prefix_run([primary, follower], groups=4, questions=3, seed=2)
+        print(f"prefix-cache hit rate: one gateway {one:.3f} {one_per} (mean TTFT {one_s:.2f} s); "
+              f"two gateways {two:.3f} {two_per} (mean TTFT {two_s:.2f} s)")
         assert one > 0.3, "the workload shares prefixes: one gateway finds them cached"
         assert two >= 0.9 * one, f"two gateways lose more than 10 % of one gateway's hit rate ({two:.3f} vs {one:.3f})"
     finally:
