@@ -49,6 +49,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workloads", default="sharegpt,shared")
     p.add_argument("--gateways", default="1", help="comma-separated counts of independent gateways")
     p.add_argument("--scrape-s", type=float, default=1.0, help="metrics scrape interval (gateways > 1)")
+    p.add_argument("--prefix-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a PrefixPolicy option, e.g. w_cache=2 or home_share=0 (repeatable)")
     p.add_argument("--requests-per-replica", type=int, default=60)
     p.add_argument("--min-requests", type=int, default=3000)
     p.add_argument("--max-requests", type=int, default=30000)
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                     options["seed"] = args.seed
                 if name == "prefix":
                     options["max_blocks_per_endpoint"] = args.index_blocks or params.cache_blocks
-                    options.update({k: float(v) for k, v in (x.split("=") for x in os.environ.get("SIMOPT", "").split(",") if x)})
+                    options.update({k: float(v) for k, v in (x.split("=", 1) for x in args.prefix_option)})
                 stats = simulate(
                     name,
                     source,
