@@ -30,6 +30,7 @@ from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, InferplaneConfig
 from inferplane.config.models import ConfigError, load_config
+from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
 from inferplane.gateway.app import Gateway
@@ -61,7 +62,7 @@ _SURVEY_TIMEOUT_S = 3.0
 """How long ``serve`` waits for a listed endpoint's model list at start (it keeps checking after)."""
 
 
-class ServeError(Exception):
+class ServeError(InferplaneError):
     """The server cannot start; the message says why and what to do."""
 
 
@@ -194,14 +195,15 @@ async def run_server(
         lambda: held.rejected_total))
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
-                                 reuse_port=reuse_port or workers > 1)
+                                 on_refused=gateway.refused, reuse_port=reuse_port or workers > 1)
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
     say(f"gateway listening on http://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
     private = followers = None
     if workers > 1:  # the followers reach this process (not just any on the shared port) here
-        private = await http1.serve(gateway.handle, "127.0.0.1", 0, limits=gateway.http_limits())
+        private = await http1.serve(gateway.handle, "127.0.0.1", 0, limits=gateway.http_limits(),
+                                    on_refused=gateway.refused)
         followers = FollowerProcesses(config, deployments, count=workers, port=int(bound[1]), log_dir=log_dir,
                                       primary_url=f"http://127.0.0.1:{private.sockets[0].getsockname()[1]}",
                                       say=say)

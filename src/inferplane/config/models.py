@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inferplane.config.placement import DeploymentPlacement, PlacementConfig
 from inferplane.config.scaling import AutoscaleConfig
+from inferplane.errors import InferplaneError
 
 __all__ = [
     "AutoscaleConfig",
@@ -49,7 +50,7 @@ __all__ = [
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(InferplaneError, ValueError):
     """The configuration is invalid; the message says what to change."""
 
 

@@ -1,7 +1,9 @@
-"""The gateway's request handling: routes, validation, routing and the proxy.
+"""The gateway's front: routes, the request pipeline, and the gateway's own endpoints.
 
 Routes:
-- ``POST /v1/chat/completions``, ``POST /v1/completions`` - proxied to a replica.
+- every route a surface declares (``gateway/surfaces/``): OpenAI's ``POST /v1/chat/completions``
+  and ``POST /v1/completions`` by default; each is served by the request pipeline
+  (``gateway/pipeline.py``: surface -> admission -> attempt loop -> observers).
 - ``GET /v1/models`` - the served deployments.
 - ``GET /health`` - the gateway process is alive (200).
 - ``GET /ready`` - 200 when every deployment has at least one ready replica (or is scaled to
@@ -10,75 +12,83 @@ Routes:
 - ``GET /admin/endpoints`` - every replica with its state; ``GET /admin/routing`` - recent decisions.
 - the control plane's ``/admin/*`` routes (``gateway/admin.py``), when ``serve`` attaches them.
 
-Everything the handlers need is built once in ``Gateway.__init__`` (no module state).
+Everything the handlers need is built once in ``Gateway.__init__`` (no module state):
+the metrics (an observer in ``observers``), the upstream pool, the router, the pipeline.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
+import functools
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 
 from inferplane.config import DeploymentConfig, GatewayConfig
-from inferplane.gateway.errors import error_response
+from inferplane.gateway.admission import Admission, StaticKeys
+from inferplane.gateway.attempts import Attempts
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.gateway.http_limits import HttpLimits
-from inferplane.gateway.proxy import Forwarder
-from inferplane.gateway.upstream import UpstreamPool
-from inferplane.observability.metrics import EndpointSample, GatewayMetrics, RoutingSample
-from inferplane.protocol.openai import check_chat, check_completion
-from inferplane.protocol.parts import check_parts, check_tools
+from inferplane.gateway.pipeline import Pipeline
+from inferplane.gateway.surfaces.base import Rejection, Served, Surface
+from inferplane.gateway.surfaces.openai import OpenAISurface, openai_error
+from inferplane.gateway.upstream import Connector, UpstreamPool
+from inferplane.observability.metrics import (
+    EndpointSample,
+    GatewayMetrics,
+    MetricsObserver,
+    RoutingSample,
+)
+from inferplane.observability.observer import Observers
+from inferplane.protocol.routes import Route
 from inferplane.routing.held import HeldQueue
 from inferplane.routing.registry import EndpointRegistry
-from inferplane.routing.router import RouteInfo, Router
-from inferplane.runtimes.base import Capabilities
+from inferplane.routing.router import Router
 from inferplane.runtimes.registry import get_adapter
 
 __all__ = ["Gateway"]
 
-_CHECKS = {"chat": check_chat, "completions": check_completion}
-
-
-@dataclass(slots=True)
-class _Served:
-    """A deployment as the gateway serves it."""
-
-    config: DeploymentConfig
-    capabilities: Capabilities
-    created: int
-    parts: frozenset[str] | None
-    """Chat content part types its runtime takes (None: not checked)."""
+Handler = Callable[[Request, Responder], Awaitable[None]]
+_DEFAULT_KEY_HEADERS = ("authorization",)
 
 
 class Gateway:
-    """The HTTP front: owns the app, the metrics, the upstream pool and the routing state."""
+    """The HTTP front: owns the app, the observers, the upstream pool and the routing state.
+
+    ``surfaces``: the client APIs served (default: OpenAI). ``admission``: who may send what
+    (default: the config's ``api_keys``, or anyone). ``observers``: more request observers
+    beside the metrics (more can be added later with ``gateway.observers.add``).
+    ``connect``: the upstream pool's transport seam (tests: an in-process one).
+    """
 
     def __init__(self, config: GatewayConfig, deployments: tuple[DeploymentConfig, ...],
-                 registry: EndpointRegistry, *, held: HeldQueue | None = None) -> None:
+                 registry: EndpointRegistry, *, held: HeldQueue | None = None,
+                 surfaces: Sequence[Surface] | None = None, admission: Admission | None = None,
+                 observers: Sequence[Any] = (), connect: Connector | None = None) -> None:
         self.config = config
         self.registry = registry
         self.router = Router(registry, deployments, preferred_region=config.preferred_region, held=held)
-        self.admin: Callable[[str], dict[str, Callable[[Request, Responder], Awaitable[None]]] | None] | None = None
+        self.admin: Callable[[str], dict[str, Handler] | None] | None = None
         """Looks up the control plane's admin routes by path (set by ``serve``)."""
         self.can_serve: Callable[[str], bool] | None = None
         """Whether a deployment with no ready replica will still answer (scaled to zero)."""
         self.metrics = GatewayMetrics(self._endpoint_samples, self._routing_sample)
+        self.observers = Observers((MetricsObserver(self.metrics), *observers))
+        """Every request's life is reported here (started, attempt, first_token, finished)."""
+        self.admission: Admission = admission if admission is not None else StaticKeys(config.api_keys)
         self.pool = UpstreamPool(connect_timeout_s=config.connect_timeout_s,
-                                 max_body_bytes=config.upstream_max_body_bytes)
-        self.forwarder = Forwarder(pool=self.pool, registry=registry, router=self.router, metrics=self.metrics,
-                                   first_byte_timeout_s=config.first_byte_timeout_s,
-                                   probe_after_s=config.probe_after_s, probe_timeout_s=config.probe_timeout_s,
-                                   stream_idle_timeout_s=config.stream_idle_timeout_s)
+                                 max_body_bytes=config.upstream_max_body_bytes, connect=connect)
+        self.attempts = Attempts(pool=self.pool, registry=registry, router=self.router, observers=self.observers,
+                                 first_byte_timeout_s=config.first_byte_timeout_s,
+                                 probe_after_s=config.probe_after_s, probe_timeout_s=config.probe_timeout_s,
+                                 stream_idle_timeout_s=config.stream_idle_timeout_s)
         now = int(time.time())
-        self.served = {d.name: _served(d, now) for d in deployments}
-        self._keys = frozenset(config.api_keys)
-        self._rid_prefix = os.urandom(6).hex() + "-"  # unique per gateway process; a counter after it
-        self._rid_counter = itertools.count(1)
+        self.served: dict[str, Served] = {d.name: _served(d, now) for d in deployments}
+        self.pipeline = Pipeline(attempts=self.attempts, observers=self.observers, admission=self.admission,
+                                 lookup=lambda name: self.served.get(name))
+        self.surfaces = tuple(surfaces) if surfaces is not None else (OpenAISurface(),)
+        self._surface_at: dict[str, tuple[Surface, Route]] = {}
         self._routes = self._build_routes()
 
     def _endpoint_samples(self) -> list[EndpointSample]:
@@ -90,10 +100,8 @@ class Gateway:
         return RoutingSample(dict(r.decision_counts), dict(r.prefix_predicted_blocks), dict(r.prefix_observed_blocks),
                              r.prefix_index_blocks())
 
-    def _build_routes(self) -> dict[str, dict[str, Callable[[Request, Responder], Awaitable[None]]]]:
-        return {
-            "/v1/chat/completions": {"POST": self.chat},
-            "/v1/completions": {"POST": self.completions},
+    def _build_routes(self) -> dict[str, dict[str, Handler]]:
+        routes: dict[str, dict[str, Handler]] = {
             "/v1/models": {"GET": self.models},
             "/health": {"GET": self.health},
             "/ready": {"GET": self.ready},
@@ -101,40 +109,66 @@ class Gateway:
             "/admin/endpoints": {"GET": self.admin_endpoints},
             "/admin/routing": {"GET": self.admin_routing},
         }
+        for surface in self.surfaces:
+            for r in surface.routes():
+                methods = routes.setdefault(r.path, {})
+                if r.method in methods:
+                    raise ValueError(f"two handlers for {r.method} {r.path} (surface {surface.name})")
+                methods[r.method] = functools.partial(self.pipeline.serve, surface, r.route)
+                self._surface_at[r.path] = (surface, r.route)
+        return routes
+
+    def route(self, path: str, method: str, handler: Handler) -> None:
+        """Serve ``method path`` with ``handler`` (a route outside any surface, e.g. a dashboard)."""
+        methods = self._routes.setdefault(path, {})
+        if method in methods:
+            raise ValueError(f"{method} {path} is already served")
+        methods[method] = handler
 
     async def handle(self, request: Request, out: Responder) -> None:
         """The one entry point the HTTP server calls for every request.
 
-        With API keys configured, a request without a valid key gets 401 on every path but the
-        open ones, before routing: an unknown path or a wrong method must not tell a stranger
-        which routes exist. ``HEAD`` is served by the ``GET`` handler (the server drops the body).
+        A surface's route goes to the pipeline, which authenticates it with the surface's key
+        headers. Anything else, with API keys configured, gets 401 without a valid key on every
+        path but the open ones, before routing: an unknown path or a wrong method must not tell
+        a stranger which routes exist. ``HEAD`` is served by the ``GET`` handler (the server
+        drops the body).
         """
         path = request.path
-        if self._keys and path not in _OPEN_PATHS and not self._authorized(request.headers.get("authorization")):
-            error_response(out, 401, "invalid or missing API key (send 'Authorization: Bearer <key>')",
-                           code="invalid_api_key", headers=[("WWW-Authenticate", "Bearer")])
-            return
         methods = self._routes.get(path)
+        at = self._surface_at.get(path)
+        if at is not None and methods is not None:
+            handler = methods.get(request.method)
+            if handler is not None:
+                await handler(request, out)
+                return
+        if path not in _OPEN_PATHS:
+            try:
+                self.admission.authenticate(request.headers, at[0].key_headers if at else _DEFAULT_KEY_HEADERS)
+            except Rejection as rej:
+                out.send(*(at[0].error(rej) if at else openai_error(rej)))
+                return
         if methods is None and self.admin is not None and path.startswith("/admin/"):
             methods = self.admin(path)
         if methods is None:
-            error_response(out, 404, f"no route {path[:200]}", code="not_found")
+            out.send(*openai_error(Rejection(404, f"no route {path[:200]}", code="not_found")))
             return
         method = request.method
         handler = methods.get("GET" if method == "HEAD" else method)
         if handler is None:
             allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
-            error_response(out, 405, f"{method} is not allowed on {path}",
-                           code="method_not_allowed", headers=[("Allow", ", ".join(allowed))])
+            rej = Rejection(405, f"{method} is not allowed on {path}", code="method_not_allowed",
+                            headers=[("Allow", ", ".join(allowed))])
+            out.send(*(at[0].error(rej) if at else openai_error(rej)))
             return
         await handler(request, out)
 
-    def _authorized(self, value: str | None) -> bool:
-        """``Authorization: Bearer <key>``, the scheme matched case-insensitively (RFC 9110 11.1)."""
-        if value is None:
-            return False
-        scheme, _, token = value.partition(" ")
-        return scheme.lower() == "bearer" and token.strip(" \t") in self._keys
+    def refused(self, path: str, headers: dict[str, str], status: int, code: str) -> None:
+        """The HTTP server answered a request itself (413, 431, a malformed head): report it to
+        the observers if it was for a surface's route."""
+        at = self._surface_at.get(path)
+        if at is not None:
+            self.pipeline.refused(at[0], at[1], path, headers, status, code)
 
     def http_limits(self) -> HttpLimits:
         """What the HTTP server accepts from clients, from the gateway config."""
@@ -168,56 +202,6 @@ class Gateway:
     def forget(self, names: list[str]) -> None:
         """Drop the routing state of removed deployments (after their replicas drained)."""
         self.router.set_deployments([d for n, d in self.router.deployments.items() if n not in names])
-
-    # -- inference -----------------------------------------------------------------------
-
-    async def chat(self, request: Request, out: Responder) -> None:
-        await self._inference(request, out, "chat")
-
-    async def completions(self, request: Request, out: Responder) -> None:
-        await self._inference(request, out, "completions")
-
-    async def _inference(self, request: Request, out: Responder, route: str) -> None:
-        t_start = time.perf_counter()
-        rid = request.headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
-        headers = [("x-request-id", rid)]
-        body = request.body
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            error_response(out, 400, f"request body is not valid JSON: {exc}", code="invalid_json", headers=headers)
-            return
-        if not isinstance(data, dict):
-            error_response(out, 400, "request body must be a JSON object", code="invalid_json", headers=headers)
-            return
-        model = data.get("model")
-        served = self.served.get(model) if isinstance(model, str) else None
-        problem = _CHECKS[route](data, max_n=128 if served is None else _max_n(served.capabilities))
-        if problem is not None:
-            error_response(out, 400, problem.message, param=problem.param, code=problem.code, headers=headers)
-            return
-        if served is None:
-            error_response(out, 404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
-                           param="model", code="model_not_found", headers=headers)
-            return
-        if route == "chat":
-            runtime = served.config.runtime
-            problem = check_parts(data, served.parts, runtime) or \
-                check_tools(data, served.capabilities.tools, runtime)
-            if problem is not None:
-                error_response(out, 400, problem.message, param=problem.param, code=problem.code, headers=headers)
-                return
-        stream = data.get("stream") is True
-        model = served.config.name
-        key = request.headers.get("x-session-id") or data.get("user")
-        info = RouteInfo(model, key if isinstance(key, str) else None, body)
-        gauge = self.metrics.model(model).in_flight
-        gauge.inc()
-        try:
-            await self.forwarder.forward(out, model=model, route=route, data=data, body=body, stream=stream,
-                                         info=info, retry=served.config.retry, headers=headers, t_start=t_start)
-        finally:
-            gauge.dec()
 
     # -- the rest ------------------------------------------------------------------------
 
@@ -257,14 +241,10 @@ class Gateway:
         _json(out, 200, {"decisions": list(self.router.decisions)})
 
 
-def _served(d: DeploymentConfig, created: int) -> _Served:
+def _served(d: DeploymentConfig, created: int) -> Served:
     adapter = get_adapter(d.runtime)
     parts = adapter.content_parts_for(d)
-    return _Served(d, adapter.capabilities(), created, None if parts is None else frozenset(parts))
-
-
-def _max_n(caps: Capabilities) -> int:
-    return caps.max_choices
+    return Served(d, adapter.capabilities(), created, None if parts is None else frozenset(parts))
 
 
 _JSON = [("Content-Type", "application/json")]
@@ -274,17 +254,3 @@ _OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 def _json(out: Responder, status: int, obj: Any) -> None:
     out.send(status, orjson.dumps(obj), _JSON)
-
-
-def _prompt_text(data: dict[str, Any]) -> str:
-    """The prompt as one string, for prefix hashing (messages concatenated in order)."""
-    msgs = data.get("messages")
-    if isinstance(msgs, list):
-        parts = []
-        for m in msgs:
-            if isinstance(m, dict):
-                c = m.get("content")
-                parts.append(f"<{m.get('role')}>{c if isinstance(c, str) else orjson.dumps(c).decode()}")
-        return "".join(parts)
-    prompt = data.get("prompt")
-    return prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()

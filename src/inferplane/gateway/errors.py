@@ -1,23 +1,16 @@
-"""OpenAI error responses: the gateway's only way to say no."""
+"""OpenAI error responses for the gateway's own routes (``/v1/models``, ``/admin/*``).
+
+Inference routes render errors through their surface (``gateway/surfaces``); this is the
+OpenAI surface's rendering for everything else.
+"""
 
 from __future__ import annotations
 
-from inferplane.gateway.http1 import Responder
-from inferplane.protocol.errors import error_body
+from inferplane.gateway.http_messages import Responder
+from inferplane.gateway.surfaces.base import Rejection
+from inferplane.gateway.surfaces.openai import openai_error
 
 __all__ = ["error_response"]
-
-_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "invalid_request_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-    502: "upstream_error",
-    503: "service_unavailable",
-    504: "timeout_error",
-}
 
 
 def error_response(
@@ -31,11 +24,6 @@ def error_response(
 ) -> None:
     """Answer with an OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``.
 
-    A 429 or 503 always carries ``Retry-After`` (1 s unless ``headers`` says otherwise), so
-    clients that honour it back off instead of retrying in a tight loop.
+    A 429 or 503 always carries ``Retry-After`` (1 s unless ``headers`` says otherwise).
     """
-    body = error_body(message, _TYPES.get(status, "server_error"), param=param, code=code)
-    hs = [*(headers or ()), ("Content-Type", "application/json")]
-    if status in (429, 503) and not any(k.lower() == "retry-after" for k, _ in hs):
-        hs.append(("Retry-After", "1"))
-    out.send(status, body, hs)
+    out.send(*openai_error(Rejection(status, message, param=param, code=code, headers=headers or ())))

@@ -37,7 +37,7 @@ from time import time as _time
 
 import httptools
 
-from inferplane.gateway.http_limits import HttpLimits, ServerState
+from inferplane.gateway.http_limits import HttpLimits, Refused, ServerState
 from inferplane.gateway.http_messages import REASONS, Handler, Request, Responder
 from inferplane.protocol.errors import error_body
 
@@ -384,6 +384,14 @@ class HttpServerProtocol(asyncio.Protocol):
         if self._failure is not None or self._failing:
             return
         self._failure = (status, message, code)
+        hook = self.state.on_refused
+        if hook is not None:
+            url = self._url
+            q = url.find(b"?")
+            try:
+                hook((url if q < 0 else url[:q]).decode("latin-1"), self._headers, status, code)
+            except Exception:
+                log.exception("the refused-request hook failed")
         if self._task is None:
             self._send_failure()
         else:
@@ -426,20 +434,22 @@ class HttpServerProtocol(asyncio.Protocol):
 
 async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | None = None,
                 max_body_bytes: int | None = None, idle_timeout_s: float | None = None,
-                backlog: int = 1024, reuse_port: bool = False) -> asyncio.base_events.Server:
+                backlog: int = 1024, on_refused: Refused | None = None,
+                reuse_port: bool = False) -> asyncio.base_events.Server:
     """Start listening; returns the asyncio server (``close()`` + ``wait_closed()`` to stop).
 
     ``limits`` bounds what clients may send (defaults: :class:`HttpLimits`); ``max_body_bytes``
-    and ``idle_timeout_s``, when given, override those two fields of it. ``reuse_port``: bind
-    with SO_REUSEPORT, so several processes (``serve --workers``) share the port and the kernel
-    spreads connections over them.
+    and ``idle_timeout_s``, when given, override those two fields of it. ``on_refused`` is
+    told of each request the server answers itself (``gateway.refused``, for the observers).
+    ``reuse_port``: bind with SO_REUSEPORT, so several processes (``serve --workers``) share
+    the port and the kernel spreads connections over them.
     """
     lim = limits or HttpLimits()
     if max_body_bytes is not None:
         lim = dataclasses.replace(lim, max_body_bytes=max_body_bytes)
     if idle_timeout_s is not None:
         lim = dataclasses.replace(lim, idle_timeout_s=idle_timeout_s)
-    state = ServerState(lim)
+    state = ServerState(lim, on_refused)
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
                                     reuse_address=True, reuse_port=reuse_port or None)

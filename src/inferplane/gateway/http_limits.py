@@ -15,10 +15,11 @@ The defaults follow nginx and Apache, the servers most clients have already met:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 
-__all__ = ["HttpLimits", "ServerState"]
+__all__ = ["HttpLimits", "Refused", "ServerState"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,16 +52,24 @@ class HttpLimits:
         return 2 * self.max_body_bytes + self.max_head_bytes
 
 
+Refused = Callable[[str, dict[str, str], int, str], None]
+"""``(path, headers, status, code)`` of a request the server refused before any handler saw it
+(413, 431, 414, 408, a malformed head...): ``path`` and ``headers`` as far as they were read
+("" and {} when the request line was not). Must not raise."""
+
+
 class ServerState:
     """What the connections of one listening server share: the connection count and the Date header.
 
     Not thread-safe; lives on the event loop like the connections.
     """
 
-    __slots__ = ("connections", "date", "date_expires", "limits")
+    __slots__ = ("connections", "date", "date_expires", "limits", "on_refused")
 
-    def __init__(self, limits: HttpLimits) -> None:
+    def __init__(self, limits: HttpLimits, on_refused: Refused | None = None) -> None:
         self.limits = limits
+        self.on_refused = on_refused
+        """Told of every request the server answers itself (see :data:`Refused`)."""
         self.connections = 0
         self.date = b""
         """``Date: <IMF-fixdate>\\r\\n`` (RFC 9110 6.6.1), valid until ``date_expires``."""

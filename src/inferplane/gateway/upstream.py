@@ -18,6 +18,10 @@ Memory: a body read whole is capped (``max_body_bytes``); a streamed body is hel
 pausing the socket while more than ``_HIGH_WATER`` bytes wait for a slow client, so an
 upstream cannot make the gateway buffer without bound either way.
 
+Transport seam: ``UpstreamPool(connect=...)`` replaces how a connection is made (by default
+``loop.create_connection``); tests pass :class:`~inferplane.gateway.memory_transport.MemoryConnector`,
+which answers in-process with no sockets, through the same HTTP parser.
+
 Headers a client may need (``retry-after``, ``x-ratelimit-*``, the runtime's
 ``x-request-id``) are kept on the response (``passed_headers``); the rest are dropped.
 """
@@ -31,14 +35,20 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["ConnectFailed", "StaleConnection", "UpstreamBroken", "UpstreamError", "UpstreamPool",
+from inferplane.errors import InferplaneError
+
+__all__ = ["ConnectFailed", "Connector", "StaleConnection", "UpstreamBroken", "UpstreamError", "UpstreamPool",
            "UpstreamResponse", "UpstreamStalled", "UpstreamTimeout", "UpstreamTooLarge"]
+
+Connector = Callable[[Callable[[], asyncio.Protocol], str, int],
+                     Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]]
+"""Makes one connection: ``(protocol_factory, host, port) -> (transport, protocol)``; raises OSError."""
 
 _HIGH_WATER = 1 << 20
 """Streamed bytes waiting for the client above which the upstream socket is paused."""
 
 
-class UpstreamError(Exception):
+class UpstreamError(InferplaneError):
     """Talking to an upstream failed."""
 
 
@@ -149,7 +159,9 @@ class _Conn(asyncio.Protocol):
 
 class UpstreamResponse:
     """The answer to one upstream request. Call ``release()`` (keep the connection) when read
-    to the end, or ``close()`` (drop it) otherwise; both are idempotent."""
+    to the end, or ``close()`` (drop it) otherwise; both are idempotent. As a context manager
+    (``with resp:``) it is closed on the way out unless it was released first, so no path
+    (an exception, a cancellation) leaves the connection open and the runtime generating."""
 
     __slots__ = ("_buf", "_buffered", "_conn", "_done", "_error", "_headers_fut", "_keep_alive", "_last_data",
                  "_max_body", "_streaming", "_waiter", "content_type", "got_bytes", "passed_headers", "status")
@@ -170,6 +182,12 @@ class UpstreamResponse:
         self.content_type = "application/json"
         self.got_bytes = False
         self.passed_headers: list[tuple[str, str]] = []
+
+    def __enter__(self) -> UpstreamResponse:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # fed by the connection
     def _headers_done(self, status: int) -> None:
@@ -333,7 +351,8 @@ class UpstreamResponse:
 
 
 class _HostPool:
-    def __init__(self, base_url: str, connect_timeout_s: float, keepalive_s: float) -> None:
+    def __init__(self, base_url: str, connect_timeout_s: float, keepalive_s: float,
+                 connect: Connector | None = None) -> None:
         u = urlsplit(base_url)
         if u.scheme != "http":
             raise ValueError(f"only http:// upstreams are supported by the fast path, got {base_url}")
@@ -343,6 +362,7 @@ class _HostPool:
         self.host_header = f"{self.host}:{self.port}".encode()
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
+        self.connect = connect
         self.idle: list[_Conn] = []
 
     def put(self, conn: _Conn) -> None:
@@ -360,7 +380,11 @@ class _HostPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port)
+                if self.connect is None:
+                    _, conn = await loop.create_connection(lambda: _Conn(self), self.host, self.port)
+                else:
+                    _, proto = await self.connect(lambda: _Conn(self), self.host, self.port)
+                    conn = proto  # type: ignore[assignment]
         except TimeoutError as exc:
             raise ConnectFailed(f"connecting to {self.host}:{self.port} timed out") from exc
         except OSError as exc:
@@ -377,18 +401,20 @@ class UpstreamPool:
     """Keep-alive connections per upstream base URL. Event-loop bound; not thread-safe."""
 
     def __init__(self, *, connect_timeout_s: float, keepalive_s: float = 4.0,
-                 max_body_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_body_bytes: int = 64 * 1024 * 1024, connect: Connector | None = None) -> None:
         # keep-alive shorter than cpp-httplib's 5 s server-side idle timeout, so the pool
         # rarely hands out a connection the server is about to close.
         self._hosts: dict[str, _HostPool] = {}
         self._connect_timeout_s = connect_timeout_s
         self._keepalive_s = keepalive_s
         self.max_body_bytes = max_body_bytes
+        self._connect = connect
 
     def _host(self, base_url: str) -> _HostPool:
         h = self._hosts.get(base_url)
         if h is None:
-            h = self._hosts[base_url] = _HostPool(base_url, self._connect_timeout_s, self._keepalive_s)
+            h = self._hosts[base_url] = _HostPool(base_url, self._connect_timeout_s, self._keepalive_s,
+                                                       self._connect)
         return h
 
     async def post(self, base_url: str, path: str, body: bytes, *, fresh: bool = False) -> UpstreamResponse:

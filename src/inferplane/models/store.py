@@ -21,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inferplane.errors import InferplaneError
+
 __all__ = ["CATALOG", "ModelError", "ModelStore", "PackagedModel", "default_cache_dir"]
 
 ProgressFn = Callable[[str], None]
 
 
-class ModelError(Exception):
+class ModelError(InferplaneError):
     """A model could not be found, fetched or read; the message says what to do."""
 
 

@@ -1,7 +1,8 @@
 """The gateway's Prometheus metrics, in a registry owned by one app (no globals).
 
-Request metrics are recorded by the proxy; endpoint metrics are read at scrape time
-from the endpoint registry (normalized runtime stats), so they cost nothing per request.
+Request metrics are recorded by :class:`MetricsObserver`, a request observer (the request
+path never touches a metric itself); endpoint metrics are read at scrape time from the
+endpoint registry (normalized runtime stats), so they cost nothing per request.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from inferplane.observability.observer import Attempt, Outcome, RequestRecord
 from inferplane.observability.stats import EndpointStats
 
-__all__ = ["EndpointSample", "GatewayMetrics", "ModelMetrics", "RoutingSample"]
+__all__ = ["EndpointSample", "GatewayMetrics", "MetricsObserver", "ModelMetrics", "RoutingSample"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
                     1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
@@ -45,7 +47,9 @@ class GatewayMetrics:
             ["model"], registry=r,
         )
         self._models: dict[str, ModelMetrics] = {}
-        r.register(_RequestCollector(self._models))
+        self.live: set[RequestRecord] = set()
+        """Requests started and not finished (``inferplane_requests_in_flight`` counts them at scrape)."""
+        r.register(_RequestCollector(self._models, self.live))
         r.register(_StateCollector(endpoints, routing))
 
     def model(self, model: str) -> ModelMetrics:
@@ -224,11 +228,10 @@ class ModelMetrics:
     /metrics handler run there), which is what makes the plain arithmetic safe.
     """
 
-    __slots__ = ("completion_tokens", "e2e", "in_flight", "itl", "prompt_tokens", "requests", "ttft")
+    __slots__ = ("completion_tokens", "e2e", "itl", "prompt_tokens", "requests", "ttft")
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, int], FastCounter] = {}
-        self.in_flight = FastGauge()
         self.ttft = FastHistogram(_LATENCY_BUCKETS)
         self.itl = FastHistogram(_ITL_BUCKETS)
         self.e2e = FastHistogram(_LATENCY_BUCKETS)
@@ -245,8 +248,9 @@ class ModelMetrics:
 class _RequestCollector(Collector):
     """Renders every model's ModelMetrics in the Prometheus families clients expect."""
 
-    def __init__(self, models: dict[str, ModelMetrics]) -> None:
+    def __init__(self, models: dict[str, ModelMetrics], live: set[RequestRecord]) -> None:
         self._models = models
+        self._live = live
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []
@@ -272,10 +276,16 @@ class _RequestCollector(Collector):
                                      labels=["model"])
         completion = CounterMetricFamily("inferplane_completion_tokens",
                                          "Completion tokens, from the runtimes' usage reports.", labels=["model"])
+        live: dict[str, int] = {}
+        for rec in list(self._live):
+            if rec.model is not None:
+                live[rec.model] = live.get(rec.model, 0) + 1
         for model, mm in sorted(self._models.items()):
             for (route, status), c in sorted(mm.requests.items()):
                 requests.add_metric([model, route, str(status)], c.value)
-            in_flight.add_metric([model], mm.in_flight.value)
+            if not model:  # requests refused before a model was known: counted, nothing else
+                continue
+            in_flight.add_metric([model], float(live.get(model, 0)))
             for key, fam in hists.items():
                 h: FastHistogram = getattr(mm, key)
                 fam.add_metric([model], h.buckets(), h.sum)
@@ -286,3 +296,66 @@ class _RequestCollector(Collector):
         yield from hists.values()
         yield prompt
         yield completion
+
+
+_NOT_UPSTREAM_ERRORS = frozenset({"ok", "stale_connection", "request_fault"})
+"""Attempt outcomes that are no replica's failure (a stale pooled connection is resent at once)."""
+
+
+class MetricsObserver:
+    """The request metrics, kept as a request observer (see ``observability/observer.py``).
+
+    ``inferplane_requests_total{model,route,status}`` counts every finished request, the
+    gateway's own rejections included (``model=""`` when none was known: an unparsable body,
+    an unknown model, a request refused before its body was read).
+    """
+
+    __slots__ = ("_live", "_m")
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._m = metrics
+        self._live = metrics.live
+
+    def started(self, rec: RequestRecord) -> None:
+        self._live.add(rec)
+
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
+        kind = attempt.outcome
+        if kind == "ok":
+            return
+        model = rec.model or ""
+        if kind == "stale_connection":
+            self._m.retries.labels(model, kind).inc()
+            return
+        last = rec.notes.get("metrics")
+        if last is None or last[0] <= attempt.t_start:
+            rec.notes["metrics"] = (attempt.t_start, kind)
+        if kind not in _NOT_UPSTREAM_ERRORS:
+            self._m.upstream_errors.labels(model, attempt.endpoint_id, kind).inc()
+
+    def first_token(self, rec: RequestRecord, t: float) -> None:
+        self._m.model(rec.model or "").ttft.observe(t - rec.t_start)
+
+    def token_gap(self, rec: RequestRecord, gap_s: float) -> None:
+        self._m.model(rec.model or "").itl.observe(gap_s)
+
+    def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
+        self._live.discard(rec)
+        model = rec.model or ""
+        m = self._m
+        mm = m.model(model)
+        status = outcome.status
+        mm.request_done(rec.route, status)
+        if status == 200:
+            mm.e2e.observe(outcome.t_end - rec.t_start)
+        usage = outcome.usage
+        if usage is not None:
+            if usage.prompt_tokens:
+                mm.prompt_tokens.inc(usage.prompt_tokens)
+            if usage.completion_tokens:
+                mm.completion_tokens.inc(usage.completion_tokens)
+        if outcome.retries and outcome.endpoint_id is not None:
+            last = rec.notes.get("metrics")
+            m.retries.labels(model, last[1] if last else "retry").inc()
+        if status == 499:
+            m.client_disconnects.labels(model).inc()

@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from inferplane.config import DeploymentConfig
+from inferplane.errors import InferplaneError
 from inferplane.runtimes.base import Resources
 
 __all__ = ["PlacementBackend", "PlacementError", "ReplicaAddress", "ReplicaHandle", "ReplicaSpec",
            "ReplicaStartError", "ReplicaStateFn"]
 
 
-class PlacementError(Exception):
+class PlacementError(InferplaneError):
     """The backend cannot place this replica (no GPUs left, cluster unreachable); says why."""
 
 

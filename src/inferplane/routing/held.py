@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from inferplane.errors import InferplaneError
+
 __all__ = ["FifoOrdering", "HeldQueue", "HeldTimeout", "NoReplica", "Ordering", "QueueFull", "Ticket"]
 
 
-class NoReplica(Exception):
+class NoReplica(InferplaneError):
     """The request cannot be served now; ``retry_after_s`` is a hint for the client."""
 
     code = "model_not_ready"

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from inferplane.errors import InferplaneError
 from inferplane.observability.stats import EndpointStats
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 
-class LaunchError(ValueError):
+class LaunchError(InferplaneError, ValueError):
     """The deployment cannot be launched on this runtime; the message says what to change."""
 
 
@@ -155,6 +156,10 @@ class Dialect:
     completions_path = "/v1/completions"
     models_path = "/v1/models"
 
+    def path(self, route: str) -> str:
+        """The upstream path of ``route`` (a ``protocol.routes.Route``) when bytes pass through."""
+        return self.chat_path if route == "chat" else self.completions_path
+
     def request(self, route: str, body: dict[str, Any], raw: bytes) -> tuple[str, bytes]:
         """(upstream path, upstream body) for a validated OpenAI request. ``route``: chat | completions.
 
@@ -174,7 +179,7 @@ class Dialect:
         return None
 
 
-class UnsupportedRequest(ValueError):
+class UnsupportedRequest(InferplaneError, ValueError):
     """The runtime cannot honour a parameter of the request (the gateway answers 400)."""
 
     def __init__(self, message: str, param: str | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
+from inferplane.errors import InferplaneError
 from inferplane.runtimes.base import RuntimeAdapter
 from inferplane.runtimes.embedded import EmbeddedAdapter
 from inferplane.runtimes.llamacpp import LlamacppAdapter
@@ -27,7 +28,7 @@ _FACTORIES: dict[str, Callable[[], RuntimeAdapter]] = {
 }
 
 
-class UnknownRuntimeError(KeyError):
+class UnknownRuntimeError(InferplaneError, KeyError):
     def __str__(self) -> str:
         close = difflib.get_close_matches(str(self.args[0]), adapter_names(), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""

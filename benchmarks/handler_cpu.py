@@ -1,0 +1,127 @@
+"""The gateway's request handling alone: CPU microseconds per request, in process.
+
+Drives ``Gateway.handle`` directly (no client socket, no HTTP server parsing) against a null
+OpenAI upstream in another process (benchmarks/null_upstream.py), one request at a time or
+``--concurrency`` at once, and reports this process's CPU time per request (user + system,
+``time.process_time``): the cost of the pipeline, routing, the upstream client and the relay,
+less sensitive to other load on the machine than wrk's requests/s. Run it from two source
+trees to compare (``--compare-src``: alternating rounds in subprocesses).
+
+    python benchmarks/handler_cpu.py [--requests 20000] [--rounds 5] [--concurrency 1 32]
+        [--policy least_load] [--stream] [--compare-src PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from _procs import free_port, stop, wait_ok  # noqa: E402
+
+BODY = b'{"model":"m","messages":[{"role":"user","content":"Say hello in one short sentence, please."}],"max_tokens":16}'
+
+
+class _Wire:
+    def __init__(self, state: object) -> None:
+        self.state = state
+        self.n = 0
+
+    def write(self, data: bytes) -> None:
+        self.n += len(data)
+
+    async def drain(self) -> None:
+        return None
+
+
+async def run(upstream: str, policy: str, requests: int, concurrency: int, stream: bool) -> float:
+    from inferplane.config import DeploymentConfig, GatewayConfig
+    from inferplane.config.models import ReplicaTarget
+    from inferplane.gateway.app import Gateway
+    from inferplane.gateway.http_limits import HttpLimits, ServerState
+    from inferplane.gateway.http_messages import Request, Responder
+    from inferplane.routing.registry import Endpoint, EndpointRegistry
+    from inferplane.runtimes.registry import get_adapter
+
+    dep = DeploymentConfig(name="m", runtime="openai", replicas=0, policy=policy,
+                           endpoints=(ReplicaTarget(url=upstream),))
+    registry = EndpointRegistry()
+    gw = Gateway(GatewayConfig(port=0), (dep,), registry)
+    ep = Endpoint(id=registry.new_id("m"), deployment="m", runtime="openai", url=upstream,
+                  dialect=get_adapter("openai").dialect_for(dep), capacity=64, managed=False)
+    registry.add(ep)
+    registry.set_ready(ep, True)
+    wire = _Wire(ServerState(HttpLimits()))
+    body = BODY[:-1] + b',"stream":true}' if stream else BODY
+    headers = {"host": "x", "content-type": "application/json", "content-length": str(len(body))}
+
+    async def one() -> None:
+        await gw.handle(Request("POST", "/v1/chat/completions", "", dict(headers), body, True),
+                        Responder(wire, True))  # type: ignore[arg-type]
+
+    async def worker(n: int) -> None:
+        for _ in range(n):
+            await one()
+
+    await asyncio.gather(*(worker(50) for _ in range(concurrency)))  # warm
+    t0 = time.process_time()
+    await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+    cpu = time.process_time() - t0
+    gw.close()
+    return cpu / (requests // concurrency * concurrency) * 1e6
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--policy", nargs="+", default=["least_load"])
+    ap.add_argument("--stream", action="store_true", help="streamed requests (the null upstream answers whole)")
+    ap.add_argument("--compare-src", help="a second source tree, run alternately")
+    ap.add_argument("--one", nargs=5, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream
+    args = ap.parse_args()
+    if args.one:
+        import uvloop
+        up, policy, n, c, s = args.one
+        print(uvloop.run(run(up, policy, int(n), int(c), s == "1")))
+        return 0
+    up_port = free_port()
+    procs = [subprocess.Popen([sys.executable, str(HERE / "null_upstream.py"), str(up_port)])]
+    upstream = f"http://127.0.0.1:{up_port}"
+    srcs = [("compare", str(Path(args.compare_src).resolve()))] if args.compare_src else []
+    srcs.append(("this", None))
+    try:
+        wait_ok(upstream + "/health")
+        print(f"requests={args.requests} rounds={args.rounds} load(1m)={os.getloadavg()[0]:.2f}")
+        results: dict[tuple[str, str, int], list[float]] = {}
+        for policy in args.policy:
+            for c in args.concurrency:
+                for _ in range(args.rounds):
+                    for label, src in srcs:
+                        env = dict(os.environ)
+                        if src:
+                            env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+                        out = subprocess.run([sys.executable, __file__, "--one", upstream, policy, str(args.requests),
+                                              str(c), "1" if args.stream else "0"], env=env, check=True,
+                                             capture_output=True, text=True).stdout
+                        results.setdefault((policy, label, c), []).append(float(out.strip().splitlines()[-1]))
+        print(f"{'policy':<12} {'conc':>4} {'src':>8} {'CPU us/req median':>18} {'min':>6}  all")
+        for (policy, label, c), xs in results.items():
+            print(f"{policy:<12} {c:>4} {label:>8} {statistics.median(xs):>18.1f} {min(xs):>6.1f}  "
+                  + " ".join(f"{x:.0f}" for x in xs))
+        print(f"load(1m) after={os.getloadavg()[0]:.2f}")
+    finally:
+        stop(procs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,303 @@
+"""The attempt loop: pick a replica, try once, judge the outcome; until answered or out of tries.
+
+Hot path. Per request: one pooled upstream connection, the canonical body bytes sent as
+they came (re-encoded only when an attempt must change the model name or ask for usage),
+the answer relayed by ``gateway/relay.py``.
+
+Failure semantics:
+- Before any byte went to the client: a stale pooled connection is resent on a fresh
+  one invisibly; connect errors, timeouts, a frozen replica (no first byte within
+  ``probe_after_s`` and no answer to a liveness probe), 5xx, and a 2xx whose body is not
+  valid JSON (or too large) are retried on another replica (up to ``max_attempts``); then
+  the client gets 502/503/504 (503 and 429 with Retry-After), in its surface's shape.
+- A failure the request caused is not the replica's: a 4xx, a 5xx whose body says so, or
+  the same 5xx from a second replica goes back as a 4xx with the runtime's reason, is not
+  retried, and is not counted against any replica (so no client can open a breaker).
+  A 5xx is counted only once the next attempt shows it was not the request.
+- After bytes went out: no retry. A broken, stalled (``stream_idle_timeout_s``, or two
+  failed probes in a row, every ``probe_after_s`` of silence), unterminated or untranslatable
+  upstream stream ends with an error event, and its upstream connection is closed (freeing
+  the runtime's slot).
+- The client going away cancels the handler; the upstream connection is closed (every
+  upstream response is used in a ``with`` block), which cancels the generation.
+- Every upstream failure and every breaker change is logged at WARNING; every attempt is
+  reported to the observers once its outcome (and, for a 5xx, its blame) is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+import orjson
+
+from inferplane.gateway.exchange import Exchange
+from inferplane.gateway.faults import UpstreamFault, describe
+from inferplane.gateway.liveness import Liveness
+from inferplane.gateway.relay import Answered, Failure, Relay
+from inferplane.gateway.surfaces.base import Rejection
+from inferplane.gateway.upstream import (
+    ConnectFailed,
+    StaleConnection,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
+from inferplane.observability.observer import Attempt, Observers
+from inferplane.routing.held import NoReplica
+from inferplane.routing.registry import Endpoint, EndpointRegistry
+from inferplane.routing.router import Choice, Router
+from inferplane.runtimes.base import UnsupportedRequest
+from inferplane.runtimes.registry import get_adapter
+
+__all__ = ["Attempts"]
+
+log = logging.getLogger(__name__)
+
+_REPLICA_GONE = frozenset({"connect", "disconnect", "frozen"})
+"""Failure kinds after which a replica may simply be down (restarting), not broken."""
+
+_STREAMED = object()
+"""What ``_once`` returns when it relayed a stream (answered and accounted)."""
+
+
+class Attempts:
+    """Serves validated requests through replicas chosen by the router."""
+
+    def __init__(self, *, pool: UpstreamPool, registry: EndpointRegistry, router: Router, observers: Observers,
+                 first_byte_timeout_s: float, probe_after_s: float = 3.0, probe_timeout_s: float = 3.0,
+                 stream_idle_timeout_s: float = 60.0) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.router = router
+        self.observers = observers
+        self.first_byte_timeout_s = first_byte_timeout_s
+        self.probe_after_s = probe_after_s
+        self.liveness = Liveness(pool, registry, timeout_s=probe_timeout_s)
+        self.relay = Relay(liveness=self.liveness, failed=self._failed, probe_after_s=probe_after_s,
+                           stream_idle_timeout_s=stream_idle_timeout_s)
+        self._usage_capable: dict[str, bool] = {}
+
+    async def run(self, x: Exchange) -> None:
+        """Answer ``x`` from a replica and report it finished; raises ``Rejection`` when none
+        could answer (the pipeline renders it), never an upstream exception."""
+        retry = x.req.served.config.retry
+        info = x.info
+        tried: set[str] = set()
+        last: Failure | None = None
+        unproven: list[tuple[Endpoint, UpstreamFault, Attempt]] = []  # 5xx answers not yet blamed on a replica
+        try:
+            for n in range(retry.max_attempts):
+                if n and retry.backoff_s:
+                    await asyncio.sleep(retry.backoff_s * 2 ** (n - 1))
+                choice = self.router.pick(info, tried)
+                if choice is None and not tried:  # nothing ready at all: hold the request for a replica
+                    t0 = time.perf_counter()
+                    try:
+                        choice = await self.router.wait_pick(info, tried)
+                    except NoReplica as exc:
+                        raise Rejection(503, str(exc), code=exc.code,
+                                        headers=[("Retry-After", exc.retry_after_header)]) from exc
+                    finally:
+                        x.queued_s += time.perf_counter() - t0
+                if choice is None:
+                    break
+                ep = choice.endpoint
+                x.retries = len(tried)
+                t_start = time.perf_counter()
+                try:
+                    answered = await self._once(x, choice, tried)
+                except Failure as exc:
+                    self._failed(ep, exc.kind, str(exc))
+                    self._report(x, choice, exc.kind, t_start, None, str(exc))
+                    tried.add(ep.id)
+                    last = exc
+                    continue
+                if answered is _STREAMED:
+                    return
+                assert isinstance(answered, Answered)
+                fault = None
+                if answered.status >= 500:
+                    fault = describe(answered.status, answered.body, runtime=ep.runtime, managed=ep.managed)
+                    if not fault.request_fault and any(f.signature == fault.signature for _, f, _ in unproven):
+                        fault = describe(answered.status, answered.body, runtime=ep.runtime, managed=ep.managed,
+                                         repeated=True)
+                    if not fault.request_fault:
+                        msg = f"{ep.id} answered {answered.status}: {fault.message[:300]}"
+                        unproven.append((ep, fault, self._attempt(choice, "status_5xx", t_start, answered.status, msg)))
+                        tried.add(ep.id)
+                        last = Failure("status_5xx", msg)
+                        continue
+                if answered.status >= 400:  # a 5xx before it, for this request, was most likely the request too
+                    for _, _, a in unproven:
+                        x.observers.attempt(x.rec, _excused(a))
+                    unproven.clear()
+                self.router.succeeded(choice)
+                self._report(x, choice, "ok", t_start, answered.status)
+                self._answering(x, choice)
+                if answered.status >= 400:
+                    if fault is None:
+                        fault = describe(answered.status, answered.body, runtime=ep.runtime, managed=ep.managed)
+                    raise Rejection(fault.status, fault.message, body=fault.body, headers=answered.passed)
+                usage = self.relay.send(x, answered)
+                self.router.observed(choice, info, None if usage is None else usage.cached_tokens)
+                return
+        finally:
+            for ep, fault, a in unproven:  # not the request's fault after all: these replicas failed
+                self._failed(ep, "status_5xx", fault.message[:300])
+                x.observers.attempt(x.rec, a)
+        raise self._gave_up(x, tried, last)
+
+    async def _once(self, x: Exchange, choice: Choice, tried: set[str]) -> Answered | object:
+        """Try one replica: the whole answer (not yet sent), or ``_STREAMED`` once a stream was
+        relayed. Raises Failure (another replica may do better) or Rejection."""
+        t_start = time.perf_counter()
+        ep = choice.endpoint
+        req = x.req
+        dialect = ep.dialect
+        data, body = req.data, req.body
+        upstream_name = ep.upstream_model or ep.deployment  # a fallback serves it under its own name
+        if upstream_name != req.model:
+            data = {**data, "model": upstream_name}
+        strip_usage = req.stream and not req.include_usage and self._streams_usage(ep.runtime)
+        if strip_usage:  # ask for usage anyway (for the token metrics); the client won't see it
+            data = {**data, "stream_options": {**(data.get("stream_options") or {}), "include_usage": True}}
+        if data is not req.data:  # re-encoding the parsed request beats any byte search (docs/gateway.md)
+            body = orjson.dumps(data)
+        if dialect.passthrough:
+            path = dialect.path(req.route)
+        else:
+            try:
+                path, body = dialect.request(req.route, data, body)
+            except UnsupportedRequest as exc:
+                raise Rejection(400, f"{ep.runtime}: {exc}", param=exc.param, code="unsupported_parameter") from exc
+        release = self.registry.acquire(ep)
+        try:
+            with await self._open(x, choice, path, body, tried) as resp:
+                if not (req.stream and resp.status == 200):
+                    return await self.relay.read(resp, ep, x)
+                if dialect.passthrough and not resp.content_type.startswith("text/event-stream"):
+                    await self.relay.read(resp, ep, x)  # the check raises for a non-JSON body
+                    raise Failure("invalid_response", f"{ep.id} answered a stream request with "
+                                                      f"{resp.content_type}, not an event stream")
+                self.router.succeeded(choice)
+                self._answering(x, choice)
+                usage = await self.relay.stream(
+                    x, resp, ep, strip_usage=strip_usage,
+                    attempt=lambda outcome, detail: self._report(x, choice, outcome, t_start, 200, detail))
+                self.router.observed(choice, x.info, None if usage is None else usage.cached_tokens)
+                return _STREAMED
+        finally:
+            release()
+
+    async def _open(self, x: Exchange, choice: Choice, path: str, body: bytes, tried: set[str]) -> UpstreamResponse:
+        """Send the request; return once the response status arrived. Raises Failure."""
+        ep = choice.endpoint
+        for fresh in (False, True, True):
+            t_start = time.perf_counter()
+            try:
+                resp = await self.pool.post(ep.url, path, body, fresh=fresh)
+            except ConnectFailed as exc:
+                raise Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
+            try:
+                await self._first_byte(resp, ep, tried)
+                return resp
+            except StaleConnection:
+                # A kept-alive connection the server had already closed: the request got no
+                # answer. Resend it on a fresh connection.
+                resp.close()
+                self._report(x, choice, "stale_connection", t_start)
+            except UpstreamError as exc:
+                resp.close()
+                raise Failure("disconnect", f"{ep.id} failed: {exc}") from exc
+            except BaseException:
+                resp.close()
+                raise
+        raise Failure("disconnect", f"{ep.id} kept closing connections before answering")
+
+    async def _first_byte(self, resp: UpstreamResponse, ep: Endpoint, tried: set[str]) -> None:
+        """Wait for the response status; a probe-aware deadline (docs/reliability.md).
+
+        Every ``probe_after_s`` without an answer, the replica is probed: a replica that
+        answers is busy (a long prompt) and the wait goes on, up to ``first_byte_timeout_s``;
+        one that does not is frozen, and the request moves on if another replica can take it.
+        """
+        waited = 0.0
+        total = self.first_byte_timeout_s
+        while True:
+            step = min(self.probe_after_s, total - waited)
+            try:
+                await resp.headers(step)
+                return
+            except UpstreamTimeout as exc:
+                waited += step
+                if waited >= total:
+                    raise Failure("timeout", f"{ep.id} sent no response within {total:.0f} s") from exc
+            if self._another_ready(ep, tried) and not await self.liveness.alive(ep):
+                raise Failure("frozen", f"{ep.id} sent no response for {waited:.0f} s and does not answer its "
+                                        "health probe")
+
+    def _another_ready(self, ep: Endpoint, tried: set[str]) -> bool:
+        return any(e is not ep and e.id not in tried for e in self.registry.ready(ep.deployment))
+
+    def _answering(self, x: Exchange, choice: Choice) -> None:
+        """This replica's answer goes to the client: say which one, in the response headers."""
+        ep = choice.endpoint
+        x.endpoint_id = ep.id
+        x.runtime = ep.runtime
+        x.headers.append(("x-inferplane-endpoint", ep.id))
+        x.headers.append(("x-inferplane-policy", choice.policy))
+        if choice.fallback:
+            x.headers.append(("x-inferplane-fallback", ep.deployment))
+
+    def _gave_up(self, x: Exchange, tried: set[str], last: Failure | None) -> Rejection:
+        model = x.req.model
+        if last is None:
+            return Rejection(503, f"no ready replica for model {model!r}; try again shortly", code="model_not_ready",
+                             headers=[("Retry-After", str(self._retry_after(model)))])
+        if last.kind in _REPLICA_GONE and not self.registry.ready(model):
+            # the replica died (or froze) under the request and none is left: the model is not
+            # ready right now, and the client may try again once a replica is back
+            return Rejection(503, f"no ready replica for model {model!r} after {len(tried)} attempt(s) ({last}); "
+                                  "try again shortly", code="model_not_ready",
+                             headers=[("Retry-After", str(self._retry_after(model)))])
+        return Rejection(504 if last.kind == "timeout" else 502,
+                         f"upstream failed after {len(tried)} attempt(s): {last}", code="upstream_" + last.kind)
+
+    def _retry_after(self, model: str) -> int:
+        """Seconds until a replica of ``model`` may take traffic again (at least 1)."""
+        now = time.monotonic()
+        waits = [b.reopens_in(now) for e in self.registry.endpoints(model)
+                 if (b := self.router.breakers.get(e.id)) is not None and e.ready]
+        return max(1, math.ceil(min(waits))) if waits else 1
+
+    def _streams_usage(self, runtime: str) -> bool:
+        known = self._usage_capable.get(runtime)
+        if known is None:
+            known = self._usage_capable[runtime] = get_adapter(runtime).capabilities().streams_usage
+        return known
+
+    def _failed(self, ep: Endpoint, kind: str, detail: str) -> None:
+        log.warning("upstream %s (%s) failed: %s: %s", ep.id, ep.url, kind, detail)
+        self.router.failed(ep)
+
+    @staticmethod
+    def _attempt(choice: Choice, outcome: str, t_start: float, status: int | None = None,
+                 detail: str = "") -> Attempt:
+        ep = choice.endpoint
+        blocks = choice.predicted_cached_blocks
+        return Attempt(ep.id, ep.deployment, ep.runtime, choice.policy,
+                       "" if blocks is None else f"prefix {blocks} blocks", outcome, t_start, time.perf_counter(),
+                       status, detail)
+
+    def _report(self, x: Exchange, choice: Choice, outcome: str, t_start: float, status: int | None = None,
+                detail: str = "") -> None:
+        x.observers.attempt(x.rec, self._attempt(choice, outcome, t_start, status, detail))
+
+
+def _excused(a: Attempt) -> Attempt:
+    return Attempt(a.endpoint_id, a.deployment, a.runtime, a.policy, a.reason, "request_fault", a.t_start, a.t_end,
+                   a.status, a.detail)

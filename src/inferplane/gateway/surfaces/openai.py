@@ -1,0 +1,110 @@
+"""The OpenAI surface: ``POST /v1/chat/completions`` and ``POST /v1/completions``.
+
+The canonical request is OpenAI's own, so parsing is validation only: the client's body
+bytes are the canonical ``body`` (forwarded untouched unless an attempt must change the
+model name or ask for usage), and answers pass back untouched (``encoder`` is None).
+Errors are OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from inferplane.gateway.http_messages import Request
+from inferplane.gateway.surfaces.base import (
+    InferenceRequest,
+    Lookup,
+    Rejection,
+    Surface,
+    SurfaceRoute,
+)
+from inferplane.protocol.errors import error_body, sse_error_event
+from inferplane.protocol.openai import check_chat, check_completion
+from inferplane.protocol.parts import check_parts, check_tools
+from inferplane.protocol.routes import Route, SurfaceName
+
+__all__ = ["OpenAISurface", "openai_error"]
+
+_CHECKS = {Route.CHAT: check_chat, Route.COMPLETIONS: check_completion}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+
+def openai_error(rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """OpenAI's rendering of a rejection. A 429 or 503 always carries ``Retry-After`` (1 s
+    unless the rejection says otherwise), so clients that honour it back off instead of
+    retrying in a tight loop."""
+    status = rejection.status
+    body = rejection.body
+    if body is None:
+        body = error_body(rejection.message, rejection.type or _TYPES.get(status, "server_error"),
+                          param=rejection.param, code=rejection.code)
+    hs = [*rejection.headers, ("Content-Type", "application/json")]
+    if status in (429, 503) and not any(k.lower() == "retry-after" for k, _ in hs):
+        hs.append(("Retry-After", "1"))
+    return status, body, hs
+
+
+class OpenAISurface(Surface):
+    name = SurfaceName.OPENAI
+    key_headers = ("authorization",)
+
+    def routes(self) -> Iterable[SurfaceRoute]:
+        return (SurfaceRoute("/v1/chat/completions", "POST", Route.CHAT),
+                SurfaceRoute("/v1/completions", "POST", Route.COMPLETIONS))
+
+    def parse(self, route: Route, request: Request, served: Lookup) -> InferenceRequest:
+        body = request.body
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Rejection(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        if not isinstance(data, dict):
+            raise Rejection(400, "request body must be a JSON object", code="invalid_json")
+        model = data.get("model")
+        s = served(model) if isinstance(model, str) else None
+        problem = _CHECKS[route](data, max_n=128 if s is None else s.capabilities.max_choices)
+        if problem is not None:
+            raise Rejection(400, problem.message, param=problem.param, code=problem.code)
+        if s is None:
+            raise Rejection(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
+                            param="model", code="model_not_found")
+        if route is Route.CHAT:
+            runtime = s.config.runtime
+            problem = check_parts(data, s.parts, runtime) or check_tools(data, s.capabilities.tools, runtime)
+            if problem is not None:
+                raise Rejection(400, problem.message, param=problem.param, code=problem.code)
+        key = request.headers.get("x-session-id") or data.get("user")
+        return InferenceRequest(route, s, data, body, data.get("stream") is True, _asks_usage(data),
+                                key if isinstance(key, str) else None, _max_tokens(data))
+
+    def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
+        return openai_error(rejection)
+
+    def stream_error(self, message: str, code: str) -> bytes:
+        return sse_error_event(message, code=code)
+
+
+def _asks_usage(data: dict[str, Any]) -> bool:
+    opts = data.get("stream_options")
+    return isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+def _max_tokens(data: dict[str, Any]) -> int | None:
+    v = data.get("max_completion_tokens")
+    if v is None:
+        v = data.get("max_tokens")
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
