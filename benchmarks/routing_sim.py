@@ -11,6 +11,7 @@ cache hits.
 
     python benchmarks/routing_sim.py                                   # 16..1,000 replicas
     python benchmarks/routing_sim.py --replicas 16 --requests-per-replica 200
+    python benchmarks/routing_sim.py --replicas 16 --gateways 1,2,4 --policies prefix   # scale-out cost
     PYTHONPATH=/path/to/other/src python benchmarks/routing_sim.py     # another tree's router
 
 Prints numbers only; nothing here asserts timings.
@@ -19,6 +20,7 @@ Prints numbers only; nothing here asserts timings.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import sys
@@ -45,6 +47,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--replicas", default="16,64,256,1000", help="comma-separated replica counts")
     p.add_argument("--policies", default=",".join(POLICY_NAMES))
     p.add_argument("--workloads", default="sharegpt,shared")
+    p.add_argument("--gateways", default="1", help="comma-separated counts of independent gateways")
+    p.add_argument("--scrape-s", type=float, default=1.0, help="metrics scrape interval (gateways > 1)")
+    p.add_argument("--prefix-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a PrefixPolicy option, e.g. w_cache=2 or home_share=0 (repeatable)")
     p.add_argument("--requests-per-replica", type=int, default=60)
     p.add_argument("--min-requests", type=int, default=3000)
     p.add_argument("--max-requests", type=int, default=30000)
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     replica_counts = [int(x) for x in args.replicas.split(",")]
     policies = args.policies.split(",")
+    gateway_counts = [int(x) for x in args.gateways.split(",")]
     t0 = time.perf_counter()
     convs = []
     if "sharegpt" in args.workloads:
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         f"load(1m)={os.getloadavg()[0]:.2f}"
     )
     header = (
-        f"{'workload':9} {'N':>3} {'policy':13} {'reqs':>5} {'hit%':>6} {'pred%':>6} "
+        f"{'workload':9} {'N':>3} {'gw':>2} {'policy':13} {'reqs':>5} {'hit%':>6} {'pred%':>6} "
         f"{'ttft50ms':>8} {'ttft99ms':>8} {'max/mean':>8} {'cv':>6} {'us/dec':>7}"
     )
     print(header)
@@ -119,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     for workload in args.workloads.split(","):
         for n in replica_counts:
             requests = min(args.max_requests, max(args.min_requests, args.requests_per_replica * n))
-            for name in policies:
+            for name, gws in [(p, g) for p in policies for g in gateway_counts]:
                 rng = random.Random(args.seed)
                 if workload == "sharegpt":
                     source: ShareGPTSource | SharedPromptSource = ShareGPTSource(
@@ -145,17 +152,18 @@ def main(argv: list[str] | None = None) -> None:
                     options["seed"] = args.seed
                 if name == "prefix":
                     options["max_blocks_per_endpoint"] = args.index_blocks or params.cache_blocks
+                    options.update({k: float(v) for k, v in (x.split("=", 1) for x in args.prefix_option)})
                 stats = simulate(
                     name,
                     source,
                     replicas=n,
                     rate_per_s=rate,
                     requests=requests,
-                    params=params,
+                    params=dataclasses.replace(params, gateways=gws, scrape_s=args.scrape_s),
                     seed=args.seed,
                     policy_options=options,
                 )
-                print(f"{workload:9} {n:>3} {name:13} {stats.requests:>5} {_fmt(stats)}")
+                print(f"{workload:9} {n:>3} {gws:>2} {name:13} {stats.requests:>5} {_fmt(stats)}")
     print(f"total {time.perf_counter() - t0:.1f}s")
 
 

@@ -10,6 +10,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   command -v wrk >/dev/null || need+=(wrk)
   command -v prometheus >/dev/null || need+=(prometheus)
   command -v redis-server >/dev/null || need+=(redis-server)   # tenant limits across gateways (tests start their own)
+  command -v unshare >/dev/null || need+=(util-linux)   # the Ray tests run in a private network namespace
+  command -v ip >/dev/null || need+=(iproute2)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -10,6 +10,12 @@ Routing is the gateway's own: an ``EndpointRegistry`` with one endpoint per repl
 bytes, ``pick``, ``acquire``, ``succeeded``, ``observed`` with the cached tokens the
 simulated runtime reports, ``release``). The CPU time those calls take is measured: the
 router's real cost per decision at that fleet size.
+
+With ``gateways > 1`` each request goes to one of G independent gateways (a registry and a
+router each, sharing nothing, as ``serve --workers`` processes or several ``serve``
+instances do), picked at random per request (what SO_REUSEPORT or a load balancer does).
+Each gateway knows its own in-flight counts; the replicas' running/waiting counts reach all
+of them every ``scrape_s`` seconds, as the gateways' metrics scrapes do.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ from sim_workloads import SimRequest
 
 from inferplane.config.models import parse_config
 from inferplane.routing.registry import Endpoint, EndpointRegistry
+
+try:
+    from inferplane.observability.stats import EndpointStats
+except ImportError:  # an earlier tree
+    from inferplane.runtimes.base import EndpointStats
 from inferplane.routing.router import Choice, RouteInfo, Router
 from inferplane.runtimes.base import OPENAI_DIALECT
 
@@ -53,6 +64,10 @@ class SimParams:
     """Leading share of requests left out of the statistics (cold caches)."""
     feedback: bool = True
     """Report observed cached blocks back to policies that take it (``observe_cached``)."""
+    gateways: int = 1
+    """Independent gateways in front of the same replicas (see the module docstring)."""
+    scrape_s: float = 1.0
+    """How often every gateway learns the replicas' running/waiting counts (gateways > 1), s."""
 
 
 @dataclass(slots=True)
@@ -65,6 +80,8 @@ class _Job:
     replica: int
     counted: bool
     cached_blocks: int = 0
+    router: Router | None = None
+    """The gateway that routed it (it hears the runtime's cached-token report)."""
 
 
 @dataclass(slots=True)
@@ -145,20 +162,33 @@ def simulate(
     rng = random.Random(seed)
     cfg = parse_config({"deployments": [{"name": "sim", "replicas": 0, "policy": policy,
                                          "endpoints": [{"url": "http://127.0.0.1:9"}]}]})
-    registry = EndpointRegistry()
-    router = Router(registry, cfg.deployments)
-    router.policies["sim"] = make_policy(policy, **(policy_options or {}))
     reps = [_Replica(f"replica-{i}") for i in range(replicas)]
     by_id = {r.endpoint_id: i for i, r in enumerate(reps)}
-    for r in reps:
-        ep = Endpoint(id=r.endpoint_id, deployment="sim", runtime="openai", url="http://127.0.0.1:9",
-                      dialect=OPENAI_DIALECT, capacity=params.slots)
-        registry.add(ep)
-        registry.set_ready(ep, True)
+    gateways: list[tuple[EndpointRegistry, Router, list[Endpoint]]] = []
+    for _ in range(params.gateways):
+        registry = EndpointRegistry()
+        router = Router(registry, cfg.deployments)
+        router.policies["sim"] = make_policy(policy, **(policy_options or {}))
+        eps = []
+        for r in reps:
+            ep = Endpoint(id=r.endpoint_id, deployment="sim", runtime="openai", url="http://127.0.0.1:9",
+                          dialect=OPENAI_DIALECT, capacity=params.slots)
+            registry.add(ep)
+            registry.set_ready(ep, True)
+            eps.append(ep)
+        gateways.append((registry, router, eps))
     clock = time.process_time
     cpu = 0.0
     events: list[tuple[float, int, _Job | None]] = [(rng.expovariate(rate_per_s), 0, None)]
     seq = 1
+    gw_rng = random.Random(seed + 1)
+    next_scrape = params.scrape_s
+
+    def scrape() -> None:
+        for _reg, _router, eps in gateways:
+            for ep, rep in zip(eps, reps, strict=True):
+                ep.stats = EndpointStats(running=float(rep.running), waiting=float(len(rep.queue)))
+
     issued = 0
     warmup = int(requests * params.warmup_fraction)
     ttfts: list[float] = []
@@ -187,6 +217,10 @@ def simulate(
     while events:
         now, _, job = heapq.heappop(events)
         if job is None:  # arrival
+            if params.gateways > 1 and now >= next_scrape:
+                scrape()
+                next_scrape = now + params.scrape_s
+            registry, router, _eps = gateways[gw_rng.randrange(params.gateways)]
             request = source.next(now)
             t0 = clock()
             info = _route_info("sim", request)
@@ -196,7 +230,7 @@ def simulate(
             router.succeeded(choice)
             cpu += clock() - t0
             counted = issued >= warmup
-            new = _Job(request, info, choice, release, now, by_id[choice.endpoint.id], counted)
+            new = _Job(request, info, choice, release, now, by_id[choice.endpoint.id], counted, router=router)
             predicted = choice.predicted_cached_blocks
             if counted and predicted is not None:
                 predicted_any = True
@@ -218,8 +252,8 @@ def simulate(
         rep.running -= 1
         source.finished(job.request, now)
         t0 = clock()
-        if params.feedback:
-            router.observed(job.choice, job.info, int(job.cached_blocks * token_per_block))
+        if params.feedback and job.router is not None:
+            job.router.observed(job.choice, job.info, int(job.cached_blocks * token_per_block))
         job.release()
         cpu += clock() - t0
         if rep.queue:

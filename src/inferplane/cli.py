@@ -80,6 +80,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--otlp-endpoint", metavar="URL",
                    help="export OpenTelemetry traces to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318 "
                         "(needs pip install 'inferplane[tracing]')")
+    p.add_argument("--workers", type=int, default=1,
+                   help="gateway processes sharing the port (SO_REUSEPORT; this one runs the control plane, "
+                        "the others follow it; default 1)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging (routing decisions, probes)")
     p.set_defaults(func=_cmd_serve)
 
@@ -139,6 +143,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not 1 <= args.workers <= 64:
+        return _err(f"--workers must be 1..64, got {args.workers}")
     try:
         config = _serve_config(args)
         deployments = prepare_deployments(config, ModelStore(), _say)
@@ -152,7 +158,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     try:
-        return asyncio.run(run_server(config, deployments, log_dir=log_dir, say=_say, config_path=args.config))
+        return asyncio.run(run_server(config, deployments, log_dir=log_dir, say=_say, config_path=args.config,
+                                      workers=args.workers, reuse_port=args.reuse_port))
     except ServeError as exc:
         return _err(str(exc))
 

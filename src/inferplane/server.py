@@ -30,7 +30,7 @@ from inferplane.autoscale import Autoscaler, SignalReader
 from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, GatewayConfig, InferplaneConfig
-from inferplane.config.models import ConfigError, load_config
+from inferplane.config.models import ConfigError, admin_key, load_config
 from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
@@ -43,8 +43,10 @@ from inferplane.observability.queue_metrics import QueueCollector
 from inferplane.observability.recent import RecentRequests
 from inferplane.observability.setup import OptionalObservers, optional_observers
 from inferplane.observability.tenant_window import TenantWindows
+from inferplane.placement.backend import PlacementBackend, PlacementError
 from inferplane.placement.controller import NON_LAUNCH_FIELDS, same_launch
 from inferplane.placement.cpu import threads_per_replica, usable_cores
+from inferplane.placement.feed import EndpointFeed, EndpointFollower
 from inferplane.placement.gpus import GpuShortage, assign_gpus
 from inferplane.placement.local_backend import LocalBackend
 from inferplane.placement.plane import ControlPlane
@@ -59,6 +61,7 @@ from inferplane.runtimes.base import Capabilities, LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.embedded import default_context_tokens
 from inferplane.runtimes.registry import UnknownRuntimeError, get_adapter
+from inferplane.workers import FollowerProcesses
 
 __all__ = ["ServeError", "prepare_deployments", "run_server"]
 
@@ -95,16 +98,21 @@ def prepare_deployments(config: InferplaneConfig, store: ModelStore, progress: C
         if key_env and adapter.dialect_for(dep).api_key_header is None:
             raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} takes no API key, so api_key_env "
                              f"({key_env}) cannot be sent; remove it")
-        if dep.max_local_replicas() > 0:
-            avail = adapter.availability_for(dep)
-            if not avail.usable:
+        if dep.max_local_replicas() > 0 and config.placement.follow is None:  # a follower launches nothing
+            avail = adapter.availability_for(dep)  # on a cluster the runtime must be on the nodes, not here
+            if not avail.usable and config.placement.backend == "local":
                 raise ServeError(f"deployment {dep.name!r}: runtime {dep.runtime!r} is not usable here: {avail.reason}")
             caps = adapter.capabilities()
             if caps.needs_local_model_file:
                 dep = _with_local_model(dep, caps.weight_formats, store, progress, fetch=fetch,
                                         sequences=local_sequences)
             threads = threads_per_replica(local_replicas, dep.threads, cores=cores)
-            if dep.threads is None and "cpu" in adapter.capabilities().hardware:
+            if config.placement.backend == "ray":
+                threads = dep.threads or 1  # a node's cores are Ray's to share out: 1 CPU, as Ray Serve
+                if dep.threads is None:
+                    progress(f"{dep.name}: 1 CPU per replica on the Ray cluster (set the deployment's threads "
+                             "to reserve more)")
+            elif dep.threads is None and "cpu" in adapter.capabilities().hardware:
                 progress(f"{dep.name}: {threads} CPU thread(s) per replica ({cores} cores split across "
                          f"{local_replicas} local replica(s); set --threads or the deployment's threads to change)")
             dep = dep.model_copy(update={"threads": threads})
@@ -176,11 +184,15 @@ async def run_server(
     stop: asyncio.Event | None = None,
     config_path: Path | None = None,
     store: ModelStore | None = None,
+    workers: int = 1,
+    reuse_port: bool = False,
 ) -> int:
     """Serve until ``stop`` is set or SIGINT/SIGTERM arrives. Returns the exit code.
 
     ``config_path``: the deployment file ``config`` came from; with it, SIGHUP and
-    ``POST /admin/reload`` re-read it and apply the difference.
+    ``POST /admin/reload`` re-read it and apply the difference. ``workers`` > 1: this
+    process is the primary of that many gateway processes on one port (``workers.py``);
+    ``reuse_port``: listen with SO_REUSEPORT (what each of them does).
     """
     gw_cfg = config.gateway
     try:  # traces and the access log: fail at start when configured but impossible
@@ -191,7 +203,7 @@ async def run_server(
         say(line)
     try:
         return await _run_server(config, deployments, extra, log_dir=log_dir, say=say, stop=stop,
-                                 config_path=config_path, store=store)
+                                 config_path=config_path, store=store, workers=workers, reuse_port=reuse_port)
     finally:  # after the last request: pending log lines written, buffered spans exported
         await asyncio.to_thread(extra.close)
 
@@ -206,6 +218,8 @@ async def _run_server(
     stop: asyncio.Event | None,
     config_path: Path | None,
     store: ModelStore | None,
+    workers: int,
+    reuse_port: bool,
 ) -> int:
     gw_cfg = config.gateway
     access = upstream_access(config.gateway, deployments)
@@ -215,8 +229,9 @@ async def _run_server(
             if not t.tls_verify:
                 say(f"WARNING: {dep.name}: TLS verification is off for {t.url} (tls_verify: false): anyone on the "
                     "path can read and change its traffic")
+    follow = config.placement.follow
     findings = await _survey_endpoints(deployments, access)
-    _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
+    backend = LocalBackend(log_dir=log_dir) if follow else await _placement_backend(config, deployments, log_dir, say)
     registry = EndpointRegistry()
     held = HeldQueue(timeout_s=gw_cfg.queue_timeout_s, max_depth=gw_cfg.max_held_requests, ordering=FairOrdering)
     try:
@@ -229,14 +244,25 @@ async def _run_server(
     gateway.metrics.registry.register(QueueCollector(held))
     gateway.pool.set_access(access)
     checker = HealthChecker(registry, interval_s=gw_cfg.scrape_interval_s, access=access)
-    plane = ControlPlane(registry=registry, backend=LocalBackend(log_dir=log_dir),
+    plane = ControlPlane(registry=registry, backend=backend,
                          ready_timeout_s=gw_cfg.ready_timeout_s, cached_blocks=_cached_blocks(gateway),
                          pinned_sessions=gateway.router.sessions.pinned)
     autoscaler = Autoscaler(plane.controllers, SignalReader(registry, held, lambda n: gateway.metrics.model(n).ttft))
+    feed = EndpointFeed(registry)
+    follower = None
+    if follow:  # a follower launches nothing: the primary's replicas are mirrored from its feed
+        # the feed is an /admin route: the admin key opens it when there is one, else an API key
+        try:
+            key = admin_key(gw_cfg) or (gw_cfg.api_keys[0] if gw_cfg.api_keys else None)
+        except ConfigError as exc:
+            raise ServeError(str(exc)) from exc
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        follower = EndpointFollower(registry, follow, lambda: {s.config.name: s.config
+                                                                for s in gateway.served.values()}, headers=auth)
     reload = None
-    if config_path is not None:
+    if config_path is not None and not follow:
         reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say, checker)
-    gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload,
+    gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload, feed=feed,
                              apply_deployment=lambda d: _apply_one(gateway, plane, d)).routes
     gateway.can_serve = plane.can_serve
     gateway.metrics.registry.register(ControlCollector(
@@ -245,12 +271,21 @@ async def _run_server(
     _attach_dashboard(gateway, plane, held, autoscaler, tenancy)
     try:
         site = await http1.serve(gateway.handle, gw_cfg.host, gw_cfg.port, limits=gateway.http_limits(),
-                                 on_refused=gateway.refused, ssl=listener_tls)
+                                 on_refused=gateway.refused, ssl=listener_tls, reuse_port=reuse_port or workers > 1)
     except OSError as exc:
         raise ServeError(f"cannot listen on {gw_cfg.host}:{gw_cfg.port}: {exc.strerror or exc}") from exc
     bound = site.sockets[0].getsockname()[:2] if site.sockets else (gw_cfg.host, gw_cfg.port)
     scheme = "https" if listener_tls is not None else "http"
     say(f"gateway listening on {scheme}://{bound[0]}:{bound[1]} (OpenAI API under /v1)")
+    private = followers = None
+    if workers > 1:  # the followers reach this process (not just any on the shared port) here
+        private = await http1.serve(gateway.handle, "127.0.0.1", 0, limits=gateway.http_limits(),
+                                    on_refused=gateway.refused)
+        followers = FollowerProcesses(config, deployments, count=workers, port=int(bound[1]), log_dir=log_dir,
+                                      primary_url=f"http://127.0.0.1:{private.sockets[0].getsockname()[1]}",
+                                      say=say)
+    if follower is not None:
+        say(f"following the control plane of the gateway at {follow}: no replica is launched here")
     for dep in deployments:
         if dep.endpoints:
             say(_endpoints_line(dep, findings.get(dep.name)))
@@ -263,10 +298,15 @@ async def _run_server(
                             lambda: say("SIGHUP: not started from a deployment file (--config); nothing to reload"))
 
     for dep in deployments:
-        plane.add(dep)
+        plane.add(dep.model_copy(update={"replicas": 0, "autoscale": None}) if follow else dep)
         _apply_findings(plane, dep, findings.get(dep.name))
     checker.start()
-    autoscaler.start()
+    if follower is not None:
+        follower.start()
+    else:
+        autoscaler.start()
+    if followers is not None:
+        await followers.start()
 
     # Everything built so far lives as long as the server: keep it out of the cyclic GC's
     # generations, and collect young objects less often (the hot path allocates little that
@@ -275,7 +315,8 @@ async def _run_server(
     gc.set_threshold(20_000, 20, 20)
     code = 0
     try:
-        waiting = asyncio.ensure_future(_announce_ready(plane, deployments, say))
+        waiting = asyncio.ensure_future(_announce_ready(plane, deployments, say) if follower is None
+                                        else _announce_following(follower, say))
         stopped = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if waiting in done and not waiting.result():
@@ -292,7 +333,13 @@ async def _run_server(
         site.close()  # no new connections; requests in flight (and on open connections) go on
         held.close(None, "the gateway is shutting down")
         await autoscaler.stop()
+        if followers is not None:  # they drain their own requests while the replicas still run
+            await followers.stop(gw_cfg.drain_timeout_s + 15.0)
+        if private is not None:
+            private.close()
         await _drain_requests(registry, gw_cfg.drain_timeout_s if code == 0 else 0.0, say, force)
+        if follower is not None:
+            await follower.stop()
         await plane.shutdown(drain_timeout_s=0.0)
         await checker.stop()
         gateway.close()
@@ -300,6 +347,24 @@ async def _run_server(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return code
+
+
+async def _placement_backend(config: InferplaneConfig, deployments: tuple[DeploymentConfig, ...], log_dir: Path,
+                             say: Callable[[str], None]) -> PlacementBackend:
+    """The backend ``placement.backend`` names; raises ServeError when it cannot be had (no Ray, no cluster)."""
+    if config.placement.backend == "local":
+        _gpu_grants(deployments)  # fail fast when the first replicas cannot all get their GPUs
+        return LocalBackend(log_dir=log_dir)
+    from inferplane.placement.ray_backend import RayBackend
+
+    try:
+        backend = await RayBackend.connect(config.placement, log_dir=log_dir)
+    except PlacementError as exc:
+        raise ServeError(str(exc)) from exc
+    nodes = [n for n in backend.ray.nodes() if n.get("Alive")]
+    say(f"placement: Ray cluster at {config.placement.address} ({len(nodes)} node(s) alive, "
+        f"namespace {config.placement.namespace!r})")
+    return backend
 
 
 def upstream_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ...]) -> AccessTable:
@@ -499,6 +564,13 @@ def _gpu_grants(deployments: tuple[DeploymentConfig, ...]) -> list[tuple[int, ..
         raise ServeError(str(exc)) from exc
 
 
+async def _announce_following(follower: EndpointFollower, say: Callable[[str], None]) -> bool:
+    await follower.synced.wait()
+    n = sum(1 for e in follower.registry if e.managed)
+    say(f"following {follower.primary_url}: {n} replica(s) of its control plane known")
+    return True
+
+
 async def _announce_ready(plane: ControlPlane, deployments: tuple[DeploymentConfig, ...],
                           say: Callable[[str], None]) -> bool:
     """Report each first replica's readiness; False if some deployment got no replica up."""
@@ -514,10 +586,11 @@ async def _announce_ready(plane: ControlPlane, deployments: tuple[DeploymentConf
     if failed:
         say(f"no replica of {', '.join(failed)} could start (the reason is above); stopping")
         return False
+    where = "local" if plane.backend.name == "local" else f"{plane.backend.name}-placed"
     for d in deployments:
         if d.replicas == 0 and d.autoscale is not None:
             say(f"model {d.name!r} scaled to zero: a replica starts on the first request ({d.runtime}, {d.model})")
         elif d.replicas:
-            say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} local replica(s) "
+            say(f"model {d.name!r} ready: {up.get(d.name, 0)}/{d.replicas} {where} replica(s) "
                 f"({d.runtime}, {d.model})")
     return True

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inferplane.config.observability import TracingConfig
+from inferplane.config.placement import DeploymentPlacement, PlacementConfig
 from inferplane.config.scaling import AutoscaleConfig
 from inferplane.config.tenants import DEFAULT_TENANT, TenantConfig
 from inferplane.config.upstreams import (
@@ -43,9 +44,11 @@ __all__ = [
     "BreakerConfig",
     "ConfigError",
     "DeploymentConfig",
+    "DeploymentPlacement",
     "GatewayConfig",
     "InferplaneConfig",
     "ListenerTLS",
+    "PlacementConfig",
     "ReplicaTarget",
     "RetryConfig",
     "TenantConfig",
@@ -406,6 +409,11 @@ class DeploymentConfig(_Strict):
     @classmethod
     def _key_env(cls, v: str | None) -> str | None:
         return _env_name(v)
+    placement: DeploymentPlacement = Field(
+        default_factory=DeploymentPlacement,  # type: ignore[arg-type]
+        description="How the replicas are placed on a cluster: spread or pack, node labels, memory "
+        "(placement backend ray; see docs/cluster.md).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -459,6 +467,10 @@ class InferplaneConfig(_Strict):
 
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)  # type: ignore[arg-type]
     deployments: tuple[DeploymentConfig, ...] = Field(min_length=1)
+    placement: PlacementConfig = Field(
+        default_factory=PlacementConfig,  # type: ignore[arg-type]
+        description="Where replicas are launched: this machine (local) or a Ray cluster (ray).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> InferplaneConfig:

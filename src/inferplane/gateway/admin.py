@@ -35,6 +35,7 @@ from inferplane.placement.plane import ControlPlane
 
 if TYPE_CHECKING:
     from inferplane.autoscale import Autoscaler
+    from inferplane.placement.feed import EndpointFeed
 
 __all__ = ["AdminApi", "Reloader"]
 
@@ -51,8 +52,10 @@ def _json(out: Responder, status: int, obj: Any) -> None:
 
 class AdminApi:
     def __init__(self, plane: ControlPlane, *, autoscaler: Autoscaler | None,
-                 apply_deployment: Callable[[DeploymentConfig], None], reload: Reloader | None) -> None:
+                 apply_deployment: Callable[[DeploymentConfig], None], reload: Reloader | None,
+                 feed: EndpointFeed | None = None) -> None:
         self.plane = plane
+        self.feed = feed
         self.autoscaler = autoscaler
         self._apply_deployment = apply_deployment
         self._reload = reload
@@ -65,6 +68,8 @@ class AdminApi:
             return {"GET": self.autoscaler_status}
         if path == "/admin/reload":
             return {"POST": self.reload}
+        if path == "/admin/endpoints/feed" and self.feed is not None:
+            return {"GET": self.endpoint_feed}
         parts = path.split("/")
         if len(parts) == 4 and parts[:3] == ["", "admin", "deployments"] and parts[3]:
             name = urllib.parse.unquote(parts[3])
@@ -93,6 +98,18 @@ class AdminApi:
                            "in_flight": e.in_flight} for e in self.plane.registry.endpoints(name)],
             "events": list(ctl.events)[-10:],
         }
+
+    async def endpoint_feed(self, request: Request, out: Responder) -> None:
+        """``?after=V``: this control plane's launched endpoints once they changed after version V
+        (a long poll; see ``placement/feed.py``)."""
+        assert self.feed is not None
+        raw = urllib.parse.parse_qs(request.query).get("after", ["0"])[0]
+        try:
+            after = int(raw)
+        except ValueError:
+            error_response(out, 400, f"after must be an integer version, got {raw[:40]!r}", code="invalid_value")
+            return
+        _json(out, 200, await self.feed.wait_newer(after))
 
     async def list_deployments(self, _request: Request, out: Responder) -> None:
         _json(out, 200, {"deployments": [self._deployment_view(n) for n in self.plane.controllers]})

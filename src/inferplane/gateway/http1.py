@@ -436,7 +436,8 @@ class HttpServerProtocol(asyncio.Protocol):
 async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | None = None,
                 max_body_bytes: int | None = None, idle_timeout_s: float | None = None,
                 backlog: int = 1024, on_refused: Refused | None = None,
-                ssl: ssl_module.SSLContext | None = None) -> asyncio.base_events.Server:
+                ssl: ssl_module.SSLContext | None = None,
+                reuse_port: bool = False) -> asyncio.base_events.Server:
     """Start listening; returns the asyncio server (``close()`` + ``wait_closed()`` to stop).
 
     ``limits`` bounds what clients may send (defaults: :class:`HttpLimits`); ``max_body_bytes``
@@ -445,6 +446,8 @@ async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | 
     ``ssl``: serve HTTP/1.1 over TLS with this server context (asyncio's TLS transport; the
     protocol is the same, a client's half-close included - TLS has none, its close_notify ends
     the connection). The TLS handshake must finish within ``limits.head_timeout_s``.
+    ``reuse_port``: bind with SO_REUSEPORT, so several processes (``serve --workers``) share
+    the port and the kernel spreads connections over them.
     """
     lim = limits or HttpLimits()
     if max_body_bytes is not None:
@@ -457,7 +460,8 @@ async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | 
         return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
                                         reuse_address=True)
     return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
-                                    reuse_address=True, ssl=ssl, ssl_handshake_timeout=lim.head_timeout_s)
+                                    reuse_address=True, reuse_port=reuse_port or None, ssl=ssl,
+                                    ssl_handshake_timeout=lim.head_timeout_s)
 
 
 def server_tls_context(cert_file: str, key_file: str) -> ssl_module.SSLContext:

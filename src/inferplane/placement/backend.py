@@ -12,15 +12,18 @@ controller is its only caller. Lifecycle of one replica:
    this way; the handle stays the same.
 3. ``await handle.wait_ready()`` returns after the first readiness or raises
    ``ReplicaStartError`` (with the runtime's log tail) if the first start failed.
-   ``handle.failed`` is set when the backend gave up on the replica for good.
+   ``handle.failed`` is set when the backend gave up on the replica for good;
+   ``handle.lost`` as well when that was no fault of the replica's (its node died): the
+   controller then starts its replacement at once instead of backing off.
 4. ``await handle.stop(grace_s)`` ends it: the runtime gets ``grace_s`` to exit after
    being asked to, then is killed. Draining traffic first is the controller's job (it
    knows what is in flight); ``stop`` is only called once nothing is. After ``stop``
    returns no process or actor of the replica is left.
 5. ``await backend.close()`` after every replica was stopped.
 
-Implementations: ``LocalBackend`` (child processes on this machine). Everything runs on
-the gateway's event loop.
+Implementations: ``LocalBackend`` (child processes on this machine), ``RayBackend``
+(``placement/ray_backend.py``: one Ray actor per replica, on the node Ray picks).
+Everything runs on the gateway's event loop.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class ReplicaAddress:
     metrics_url: str
     node: str
     pid: int | None = None
+    region: str | None = None
+    """The ``region`` label of the node it runs on, if the node has one (it wins over the
+    deployment's ``region``, so tiered routing follows where the replica really is)."""
 
 
 ReplicaStateFn = Callable[[ReplicaAddress | None], None]
@@ -74,6 +80,11 @@ class ReplicaHandle(Protocol):
     @property
     def failed(self) -> bool:
         """The backend gave up on this replica (it will not be restarted)."""
+        ...
+
+    @property
+    def lost(self) -> bool:
+        """Failed through no fault of its own (its node died): replace it without backoff."""
         ...
 
     @property

@@ -104,6 +104,8 @@ class DeploymentController:
         self._rev = 0
         self._seq = itertools.count()
         self._replicas: dict[str, _Replica] = {}
+        self._node_region: dict[str, str] = {}
+        """Replica id -> the region label of the node it runs on (cluster backends)."""
         self._external: dict[str, Endpoint] = {}
         self._drains: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
@@ -193,7 +195,8 @@ class DeploymentController:
             a = deployment.autoscale
             self.set_desired(min(max(self.desired, a.min_replicas), a.max_replicas), "config bounds")
         for r in self._replicas.values():
-            r.endpoint.region, r.endpoint.priority = deployment.region, deployment.priority
+            r.endpoint.region = self._node_region.get(r.endpoint.id, deployment.region)
+            r.endpoint.priority = deployment.priority
         want = {t.url: t for t in deployment.endpoints}
         have = {ep.url: ep for ep in self._external.values() if ep.state is not EndpointState.DRAINING}
         for url, target in want.items():
@@ -282,7 +285,8 @@ class DeploymentController:
                 self.last_error = f"replica {r.endpoint.id} failed and will not be restarted; starting another"
                 self._event("failed", r.endpoint.id)
                 self._drain(r, 0.0)
-                self._no_start_before = self._clock() + self._retry_after_failure_s
+                if not r.handle.lost:  # a dead node is no crash loop: replace at once
+                    self._no_start_before = self._clock() + self._retry_after_failure_s
 
     def _start_one(self) -> bool:
         dep = self.deployment
@@ -310,6 +314,8 @@ class DeploymentController:
         def on_state(addr: ReplicaAddress | None) -> None:
             if addr is not None:
                 ep.url, ep.metrics_url, ep.pid, ep.node = addr.url, addr.metrics_url, addr.pid, addr.node
+                if addr.region is not None:
+                    self._node_region[ep.id] = ep.region = addr.region
                 self.ever_ready = True
             ep.hung, ep.probe_failures = False, 0
             self.registry.set_ready(ep, addr is not None)
@@ -348,6 +354,7 @@ class DeploymentController:
         finally:
             self.registry.remove(ep.id)
             self._replicas.pop(ep.id, None)
+            self._node_region.pop(ep.id, None)
             self._external.pop(ep.id, None)
             self._event("stopped", ep.id)
             self._kick()

@@ -84,6 +84,7 @@ class SupervisedReplica:
         ready_timeout_s: float,
         stop_grace_s: float = 10.0,
         max_backoff_s: float = 30.0,
+        host: str = "127.0.0.1",
     ) -> None:
         self.adapter = adapter
         self.deployment = deployment
@@ -94,6 +95,8 @@ class SupervisedReplica:
         self.ready_timeout_s = ready_timeout_s
         self.stop_grace_s = stop_grace_s
         self.max_backoff_s = max_backoff_s
+        self.host = host
+        """Where the runtime listens (and is probed): loopback, or the node's address under Ray."""
         self.log_path = log_dir / f"{replica_id}.log"
         self.restarts = 0
         self.last_spec: LaunchSpec | None = None
@@ -135,11 +138,12 @@ class SupervisedReplica:
                 backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _launch_once(self, session: aiohttp.ClientSession) -> bool:
-        port = free_port()
+        port = free_port(self.host)
         dep = self.deployment
-        spec = self.adapter.launch_spec(dep, port, replace(self.resources, aux_port=free_port()))
+        spec = self.adapter.launch_spec(dep, port, replace(self.resources, aux_port=free_port(self.host),
+                                                           host=self.host))
         self.last_spec = spec
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{self.host}:{port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         _write_files(spec.files)  # options files the argv names (TensorRT-LLM's YAML)
         logf = self.log_path.open("ab")
@@ -186,9 +190,8 @@ class SupervisedReplica:
             await self._terminate()
         return False
 
-    @staticmethod
-    def _metrics_url(spec: LaunchSpec, port: int) -> str:
-        return f"http://127.0.0.1:{spec.metrics_port or port}{spec.metrics_path}"
+    def _metrics_url(self, spec: LaunchSpec, port: int) -> str:
+        return f"http://{self.host}:{spec.metrics_port or port}{spec.metrics_path}"
 
     def _fail_first(self, message: str) -> None:
         log.error("%s", message)

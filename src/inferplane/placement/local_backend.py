@@ -39,6 +39,10 @@ class LocalReplica:
         return False  # the supervisor restarts it for as long as it is wanted
 
     @property
+    def lost(self) -> bool:
+        return False
+
+    @property
     def pid(self) -> int | None:
         return self.supervised.pid
 

@@ -128,6 +128,9 @@ class Resources:
     gpu_ids: tuple[int, ...] = ()
     aux_port: int | None = None
     """A second free loopback port, for runtimes that serve metrics on their own port (MAX)."""
+    host: str = "127.0.0.1"
+    """Address the runtime listens on: loopback here; the node's address when a cluster backend
+    places the replica on a node the gateway reaches over the network (Ray)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,7 +115,7 @@ class EmbeddedAdapter(RuntimeAdapter):
             sys.executable, "-m", "inferplane.runtimes.embedded_main",
             "--model", deployment.model,
             "--alias", deployment.name,
-            "--host", "127.0.0.1",
+            "--host", resources.host,
             "--port", str(port),
             "--parallel", str(slots),
             "--ctx-size", str(ctx * slots),

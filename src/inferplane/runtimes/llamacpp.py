@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, program, reject_settings, which_availability
+from inferplane.runtimes._common import gpu_env, program, reject_settings, which_availability
 from inferplane.runtimes.base import (
     Availability,
     EndpointStats,
@@ -71,7 +71,7 @@ class LlamacppAdapter(RuntimeAdapter):
         argv += [
             "-m", d.model,
             "--alias", d.name,
-            "--host", HOST,
+            "--host", resources.host,
             "--port", str(port),
             "--parallel", str(slots),
             "--ctx-size", str(ctx * slots),

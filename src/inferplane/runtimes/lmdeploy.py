@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, program, setting_flags, which_availability
+from inferplane.runtimes._common import gpu_env, program, setting_flags, which_availability
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -81,7 +81,7 @@ class LmdeployAdapter(RuntimeAdapter):
         argv += [
             d.model,
             "--model-name", d.name,
-            "--server-name", HOST,
+            "--server-name", resources.host,
             "--server-port", str(port),
             "--max-batch-size", str(d.max_concurrent_sequences),
         ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, program, which_availability
+from inferplane.runtimes._common import program, which_availability
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -99,7 +99,7 @@ class MaxAdapter(RuntimeAdapter):
         argv += [
             "--model-path", d.model,
             "--served-model-name", d.name,
-            "--host", HOST,
+            "--host", resources.host,
             "--port", str(port),
             "--devices", devices,
             "--max-batch-size", str(d.max_concurrent_sequences),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, program, reject_settings, which_availability
+from inferplane.runtimes._common import gpu_env, program, reject_settings, which_availability
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -80,7 +80,7 @@ class MlcAdapter(RuntimeAdapter):
         argv += [
             d.model,
             "--mode", "server",
-            "--host", HOST,
+            "--host", resources.host,
             "--port", str(port),
             "--overrides", ";".join(overrides),
             *d.extra_args,

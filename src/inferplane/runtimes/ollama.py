@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from inferplane.runtimes._common import HOST, gpu_env, program, reject_settings, which_availability
+from inferplane.runtimes._common import gpu_env, program, reject_settings, which_availability
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -73,7 +73,7 @@ class OllamaAdapter(RuntimeAdapter):
                         gpu_memory_fraction="Ollama sizes GPU use itself (OLLAMA_GPU_OVERHEAD in env reserves bytes)",
                         prefix_caching_off="Ollama's prompt cache has no switch")
         env = {
-            "OLLAMA_HOST": f"{HOST}:{port}",
+            "OLLAMA_HOST": f"{resources.host}:{port}",
             "OLLAMA_NUM_PARALLEL": str(d.max_concurrent_sequences),
             "OLLAMA_KEEP_ALIVE": "-1",
             "OLLAMA_MAX_LOADED_MODELS": "1",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, module_availability, program, setting_flags
+from inferplane.runtimes._common import gpu_env, module_availability, program, setting_flags
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -85,7 +85,7 @@ class SglangAdapter(RuntimeAdapter):
         argv += [
             "--model-path", d.model,
             "--served-model-name", d.name,
-            "--host", HOST,
+            "--host", resources.host,
             "--port", str(port),
             "--max-running-requests", str(d.max_concurrent_sequences),
         ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, program, setting_flags, which_availability
+from inferplane.runtimes._common import gpu_env, program, setting_flags, which_availability
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -74,7 +74,7 @@ class TgiAdapter(RuntimeAdapter):
         argv = program(d, ("text-generation-launcher",))
         argv += [
             "--model-id", d.model,
-            "--hostname", HOST,
+            "--hostname", resources.host,
             "--port", str(port),
             "--max-batch-size", str(d.max_concurrent_sequences),
         ]

@@ -27,7 +27,6 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from inferplane.runtimes._common import (
-    HOST,
     gpu_env,
     program,
     reject_settings,
@@ -122,7 +121,7 @@ class TrtllmAdapter(RuntimeAdapter):
         argv = program(d, ("trtllm-serve",))
         argv += [
             d.model,
-            "--host", HOST,
+            "--host", resources.host,
             "--port", str(port),
             "--backend", "pytorch",
             "--max_batch_size", str(d.max_concurrent_sequences),

@@ -23,7 +23,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from inferplane.runtimes._common import HOST, gpu_env, module_availability, program, setting_flags
+from inferplane.runtimes._common import gpu_env, module_availability, program, setting_flags
 from inferplane.runtimes.base import (
     Availability,
     Capabilities,
@@ -119,7 +119,7 @@ class VllmAdapter(RuntimeAdapter):
         argv += [
             "--model", d.model,
             "--served-model-name", d.name,
-            "--host", HOST,
+            "--host", resources.host,
             "--port", str(port),
             "--max-num-seqs", str(d.max_concurrent_sequences),
         ]

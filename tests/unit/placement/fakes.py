@@ -36,17 +36,23 @@ class FakeHandle:
     port: int
     stopped: bool = False
     failed: bool = False
+    lost: bool = False
     pid: int | None = None
     _first: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
-    def become_ready(self) -> None:
+    def become_ready(self, *, node: str = "fake-node", region: str | None = None) -> None:
         self.on_state(ReplicaAddress(f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.port}/metrics",
-                                     "fake-node", 4242))
+                                     node, 4242, region))
         if not self._first.done():
             self._first.set_result(None)
 
     def crash(self) -> None:
         self.on_state(None)
+
+    def lose_node(self) -> None:
+        """Its node died: the backend reports it gone for good, through no fault of its own."""
+        self.on_state(None)
+        self.failed = self.lost = True
 
     def give_up(self) -> None:
         """The backend failed to start it and will not try again."""

@@ -149,6 +149,28 @@ def test_a_replica_that_fails_for_good_is_replaced_after_a_pause() -> None:
     run(body)
 
 
+def test_a_replica_whose_node_died_is_replaced_at_once_and_takes_its_nodes_region() -> None:
+    async def body() -> None:
+        ctl, reg, backend, _clock = make(replicas=1, region="config-region")
+        ctl.start(run_loop=False)
+        backend.handles[0].become_ready(node="node-a", region="eu")
+        (ep,) = reg.ready("m")
+        assert (ep.node, ep.region) == ("node-a", "eu"), "the node's region label wins over the config's"
+        backend.handles[0].lose_node()
+        assert not reg.ready("m"), "out of the pool as soon as the backend says so"
+        ctl.reconcile()
+        await settle()
+        ctl.reconcile()
+        assert len(backend.handles) == 2, "a dead node is no crash loop: replaced without the pause"
+        backend.handles[1].become_ready(node="node-b")
+        (ep,) = reg.ready("m")
+        assert (ep.node, ep.region) == ("node-b", "config-region")
+        ctl.update(deployment(replicas=1, region="config-region", priority=1))
+        assert ep.region == "config-region" and ep.priority == 1
+
+    run(body)
+
+
 def test_a_backend_that_cannot_place_a_replica_leaves_no_endpoint_and_says_why() -> None:
     async def body() -> None:
         ctl, reg, backend, clock = make(replicas=1)

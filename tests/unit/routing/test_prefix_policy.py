@@ -167,3 +167,44 @@ def test_prefix_index_bound_applies_per_endpoint() -> None:
     for i in range(20):
         warm(policy, "e0", f"{i:04d}" * 100)
     assert policy.index.size("e0") == 8
+
+
+def test_two_gateways_send_a_prefix_neither_has_seen_to_the_same_replica() -> None:
+    a, b = PrefixPolicy(), PrefixPolicy(seed=7)
+    for p in (a, b):
+        for i in range(6):
+            p.on_added(f"e{i}")
+    cands = pool(0, 0, 0, 0, 0, 0)
+    prompts = [f"conversation {k}: " + "hello there " * 30 for k in range(40)]
+    homes_a = [route(a, req(t), cands) for t in prompts]
+    homes_b = [route(b, req(t), cands) for t in reversed(prompts)][::-1]
+    assert homes_a == homes_b, "same ids, same prefix -> same replica, whatever each gateway saw before"
+    assert len(set(homes_a)) >= 4, "new prefixes still spread over the replicas"
+
+
+def test_a_new_prefix_leaves_its_home_when_the_home_is_overloaded() -> None:
+    p = PrefixPolicy()
+    for i in range(3):
+        p.on_added(f"e{i}")
+    text = "a prompt nobody sent before " * 20
+    home = p.choose(req(text), pool(0, 0, 0)).endpoint_id
+    loads = [8 if f"e{i}" == home else 0 for i in range(3)]
+    assert p.choose(req(text), pool(*loads)).endpoint_id != home
+
+
+def test_removing_a_replica_moves_only_the_prefixes_it_was_home_for() -> None:
+    from inferplane.routing.policies._load import CandidateList
+    from inferplane.routing.policies.prefix import HomeRing
+
+    ring = HomeRing()
+    for i in range(8):
+        ring.add(f"e{i}")
+    everyone = CandidateList([Candidate(f"e{i}") for i in range(8)])
+    keys = [k * 0x9E3779B97F4A7C15 % (1 << 64) for k in range(500)]
+    before = {k: ring.home(k, everyone).endpoint_id for k in keys}
+    ring.remove("e3")
+    rest = CandidateList([Candidate(f"e{i}") for i in range(8) if i != 3])
+    after = {k: ring.home(k, rest).endpoint_id for k in keys}
+    moved = [k for k in keys if before[k] != after[k]]
+    assert moved and all(before[k] == "e3" for k in moved)
+    assert 500 / 8 / 3 < len(moved) < 500 / 8 * 3, "e3 owned about its share of the keys"

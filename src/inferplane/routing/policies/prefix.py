@@ -15,14 +15,27 @@ decision that does not grow with the fleet:
    min_load``, loads in requests per slot), route by least load instead.
 4. ``on_routed`` teaches the index that the chosen endpoint now caches the whole prompt;
    ``observe_cached`` corrects it from the ``cached_tokens`` the runtime reported.
+5. A prefix the index has never seen (not even its first block) goes to its *home*: the
+   first member clockwise from the hash of the prompt's leading block on a consistent-hash
+   ring of the routable endpoint ids (``HomeRing``), while its load is within ``home_slack``
+   of the least loaded candidate's (else the lowest score wins, as in step 2). Gateways that run side by side (``serve --workers``, several
+   ``serve`` over the same replicas) share no index, but they share the endpoint ids and the
+   hash, so each sends a new prefix to the same replica, and its followers find it cached
+   there: routing stays coherent without a shared database. Lookups are O(log n). A home
+   that the index believes holds part of a prefix scores as holding at least ``home_share``
+   of it (the other gateways' turns went there too), so a gateway that saw fewer turns of a
+   conversation does not move it for a small load difference.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import xxhash
 
 from inferplane.routing.policies._load import RotatingTieBreak, as_candidates, load_ratio
 from inferplane.routing.prefix import (
@@ -34,10 +47,53 @@ from inferplane.routing.prefix import (
 )
 from inferplane.routing.types import Candidate, CandidateSet, Decision, RouteRequest
 
-__all__ = ["PrefixDecision", "PrefixPolicy"]
+__all__ = ["HomeRing", "PrefixDecision", "PrefixPolicy"]
 
 _PENDING_LIMIT = 4096
 """Predictions kept for ``observe_cached``; older ones are dropped (never observed)."""
+
+
+class HomeRing:
+    """A consistent-hash ring of endpoint ids: ``home(key, candidates)`` is the first one
+    clockwise from ``key`` that is among ``candidates``.
+
+    Every gateway that knows the same ids builds the same ring (xxh3 of the id and a virtual
+    node number, ``VNODES`` points per id), so the same key finds the same home everywhere;
+    adding or removing an id moves only the keys that id owned. Pure, not thread-safe.
+    """
+
+    VNODES = 32
+
+    def __init__(self) -> None:
+        self._members: set[str] = set()
+        self._points: list[int] = []
+        self._owners: list[str] = []
+
+    def add(self, endpoint_id: str) -> None:
+        if endpoint_id not in self._members:
+            self._members.add(endpoint_id)
+            self._rebuild()
+
+    def remove(self, endpoint_id: str) -> None:
+        if endpoint_id in self._members:
+            self._members.discard(endpoint_id)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        points = sorted((xxhash.xxh3_64_intdigest(f"{eid}#{v}".encode()), eid)
+                        for eid in self._members for v in range(self.VNODES))
+        self._points = [p for p, _ in points]
+        self._owners = [eid for _, eid in points]
+
+    def home(self, key: int, candidates: CandidateSet) -> Candidate | None:
+        """The home of ``key`` among ``candidates`` (None when no member is a candidate)."""
+        n = len(self._points)
+        start = bisect.bisect_left(self._points, key)
+        for i in range(n):
+            c = candidates.get(self._owners[(start + i) % n])
+            if c is not None:
+                return c
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +134,18 @@ class PrefixPolicy:
         holder_sample: int = 4,
         random_sample: int = 2,
         exact_below: int = 8,
+        home_share: float = 0.5,
+        home_slack: float = 1.0,
         seed: int = 0,
     ) -> None:
-        """Raises ValueError on negative weights or thresholds, or a non-positive bound."""
+        """Raises ValueError on negative weights or thresholds, or a non-positive bound.
+
+        ``home_share``: a prefix's home (step 5) that the index believes holds part of it is
+        scored as holding at least this share: other gateways, whose routing this one does not
+        see, sent their turns of the same conversation there. 0 turns it off.
+        ``home_slack``: a prefix nobody holds goes to its home only while the home's load is
+        within this many requests per slot of the least loaded candidate's.
+        """
         if min(w_load, w_cache, balance_abs_threshold, balance_rel_threshold) < 0:
             raise ValueError("weights and balance thresholds must be >= 0")
         if holder_sample < 1:
@@ -92,11 +157,16 @@ class PrefixPolicy:
         self.holder_sample = holder_sample
         self.random_sample = random_sample
         self.exact_below = exact_below
+        if not 0 <= home_share <= 1:
+            raise ValueError(f"home_share must lie in 0..1, got {home_share}")
+        self.home_share = home_share
+        self.home_slack = home_slack
         self.index = PrefixIndex(max_blocks_per_endpoint)
         self._rng = random.Random(seed)
         self._ties = RotatingTieBreak()
         self._pending: OrderedDict[tuple[str, RouteRequest], int] = OrderedDict()
         self._last: PrefixDecision | None = None
+        self.ring = HomeRing()
 
     def _considered(self, cands: CandidateSet, holders: set[str]) -> dict[str, Candidate]:
         n = len(cands)
@@ -121,7 +191,11 @@ class PrefixPolicy:
         cands = as_candidates(candidates)  # its least_loaded() must not turn our tie rotation
         hashes = request.prefix_hashes
         depth, holders = self.index.longest(hashes) if hashes else (0, set())
-        considered = list(self._considered(cands, holders).values())
+        chosen = self._considered(cands, holders)
+        home = self.ring.home(hashes[0], cands) if hashes else None
+        if home is not None:
+            chosen.setdefault(home.endpoint_id, home)
+        considered = list(chosen.values())
         total = blocks_at(len(hashes))
         loads = [load_ratio(c) for c in considered]
         if depth:
@@ -129,12 +203,22 @@ class PrefixPolicy:
             matched = [blocks_at(match(c.endpoint_id, hashes, depth, holders)) for c in considered]
         else:
             matched = [0] * len(considered)
+        credit = matched
+        if home is not None and depth and self.home_share:
+            i = next(i for i, c in enumerate(considered) if c.endpoint_id == home.endpoint_id)
+            if 0 < matched[i] < self.home_share * total:  # other gateways sent the rest there too
+                credit = list(matched)
+                credit[i] = int(self.home_share * total)
         if total:
             w_load, w_frac = self.w_load, self.w_cache / total
-            scores = [w_load * load - w_frac * m for load, m in zip(loads, matched, strict=True)]
+            scores = [w_load * load - w_frac * m for load, m in zip(loads, credit, strict=True)]
         else:
             scores = loads
         best = self._ties.argmin(scores)
+        if home is not None and not depth:  # a prefix nobody holds: its home on the ring, if load allows
+            i = next(i for i, c in enumerate(considered) if c.endpoint_id == home.endpoint_id)
+            if loads[i] - loads[best] <= self.home_slack:
+                best = i
         min_load = min(loads)
         best_load = loads[best]
         fell_back = (
@@ -197,10 +281,12 @@ class PrefixPolicy:
         self.index.set_capacity(endpoint_id, blocks)
 
     def on_added(self, endpoint_id: str) -> None:
-        """A new endpoint starts with an empty cache: nothing to do."""
+        """A new endpoint starts with an empty cache; it takes its share of the ring."""
+        self.ring.add(endpoint_id)
 
     def on_removed(self, endpoint_id: str) -> None:
-        """Forget the endpoint's cache estimate and pending predictions."""
+        """Forget the endpoint's cache estimate, pending predictions and ring share."""
+        self.ring.remove(endpoint_id)
         self.index.remove(endpoint_id)
         for key in [k for k in self._pending if k[0] == endpoint_id]:
             del self._pending[key]
