@@ -77,10 +77,10 @@ class Pipeline:
             extra = await admission.admit(rec, req, principal)
             if extra:
                 headers += extra
+            t_routed = time.perf_counter()
             x = Exchange(rec, req, out, surface, surface.encoder(req), headers,
-                         RouteInfo(req.model, req.session, req.body), observers,
-                         queued_s=time.perf_counter() - t_admit)
-            await self.attempts.run(x)
+                         RouteInfo(rec.model, req.session, req.body), observers, queued_s=t_routed - t_admit)
+            await self.attempts.run(x, t_routed)
         except Rejection as rej:
             status, body, hs = surface.error(rej)
             self._finish(rec, x, status, rej.code)
