@@ -157,9 +157,9 @@ class Gateway:
         handler = methods.get("GET" if method == "HEAD" else method)
         if handler is None:
             allowed = [*methods, "HEAD"] if "GET" in methods else list(methods)
-            rej = Rejection(405, f"{method} is not allowed on {path}", code="method_not_allowed",
-                            headers=[("Allow", ", ".join(allowed))])
-            out.send(*(at[0].error(rej) if at else openai_error(rej)))
+            no = Rejection(405, f"{method} is not allowed on {path}", code="method_not_allowed",
+                           headers=[("Allow", ", ".join(allowed))])
+            out.send(*(at[0].error(no) if at else openai_error(no)))
             return
         await handler(request, out)
 

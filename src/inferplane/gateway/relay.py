@@ -116,7 +116,7 @@ class Relay:
         dialect = ep.dialect
         if not dialect.passthrough:
             try:
-                status, data = dialect.response(x.req.route, x.rec.model, status, data)
+                status, data = dialect.response(x.req.route, x.req.model, status, data)
             except ValueError as exc:
                 raise Failure("invalid_response", f"{ep.id} answered {status} with a body its dialect "
                                                   f"cannot read: {exc}") from exc
@@ -168,7 +168,7 @@ class Relay:
         tail: list[bytes] = []
         held = b""
         kind = detail = ""
-        translator = ep.dialect.stream(x.req.route, x.rec.model, include_usage=strip_usage or x.req.include_usage)
+        translator = ep.dialect.stream(x.req.route, x.req.model, include_usage=strip_usage or x.req.include_usage)
         alive: Callable[[], Awaitable[bool]] = lambda: self.liveness.alive(ep)  # noqa: E731
         out.start(200, headers)
         try:
