@@ -92,7 +92,7 @@ class Gateway:
         now = int(time.time())
         self.served: dict[str, Served] = {d.name: _served(d, now) for d in deployments}
         self.pipeline = Pipeline(attempts=self.attempts, observers=self.observers, admission=self.admission,
-                                 lookup=lambda name: self.served.get(name))
+                                 lookup=self.served.get)
         self.surfaces = tuple(surfaces) if surfaces is not None else _default_surfaces()
         self._surface_at: dict[str, tuple[Surface, Route]] = {}
         self._routes = self._build_routes()
@@ -237,8 +237,10 @@ class Gateway:
                 held.close(name, f"the model {name!r} is no longer served")
             for d in deployments:
                 held.reopen(d.name)
-        self.served = {d.name: _served(d, self.served[d.name].created if d.name in self.served else now)
-                       for d in deployments}
+        served = {d.name: _served(d, self.served[d.name].created if d.name in self.served else now)
+                  for d in deployments}
+        self.served.clear()  # in place: the pipeline holds self.served.get
+        self.served.update(served)
         known = {**self.router.deployments, **{d.name: d for d in deployments}}
         self.router.set_deployments(list(known.values()))
 

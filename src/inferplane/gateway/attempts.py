@@ -82,9 +82,10 @@ class Attempts:
         self._usage_capable: dict[str, bool] = {}
         self._trace_capable: dict[str, bool] = {}
 
-    async def run(self, x: Exchange) -> None:
+    async def run(self, x: Exchange, t_start: float) -> None:
         """Answer ``x`` from a replica and report it finished; raises ``Rejection`` when none
-        could answer (the pipeline renders it), never an upstream exception."""
+        could answer (the pipeline renders it), never an upstream exception. ``t_start``:
+        ``time.perf_counter()`` now (the first attempt's start)."""
         retry = x.req.served.config.retry
         info = x.info
         tried: set[str] = set()
@@ -92,8 +93,10 @@ class Attempts:
         unproven: list[tuple[Endpoint, UpstreamFault, Attempt]] = []  # 5xx answers not yet blamed on a replica
         try:
             for n in range(retry.max_attempts):
-                if n and retry.backoff_s:
-                    await asyncio.sleep(retry.backoff_s * 2 ** (n - 1))
+                if n:
+                    if retry.backoff_s:
+                        await asyncio.sleep(retry.backoff_s * 2 ** (n - 1))
+                    t_start = time.perf_counter()
                 choice = self.router.pick(info, tried)
                 if choice is None and (not tried or self.router.all_full(info.model, tried)):
                     # nothing ready at all, or every replica left to try is full: hold the request
@@ -109,9 +112,8 @@ class Attempts:
                     break
                 ep = choice.endpoint
                 x.retries = len(tried)
-                t_start = time.perf_counter()
                 try:
-                    answered = await self._once(x, choice, tried)
+                    answered = await self._once(x, choice, tried, t_start)
                 except Failure as exc:
                     self._failed(ep, exc.kind, str(exc))
                     self._report(x, choice, exc.kind, t_start, None, str(exc))
@@ -153,16 +155,15 @@ class Attempts:
                 x.observers.attempt(x.rec, a)
         raise self._gave_up(x, tried, last)
 
-    async def _once(self, x: Exchange, choice: Choice, tried: set[str]) -> Answered | object:
+    async def _once(self, x: Exchange, choice: Choice, tried: set[str], t_start: float) -> Answered | object:
         """Try one replica: the whole answer (not yet sent), or ``_STREAMED`` once a stream was
         relayed. Raises Failure (another replica may do better) or Rejection."""
-        t_start = time.perf_counter()
         ep = choice.endpoint
         req = x.req
         dialect = ep.dialect
         data, body = req.data, req.body
         upstream_name = ep.upstream_model or ep.deployment  # a fallback serves it under its own name
-        if upstream_name != req.model:
+        if upstream_name != x.rec.model:
             data = {**data, "model": upstream_name}
         strip_usage = req.stream and not req.include_usage and self._streams_usage(ep.runtime)
         if strip_usage:  # ask for usage anyway (for the token metrics); the client won't see it
@@ -201,7 +202,6 @@ class Attempts:
         tp = x.rec.upstream_traceparent  # set only when tracing is on
         extra = b"traceparent: %s\r\n" % tp.encode() if tp is not None and self._traces(ep.runtime) else b""
         for fresh in (False, True, True):
-            t_start = time.perf_counter()
             try:
                 resp = await self.pool.post(ep.url, path, body, fresh=fresh, extra_headers=extra)
             except ConnectFailed as exc:
@@ -213,7 +213,7 @@ class Attempts:
                 # A kept-alive connection the server had already closed: the request got no
                 # answer. Resend it on a fresh connection.
                 resp.close()
-                self._report(x, choice, "stale_connection", t_start)
+                self._report(x, choice, "stale_connection", time.perf_counter())
             except UpstreamError as exc:
                 resp.close()
                 raise Failure("disconnect", f"{ep.id} failed: {exc}") from exc
@@ -258,7 +258,7 @@ class Attempts:
             x.headers.append(("x-inferplane-fallback", ep.deployment))
 
     def _gave_up(self, x: Exchange, tried: set[str], last: Failure | None) -> Rejection:
-        model = x.req.model
+        model = x.rec.model or ""
         if last is None:
             return Rejection(503, f"no ready replica for model {model!r}; try again shortly", code="model_not_ready",
                              headers=[("Retry-After", str(self._retry_after(model)))])
@@ -304,9 +304,14 @@ class Attempts:
                        "" if blocks is None else f"prefix {blocks} blocks", outcome, t_start, time.perf_counter(),
                        status, detail)
 
-    def _report(self, x: Exchange, choice: Choice, outcome: str, t_start: float, status: int | None = None,
+    @staticmethod
+    def _report(x: Exchange, choice: Choice, outcome: str, t_start: float, status: int | None = None,
                 detail: str = "") -> None:
-        x.observers.attempt(x.rec, self._attempt(choice, outcome, t_start, status, detail))
+        ep = choice.endpoint
+        blocks = choice.predicted_cached_blocks
+        x.observers.attempt(x.rec, Attempt(ep.id, ep.deployment, ep.runtime, choice.policy,
+                                           "" if blocks is None else f"prefix {blocks} blocks", outcome, t_start,
+                                           time.perf_counter(), status, detail))
 
 
 def _excused(a: Attempt) -> Attempt:

@@ -92,11 +92,11 @@ class Pipeline:
             extra = await admission.admit(rec, req, principal)
             if extra:
                 headers += extra
+            t_routed = time.perf_counter()
             x = Exchange(rec, req, out, surface, surface.encoder(req), headers,
                          RouteInfo(req.model, req.session, req.body, tenant=principal.name,
-                                   priority=principal.priority_rank), observers,
-                         queued_s=time.perf_counter() - t_admit)
-            await self.attempts.run(x)
+                                   priority=principal.priority_rank), observers, queued_s=t_routed - t_admit)
+            await self.attempts.run(x, t_routed)
         except Rejection as rej:
             status, body, hs = surface.error(rej)
             self._finish(rec, x, status, rej.code)

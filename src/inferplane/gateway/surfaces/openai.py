@@ -12,7 +12,6 @@ Errors are OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import orjson
 
@@ -105,8 +104,12 @@ class OpenAISurface(Surface):
         if problem is not None:
             raise Rejection(400, problem.message, param=problem.param, code=problem.code)
         key = request.headers.get("x-session-id") or data.get("user")
-        return InferenceRequest(route, s, data, body, data.get("stream") is True, _asks_usage(data),
-                                key if isinstance(key, str) else None, _max_tokens(data))
+        opts = data.get("stream_options")
+        limit = data.get("max_completion_tokens") or data.get("max_tokens")
+        return InferenceRequest(route, s, data, body, data.get("stream") is True,
+                                opts.get("include_usage") is True if isinstance(opts, dict) else False,
+                                key if isinstance(key, str) else None,
+                                limit if type(limit) is int else None)
 
     def encoder(self, req: InferenceRequest) -> Encoder | None:
         return responses_encoder(req)
@@ -116,15 +119,3 @@ class OpenAISurface(Surface):
 
     def stream_error(self, message: str, code: str) -> bytes:
         return sse_error_event(message, code=code)
-
-
-def _asks_usage(data: dict[str, Any]) -> bool:
-    opts = data.get("stream_options")
-    return isinstance(opts, dict) and opts.get("include_usage") is True
-
-
-def _max_tokens(data: dict[str, Any]) -> int | None:
-    v = data.get("max_completion_tokens")
-    if v is None:
-        v = data.get("max_tokens")
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
