@@ -98,8 +98,7 @@ class Attempts:
                         await asyncio.sleep(retry.backoff_s * 2 ** (n - 1))
                     t_start = time.perf_counter()
                 choice = self.router.pick(info, tried)
-                if choice is None and (not tried or self.router.all_full(info.model, tried)):
-                    # nothing ready at all, or every replica left to try is full: hold the request
+                if choice is None and not tried:  # nothing ready, or every replica full: hold the request
                     t0 = time.perf_counter()
                     try:
                         choice = await self.router.wait_pick(info, tried)

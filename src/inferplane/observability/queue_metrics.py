@@ -49,9 +49,9 @@ class QueueCollector(Collector):
                                    "a replica.", labels=labels)
         timeouts = CounterMetricFamily("inferplane_queue_timeouts", "Held requests answered 503 because their "
                                        "wait ran out (queue_timeout_s).", labels=labels)
-        for (dep, prio, tenant), st in sorted(held.waits.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
-            lv = [dep, priority_name(prio), tenant or ""]
-            wait.add_metric(lv, count_value=float(st.served), sum_value=st.wait_s_sum)
+        for (dep, rank, who), st in sorted(held.waits.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+            lv = [dep, priority_name(rank), who or ""]
+            wait.add_metric(lv, count_value=st.served, sum_value=st.wait_s_sum)
             timeouts.add_metric(lv, float(st.timeouts))
         yield wait
         yield timeouts

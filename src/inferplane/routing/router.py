@@ -27,7 +27,8 @@ Saturation: a replica is full when it has ``bound`` requests in flight, where ``
 the deployment's ``max_concurrent_per_replica``, else the sequence slots of a replica
 inferplane launched (``capacity`` = ``max_concurrent_sequences``: the embedded runtime's and
 llama.cpp's parallel slots, vLLM's max-num-seqs), else none (listed endpoints, slots
-unknown). A full replica is skipped like a tried one; when every ready replica is full,
+unknown). A full replica is skipped like a tried one (not for a retry: a request whose replica failed
+it goes on to the next one at once, full or not); when every ready replica is full,
 ``pick`` finds nothing and ``wait_pick`` holds the request in the same ``HeldQueue``, which
 lets one go each time a replica has room again (``load_changed``), in the queue's order
 (``routing.fair.FairOrdering`` under ``serve``: priority, then fair across tenants). While
@@ -149,13 +150,6 @@ class Router:
             free += max(0, b - ep.in_flight)
         return free
 
-    def all_full(self, deployment: str, tried: set[str]) -> bool:
-        """Whether ``deployment`` has ready replicas not yet tried and every one of them is full
-        (then a retry waits for room instead of giving up)."""
-        if deployment not in self._bounded:
-            return False
-        return any(ep.id not in tried for ep in self.registry.ready(deployment)) and not self.room(deployment, tried)
-
     def _let_go(self, deployment: str) -> None:
         """Let as many held requests of ``deployment`` go as its replicas have room for."""
         held = self.held
@@ -238,8 +232,8 @@ class Router:
                     # replicas are up but none may be tried (breakers open): waiting would not help
                     raise NoReplica(f"no ready replica for model {info.model!r}; try again shortly",
                                     retry_after_s=1.0)
-                room = self.room(dep.name, tried)
-                if not self.all_full(dep.name, tried) and not (room and held.depth(dep.name)):
+                room = self.room(dep.name)
+                if room and not held.depth(dep.name):
                     # there is room, or nothing left to try: waiting would not help
                     choice = self.pick(info, tried, waited=True)
                     if choice is not None:
@@ -317,8 +311,10 @@ class Router:
         (none ready, every one full, or - unless ``waited`` - others are held for one)."""
         dep = self.deployments[info.model]
         now = self._clock()
-        bounded = dep.name in self._bounded
-        if bounded and not waited and not tried and self.held is not None and self.held.depth(dep.name):
+        # a retry (``tried``) is not held for room: it waited once already, and its replica
+        # failed it - it goes to the next replica even if that one is full (as before bounds)
+        bounded = dep.name in self._bounded and not tried
+        if bounded and not waited and self.held is not None and self.held.depth(dep.name):
             return None  # a new request queues behind the requests already held
         skip = self._skipper(tried, now, bounded)
         owner = dep.name

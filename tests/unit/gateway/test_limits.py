@@ -153,10 +153,17 @@ def test_max_concurrent_gives_back_what_the_rate_buckets_took() -> None:
     asyncio.run(body())
 
 
-class _DownStore(MemoryStore):
+class _DownStore:
+    """A store that cannot be reached (as Redis when it is down)."""
+
     async def take(self, buckets):  # type: ignore[no-untyped-def]
         from inferplane.gateway.tenancy.gcra import StoreUnavailable
         raise StoreUnavailable("limits store redis://127.0.0.1:1: connection refused")
+
+    enter = adjust = leave = take
+
+    async def close(self) -> None:
+        return None
 
 
 @pytest.mark.parametrize(("failure", "status"), [("open", 200), ("closed", 503)])

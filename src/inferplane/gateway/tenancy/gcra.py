@@ -166,12 +166,15 @@ class MemoryStore:
     async def adjust(self, key: str, limit: int, delta: int) -> None:
         self.adjust_now(key, limit, delta)
 
-    async def enter(self, key: str, limit: int) -> bool:
+    def enter_now(self, key: str, limit: int) -> bool:
         n = self._places.get(key, 0)
         if n >= limit:
             return False
         self._places[key] = n + 1
         return True
+
+    async def enter(self, key: str, limit: int) -> bool:
+        return self.enter_now(key, limit)
 
     def leave_now(self, key: str) -> None:
         n = self._places.get(key, 0) - 1

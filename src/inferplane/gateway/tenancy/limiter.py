@@ -109,6 +109,9 @@ class Limiter:
         self.store_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = False
+        # the in-process store answers at once: call it directly (no coroutine per request)
+        self._take_now = getattr(store, "take_now", None)
+        self._enter_now = getattr(store, "enter_now", None)
 
     async def admit(self, tenant: Tenant, *, body_len: int, max_tokens: int | None, n: int = 1) -> Verdict:
         """Admit or refuse one request of ``tenant``; never raises."""
@@ -123,7 +126,7 @@ class Limiter:
         res = Reservation(tenant)
         if buckets:
             try:
-                taken = await self.store.take(buckets)
+                taken = self._take_now(buckets) if self._take_now is not None else await self.store.take(buckets)
             except StoreUnavailable as exc:
                 self.store_failures += 1
                 if not self._warned:
@@ -144,7 +147,9 @@ class Limiter:
                 res.tokens = tokens
         if tenant.max_concurrent is not None:
             try:
-                entered = await self.store.enter(f"{tenant.name}:conc", tenant.max_concurrent)
+                key = f"{tenant.name}:conc"
+                entered = self._enter_now(key, tenant.max_concurrent) if self._enter_now is not None \
+                    else await self.store.enter(key, tenant.max_concurrent)
             except StoreUnavailable as exc:
                 self.store_failures += 1
                 if self.failure == "closed":
