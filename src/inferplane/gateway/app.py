@@ -262,6 +262,15 @@ class Gateway:
                 for name, s in self.served.items() if scope is None or name in scope]
         _json(out, 200, {"object": "list", "data": data})
 
+    def visible(self, request: Request, key_headers: tuple[str, ...] = _DEFAULT_KEY_HEADERS) -> dict[str, Served]:
+        """The served deployments the request's key may call (all without tenants): what model
+        lists and lookups outside the pipeline show, so a key learns nothing of the others.
+        ``handle`` has authenticated the request already."""
+        scope = self.admission.authenticate(request.headers, key_headers).deployments
+        if scope is None:
+            return self.served
+        return {n: s for n, s in self.served.items() if n in scope}
+
     async def model(self, request: Request, out: Responder) -> None:
         """``GET /v1/models/{id}`` (an id may hold ``/``): OpenAI's model object, or its 404."""
         name = request.path.removeprefix("/v1/models/")

@@ -32,6 +32,7 @@ from inferplane.config import DeploymentConfig, GatewayConfig
 from inferplane.config.models import BreakerConfig, ReplicaTarget, RetryConfig
 from inferplane.gateway import http1
 from inferplane.gateway.app import Gateway
+from inferplane.gateway.tenancy.setup import build_tenancy
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.runtimes.registry import get_adapter
 
@@ -152,7 +153,8 @@ async def running_gateway(urls: list[str], *, runtime: str = "openai", max_attem
                            breaker=BreakerConfig(failure_threshold=5, open_s=10))
     cfg = GatewayConfig(port=0, **gateway)  # type: ignore[arg-type]
     registry = EndpointRegistry()
-    gw = Gateway(cfg, (dep,), registry)
+    tenancy = build_tenancy(cfg)  # keys and tenants as serve builds them
+    gw = Gateway(cfg, (dep,), registry, admission=tenancy.admission, observers=(tenancy.observer,))
     adapter = get_adapter(runtime)
     for u in urls:
         ep = Endpoint(id=registry.new_id("m"), deployment="m", runtime=runtime, url=u,

@@ -110,3 +110,48 @@ def test_no_ready_replica_is_overloaded_for_anthropic_and_503_for_ollama() -> No
             assert oexc.value.status_code == 503
 
     _run(main())
+
+
+def test_a_key_sees_only_the_models_it_may_call_on_every_surface() -> None:
+    """Model lists and lookups outside the request pipeline (Ollama tags/show/ps, Anthropic
+    count_tokens and models.list, OpenAI models.retrieve) are scoped like /v1/models: a key that
+    may not call ``m`` cannot tell it is served."""
+    import hashlib
+
+    import openai
+
+    from inferplane.config.tenants import TenantConfig
+
+    def tenant(name: str, key: str, deployments: tuple[str, ...]) -> TenantConfig:
+        return TenantConfig(name=name, key_sha256=hashlib.sha256(key.encode()).hexdigest(), deployments=deployments)
+
+    async def main() -> None:
+        tenants = (tenant("ours", "k-ours", ("m",)), tenant("theirs", "k-theirs", ("elsewhere",)))
+        async with faulty_upstream("ok") as (up, _), running_gateway([up], tenants=tenants) as (_gw, url):
+            def seen(key: str) -> tuple[list[str], list[str], list[str], bool, bool]:
+                client = ollama.Client(host=url, headers={"Authorization": f"Bearer {key}"})
+                tags = [m.model for m in client.list().models]
+                claude = _claude(url, key)
+                listed = [m.id for m in claude.models.list().data]
+                oai = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+                models = [m.id for m in oai.models.list().data]
+                try:
+                    claude.messages.count_tokens(model="m", messages=MSGS)
+                    counted = True
+                except anthropic.NotFoundError:
+                    counted = False
+                try:
+                    client.show("m")
+                    shown = True
+                except ollama.ResponseError as exc:
+                    assert exc.status_code == 404
+                    shown = False
+                return tags, listed, models, counted, shown
+
+            assert await asyncio.to_thread(seen, "k-ours") == (["m:latest"], ["m"], ["m"], True, True)
+            assert await asyncio.to_thread(seen, "k-theirs") == ([], [], [], False, False)
+            with pytest.raises(openai.NotFoundError):
+                await asyncio.to_thread(openai.OpenAI(base_url=url + "/v1", api_key="k-theirs",
+                                                      max_retries=0).models.retrieve, "m")
+
+    _run(main())

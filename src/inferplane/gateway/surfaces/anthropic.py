@@ -148,8 +148,8 @@ class AnthropicSurface(Surface):
                 chat = messages_to_openai(body, count_only=True)
             except NotTranslatable as exc:
                 raise Rejection(400, str(exc), param=exc.param) from exc
-            served = gateway.served.get(chat["model"])
-            if served is None:
+            served = gateway.visible(request, self.key_headers).get(chat["model"])
+            if served is None:  # not served, or not for this key: alike
                 raise Rejection(404, f"model: {chat['model']} (GET /v1/models lists the served models)")
         except Rejection as rej:
             out.send(*self.error(rej))

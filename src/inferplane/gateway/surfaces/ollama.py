@@ -211,12 +211,13 @@ class OllamaSurface(Surface):
                 "details": {"parent_model": "", "format": fmt, "family": "", "families": None,
                             "parameter_size": "", "quantization_level": c.quantization or ""}}
 
-    async def tags(self, gateway: Gateway, _request: Request, out: Responder) -> None:
-        out.send(200, orjson.dumps({"models": [self._entry(s) for s in gateway.served.values()]}), [_JSON])
+    async def tags(self, gateway: Gateway, request: Request, out: Responder) -> None:
+        served = gateway.visible(request, self.key_headers)
+        out.send(200, orjson.dumps({"models": [self._entry(s) for s in served.values()]}), [_JSON])
 
-    async def ps(self, gateway: Gateway, _request: Request, out: Responder) -> None:
+    async def ps(self, gateway: Gateway, request: Request, out: Responder) -> None:
         models = []
-        for s in gateway.served.values():
+        for s in gateway.visible(request, self.key_headers).values():
             if gateway.registry.ready(s.config.name):
                 e = self._entry(s)
                 models.append({k: e[k] for k in ("name", "model", "size", "digest", "details")} |
@@ -229,7 +230,7 @@ class OllamaSurface(Surface):
             body = self._body(request)
             if not body.get("model") and body.get("name"):  # the deprecated spelling
                 body["model"] = body["name"]
-            s = self._deployment(body, lambda name: gateway.served.get(name))
+            s = self._deployment(body, gateway.visible(request, self.key_headers).get)
         except Rejection as rej:
             out.send(*self.error(rej))
             return
