@@ -59,17 +59,19 @@ class Admission(Protocol):
 
 def key_from(headers: dict[str, str], key_headers: tuple[str, ...]) -> str | None:
     """The API key a request carries: ``Authorization: Bearer <key>`` (scheme matched
-    case-insensitively, RFC 9110 11.1), or the bare value of another key header."""
+    case-insensitively, RFC 9110 11.1), or the bare value of another key header; an empty
+    value is no key (the next header is tried)."""
     for name in key_headers:
         value = headers.get(name)
         if value is None:
             continue
         if name == "authorization":
             scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer":
+            if scheme.lower() == "bearer" and token.strip(" \t"):
                 return token.strip(" \t")
             continue
-        return value.strip(" \t")
+        if value.strip(" \t"):
+            return value.strip(" \t")
     return None
 
 

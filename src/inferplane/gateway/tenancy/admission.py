@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from inferplane.config.tenants import DEFAULT_TENANT
-from inferplane.gateway.admission import ANONYMOUS, Principal
+from inferplane.gateway.admission import ANONYMOUS, Principal, key_from
 from inferplane.gateway.surfaces.base import InferenceRequest, Rejection
 from inferplane.gateway.tenancy.keys import KeyRing, Tenant
 from inferplane.gateway.tenancy.limiter import Limiter
@@ -58,23 +58,6 @@ class Refusal(Exception):
     def rejection(self) -> Rejection:
         """The same refusal as the pipeline's exception (rendered in the surface's shape)."""
         return Rejection(self.status, self.message, code=self.code, type_=self.type, headers=self.headers)
-
-
-def key_from(headers: dict[str, str], key_headers: tuple[str, ...]) -> str | None:
-    """The API key a request carries: ``Authorization: Bearer <key>`` (scheme matched
-    case-insensitively, RFC 9110 11.1), or the bare value of another key header."""
-    for name in key_headers:
-        value = headers.get(name)
-        if value is None:
-            continue
-        if name == "authorization":
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer" and token.strip(" \t"):
-                return token.strip(" \t")
-            continue
-        if value.strip(" \t"):
-            return value.strip(" \t")
-    return None
 
 
 def _unauthorized(key_headers: tuple[str, ...], what: str = "API key") -> Refusal:
