@@ -458,7 +458,7 @@ async def serve(handler: Handler, host: str, port: int, *, limits: HttpLimits | 
     loop = asyncio.get_running_loop()
     if ssl is None:
         return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
-                                        reuse_address=True)
+                                        reuse_address=True, reuse_port=reuse_port or None)
     return await loop.create_server(lambda: HttpServerProtocol(handler, state), host, port, backlog=backlog,
                                     reuse_address=True, reuse_port=reuse_port or None, ssl=ssl,
                                     ssl_handshake_timeout=lim.head_timeout_s)

@@ -96,8 +96,12 @@ def test_a_candidate_that_cannot_start_is_a_failed_result(tmp_path: Path) -> Non
 
 
 SCRIPT = textwrap.dedent("""
+    import signal
     import sys
     from pathlib import Path
+    # Ctrl-C as a terminal delivers it, even when the test itself runs in the background (a shell
+    # starts background jobs with SIGINT ignored, and Python keeps an inherited SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from inferplane.choose.cli import _sigterm_as_interrupt
     from inferplane.choose.measure import MeasureConfig, measure_all
     from inferplane.choose.plan import Candidate, WorkloadSpec
