@@ -183,6 +183,16 @@ def with_peers(policy: PrefixPolicy, n: int) -> PrefixPolicy:
     return policy
 
 
+def alone(policy: PrefixPolicy, n: int) -> PrefixPolicy:
+    for i in range(n):
+        policy.on_added(f"e{i}")
+    for _ in range(64):  # decisions over runtimes that run just what this gateway sent
+        policy.choose(RouteRequest(model="m"), [Candidate(f"e{i}", in_flight=2, running=2, capacity=4)
+                                                for i in range(n)])
+    assert not policy.peers_seen()
+    return policy
+
+
 @pytest.mark.parametrize(
     ("in_flight", "scraped", "peers"),
     [
@@ -191,7 +201,7 @@ def with_peers(policy: PrefixPolicy, n: int) -> PrefixPolicy:
         (3, 2, False),  # in flight here, not yet (or no longer) counted by the runtime
         (2, 4, True),  # half the work came from elsewhere: another gateway
         (1, 4, True),  # three quarters: three other gateways
-        (0, 0, False),  # idle: nothing learnt, the initial "alone" stays
+        (0, 0, True),  # idle: nothing learnt; it starts by assuming other gateways
     ],
 )
 def test_peer_share_tells_a_lone_gateway_from_one_of_several(in_flight: int, scraped: int, peers: bool) -> None:
@@ -213,12 +223,10 @@ def test_two_gateways_send_a_prefix_neither_has_seen_to_the_same_replica() -> No
 
 
 def test_a_lone_gateway_places_a_new_prefix_by_load_not_by_its_home() -> None:
-    alone, shared = PrefixPolicy(), with_peers(PrefixPolicy(), 4)
-    for i in range(4):
-        alone.on_added(f"e{i}")
+    lone, shared = alone(PrefixPolicy(), 4), with_peers(PrefixPolicy(), 4)
     prompts = [f"conversation {k}: " + "hello there " * 30 for k in range(24)]
     loads = [0.5, 0.25, 0.5, 0.5]  # e1 has one request per slot less than the others
-    by_load = [route(alone, req(t), pool(*[round(x * 4) for x in loads])) for t in prompts]
+    by_load = [route(lone, req(t), pool(*[round(x * 4) for x in loads])) for t in prompts]
     assert set(by_load) == {"e1"}, "alone, a new prefix goes where there is room"
     by_home = [route(shared, req(t), busy(*loads)) for t in prompts]
     assert len(set(by_home)) >= 3, "behind other gateways it goes to its home, spread over the ring"
@@ -252,12 +260,7 @@ def test_with_peers_a_new_prefix_goes_home_unless_load_says_otherwise(
     ],
 )
 def test_a_home_that_holds_part_of_a_conversation_keeps_it(home_share: float, peers: bool, stays_home: bool) -> None:
-    p = PrefixPolicy(home_share=home_share)
-    if peers:
-        with_peers(p, 3)
-    else:
-        for i in range(3):
-            p.on_added(f"e{i}")
+    p = with_peers(PrefixPolicy(home_share=home_share), 3) if peers else alone(PrefixPolicy(home_share=home_share), 3)
     first = "user: tell me about rivers " * 8
     from inferplane.routing.policies._load import CandidateList
 

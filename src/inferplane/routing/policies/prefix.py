@@ -30,8 +30,8 @@ decision that does not grow with the fleet:
    best placed by load, and nobody else's turns will follow it. ``peer_share`` tells the two
    apart without configuration: a moving average, over the scored candidates, of how much of
    the runtimes' scraped ``running + waiting`` this gateway's own ``in_flight`` does not
-   explain (about 0 alone or with no scrapes, about ``1 - 1/G`` behind G gateways that
-   share the traffic).
+   explain (about 0 alone, -1 with no scrapes, about ``1 - 1/G`` behind G gateways that
+   share the traffic); it starts at 1, so until a gateway has seen load it uses the ring.
 """
 
 from __future__ import annotations
@@ -176,9 +176,12 @@ class PrefixPolicy:
         self.home_share = home_share
         self.home_slack = home_slack
         self.home_peers = home_peers
-        self.peer_share = 0.0
+        self.peer_share = 1.0
         """Moving average of ``(sum(running + waiting) - sum(in_flight)) / max(both)`` over
-        the scored candidates of each decision, -1..1 (see step 6 of the module doc)."""
+        the scored candidates of each decision, -1..1 (see step 6 of the module doc). It
+        starts by assuming other gateways, and an idle fleet teaches it nothing: a gateway
+        that joins others (or sees only one request at a time) routes coherently at once; a
+        lone one learns that it is alone within a few dozen decisions under load."""
         self.index = PrefixIndex(max_blocks_per_endpoint)
         self._rng = random.Random(seed)
         self._ties = RotatingTieBreak()
