@@ -169,12 +169,52 @@ def test_prefix_index_bound_applies_per_endpoint() -> None:
     assert policy.index.size("e0") == 8
 
 
+def busy(*loads: float, capacity: int = 4) -> list[Candidate]:
+    """Runtimes whose scraped work (``running``, in requests per slot) another gateway sent."""
+    return [Candidate(f"e{i}", running=round(x * capacity), capacity=capacity) for i, x in enumerate(loads)]
+
+
+def with_peers(policy: PrefixPolicy, n: int) -> PrefixPolicy:
+    for i in range(n):
+        policy.on_added(f"e{i}")
+    for _ in range(64):  # decisions over runtimes busy with work this gateway did not send
+        policy.choose(RouteRequest(model="m"), busy(*[0.5] * n))
+    assert policy.peers_seen()
+    return policy
+
+
+def alone(policy: PrefixPolicy, n: int) -> PrefixPolicy:
+    for i in range(n):
+        policy.on_added(f"e{i}")
+    for _ in range(64):  # decisions over runtimes that run just what this gateway sent
+        policy.choose(RouteRequest(model="m"), [Candidate(f"e{i}", in_flight=2, running=2, capacity=4)
+                                                for i in range(n)])
+    assert not policy.peers_seen()
+    return policy
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "scraped", "peers"),
+    [
+        (2, 2, False),  # the runtimes run what this gateway sent: alone
+        (2, 0, False),  # no scrapes (embedded runtimes, or none yet): alone
+        (3, 2, False),  # in flight here, not yet (or no longer) counted by the runtime
+        (2, 4, True),  # half the work came from elsewhere: another gateway
+        (1, 4, True),  # three quarters: three other gateways
+        (0, 0, True),  # idle: nothing learnt; it starts by assuming other gateways
+    ],
+)
+def test_peer_share_tells_a_lone_gateway_from_one_of_several(in_flight: int, scraped: int, peers: bool) -> None:
+    policy = PrefixPolicy()
+    cands = [Candidate(f"e{i}", in_flight=in_flight, running=scraped, capacity=8) for i in range(3)]
+    for _ in range(200):
+        policy.choose(RouteRequest(model="m"), cands)
+    assert policy.peers_seen() is peers
+
+
 def test_two_gateways_send_a_prefix_neither_has_seen_to_the_same_replica() -> None:
-    a, b = PrefixPolicy(), PrefixPolicy(seed=7)
-    for p in (a, b):
-        for i in range(6):
-            p.on_added(f"e{i}")
-    cands = pool(0, 0, 0, 0, 0, 0)
+    a, b = with_peers(PrefixPolicy(), 6), with_peers(PrefixPolicy(seed=7), 6)
+    cands = busy(0.25, 0.25, 0.25, 0.25, 0.25, 0.25)
     prompts = [f"conversation {k}: " + "hello there " * 30 for k in range(40)]
     homes_a = [route(a, req(t), cands) for t in prompts]
     homes_b = [route(b, req(t), cands) for t in reversed(prompts)][::-1]
@@ -182,14 +222,54 @@ def test_two_gateways_send_a_prefix_neither_has_seen_to_the_same_replica() -> No
     assert len(set(homes_a)) >= 4, "new prefixes still spread over the replicas"
 
 
-def test_a_new_prefix_leaves_its_home_when_the_home_is_overloaded() -> None:
-    p = PrefixPolicy()
-    for i in range(3):
-        p.on_added(f"e{i}")
+def test_a_lone_gateway_places_a_new_prefix_by_load_not_by_its_home() -> None:
+    lone, shared = alone(PrefixPolicy(), 4), with_peers(PrefixPolicy(), 4)
+    prompts = [f"conversation {k}: " + "hello there " * 30 for k in range(24)]
+    loads = [0.5, 0.25, 0.5, 0.5]  # e1 has one request per slot less than the others
+    by_load = [route(lone, req(t), pool(*[round(x * 4) for x in loads])) for t in prompts]
+    assert set(by_load) == {"e1"}, "alone, a new prefix goes where there is room"
+    by_home = [route(shared, req(t), busy(*loads)) for t in prompts]
+    assert len(set(by_home)) >= 3, "behind other gateways it goes to its home, spread over the ring"
+
+
+@pytest.mark.parametrize(
+    ("others", "home", "goes_home"),
+    [
+        (0.0, 0.5, True),  # within the balance guard's absolute threshold (1 request per slot)
+        (0.0, 1.5, False),  # 1.5 per slot busier than an idle replica: the guard moves it
+        (3.0, 4.25, True),  # 1.25 busier, within home_slack, and < 1.5 x the least loaded
+        (3.0, 5.25, False),  # 2.25 busier: beyond home_slack
+    ],
+)
+def test_with_peers_a_new_prefix_goes_home_unless_load_says_otherwise(
+    others: float, home: float, goes_home: bool
+) -> None:
+    p = with_peers(PrefixPolicy(), 3)
     text = "a prompt nobody sent before " * 20
-    home = p.choose(req(text), pool(0, 0, 0)).endpoint_id
-    loads = [8 if f"e{i}" == home else 0 for i in range(3)]
-    assert p.choose(req(text), pool(*loads)).endpoint_id != home
+    home_id = p.choose(req(text), busy(others, others, others)).endpoint_id
+    loads = [home if f"e{i}" == home_id else others for i in range(3)]
+    assert (p.choose(req(text), busy(*loads)).endpoint_id == home_id) is goes_home
+
+
+@pytest.mark.parametrize(
+    ("home_share", "peers", "stays_home"),
+    [
+        (1.0, True, True),  # the home holds part of it: other gateways sent the rest there too
+        (0.0, True, False),  # credit off: only the part this gateway saw counts, an idle replica wins
+        (1.0, False, False),  # alone: this gateway saw every turn, its index is the whole truth
+    ],
+)
+def test_a_home_that_holds_part_of_a_conversation_keeps_it(home_share: float, peers: bool, stays_home: bool) -> None:
+    p = with_peers(PrefixPolicy(home_share=home_share), 3) if peers else alone(PrefixPolicy(home_share=home_share), 3)
+    first = "user: tell me about rivers " * 8
+    from inferplane.routing.policies._load import CandidateList
+
+    home_id = p.ring.home(req(first).prefix_hashes[0], CandidateList(busy(0, 0, 0))).endpoint_id
+    warm(p, home_id, first)  # this gateway routed turn 1; turns 2 and 3 went through another one
+    later = first + "assistant: rivers flow. user: and lakes? " * 12
+    loads = [0.5 if f"e{i}" == home_id else 0.0 for i in range(3)]
+    cands = busy(*loads) if peers else pool(*[round(x * 4) for x in loads])
+    assert (p.choose(req(later), cands).endpoint_id == home_id) is stays_home
 
 
 def test_removing_a_replica_moves_only_the_prefixes_it_was_home_for() -> None:

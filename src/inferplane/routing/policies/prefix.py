@@ -15,16 +15,23 @@ decision that does not grow with the fleet:
    min_load``, loads in requests per slot), route by least load instead.
 4. ``on_routed`` teaches the index that the chosen endpoint now caches the whole prompt;
    ``observe_cached`` corrects it from the ``cached_tokens`` the runtime reported.
-5. A prefix the index has never seen (not even its first block) goes to its *home*: the
-   first member clockwise from the hash of the prompt's leading block on a consistent-hash
-   ring of the routable endpoint ids (``HomeRing``), while its load is within ``home_slack``
-   of the least loaded candidate's (else the lowest score wins, as in step 2). Gateways that run side by side (``serve --workers``, several
-   ``serve`` over the same replicas) share no index, but they share the endpoint ids and the
-   hash, so each sends a new prefix to the same replica, and its followers find it cached
-   there: routing stays coherent without a shared database. Lookups are O(log n). A home
-   that the index believes holds part of a prefix scores as holding at least ``home_share``
-   of it (the other gateways' turns went there too), so a gateway that saw fewer turns of a
-   conversation does not move it for a small load difference.
+5. Where other gateways route to the same runtimes (``peers_seen``), a prefix the index has
+   never seen (not even its first block) goes to its *home*: the first member clockwise from
+   the hash of the prompt's leading block on a consistent-hash ring of the routable endpoint
+   ids (``HomeRing``), while its load is within ``home_slack`` of the least loaded
+   candidate's (else the lowest score wins, as in step 2). Gateways that run side by side
+   (``serve --workers``, several ``serve`` over the same replicas) share no index, but they
+   share the endpoint ids and the hash, so each sends a new prefix to the same replica, and
+   its followers find it cached there: routing stays coherent without a shared database.
+   Lookups are O(log n). A home that the index believes holds part of a prefix scores as
+   holding at least ``home_share`` of it (the other gateways' turns went there too), so a
+   gateway that saw fewer turns of a conversation does not move it for a load difference.
+6. A gateway alone in front of its runtimes does not use the ring: there a new prefix is
+   best placed by load, and nobody else's turns will follow it. ``peer_share`` tells the two
+   apart without configuration: a moving average, over the scored candidates, of how much of
+   the runtimes' scraped ``running + waiting`` this gateway's own ``in_flight`` does not
+   explain (about 0 alone, -1 with no scrapes, about ``1 - 1/G`` behind G gateways that
+   share the traffic); it starts at 1, so until a gateway has seen load it uses the ring.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import xxhash
@@ -51,6 +58,9 @@ __all__ = ["HomeRing", "PrefixDecision", "PrefixPolicy"]
 
 _PENDING_LIMIT = 4096
 """Predictions kept for ``observe_cached``; older ones are dropped (never observed)."""
+
+_PEER_ALPHA = 1 / 32
+"""Weight of one decision in ``PrefixPolicy.peer_share`` (an exponential moving average)."""
 
 
 class HomeRing:
@@ -134,8 +144,9 @@ class PrefixPolicy:
         holder_sample: int = 4,
         random_sample: int = 2,
         exact_below: int = 8,
-        home_share: float = 0.5,
-        home_slack: float = 1.0,
+        home_share: float = 1.0,
+        home_slack: float = 2.0,
+        home_peers: float = 0.2,
         seed: int = 0,
     ) -> None:
         """Raises ValueError on negative weights or thresholds, or a non-positive bound.
@@ -144,7 +155,10 @@ class PrefixPolicy:
         scored as holding at least this share: other gateways, whose routing this one does not
         see, sent their turns of the same conversation there. 0 turns it off.
         ``home_slack``: a prefix nobody holds goes to its home only while the home's load is
-        within this many requests per slot of the least loaded candidate's.
+        within this many requests per slot of the least loaded candidate's (the balance
+        guard, step 3, still applies).
+        ``home_peers``: the ring is used while ``peer_share`` is above this (step 6); 1 or
+        more never uses it, a negative value always does.
         """
         if min(w_load, w_cache, balance_abs_threshold, balance_rel_threshold) < 0:
             raise ValueError("weights and balance thresholds must be >= 0")
@@ -161,6 +175,13 @@ class PrefixPolicy:
             raise ValueError(f"home_share must lie in 0..1, got {home_share}")
         self.home_share = home_share
         self.home_slack = home_slack
+        self.home_peers = home_peers
+        self.peer_share = 1.0
+        """Moving average of ``(sum(running + waiting) - sum(in_flight)) / max(both)`` over
+        the scored candidates of each decision, -1..1 (see step 6 of the module doc). It
+        starts by assuming other gateways, and an idle fleet teaches it nothing: a gateway
+        that joins others (or sees only one request at a time) routes coherently at once; a
+        lone one learns that it is alone within a few dozen decisions under load."""
         self.index = PrefixIndex(max_blocks_per_endpoint)
         self._rng = random.Random(seed)
         self._ties = RotatingTieBreak()
@@ -186,13 +207,26 @@ class PrefixPolicy:
             out.setdefault(least.endpoint_id, least)
         return out
 
+    def peers_seen(self) -> bool:
+        """Whether other gateways (or clients) appear to send these runtimes part of their work."""
+        return self.peer_share > self.home_peers
+
+    def _learn_peers(self, considered: Iterable[Candidate]) -> None:
+        mine = theirs = 0
+        for c in considered:
+            mine += c.in_flight
+            theirs += c.running + c.waiting
+        if mine or theirs:  # an idle fleet says nothing either way
+            self.peer_share += ((theirs - mine) / max(mine, theirs) - self.peer_share) * _PEER_ALPHA
+
     def choose(self, request: RouteRequest, candidates: CandidateSet | Sequence[Candidate]) -> PrefixDecision:
         """Return the candidate with the best cache-vs-load score. Requires >= 1 candidate."""
         cands = as_candidates(candidates)  # its least_loaded() must not turn our tie rotation
         hashes = request.prefix_hashes
         depth, holders = self.index.longest(hashes) if hashes else (0, set())
         chosen = self._considered(cands, holders)
-        home = self.ring.home(hashes[0], cands) if hashes else None
+        self._learn_peers(chosen.values())
+        home = self.ring.home(hashes[0], cands) if hashes and self.peers_seen() else None
         if home is not None:
             chosen.setdefault(home.endpoint_id, home)
         considered = list(chosen.values())
