@@ -7,8 +7,14 @@ OpenAI upstream in another process (benchmarks/null_upstream.py), one request at
 less sensitive to other load on the machine than wrk's requests/s. Run it from two source
 trees to compare (``--compare-src``: alternating rounds in subprocesses).
 
+``--wiring server`` builds the gateway as ``inferplane serve`` does (``server.py``): the held
+queue, tenancy admission and its observer (active with no tenants configured), the
+dashboard's rolling windows (``RecentRequests``), the endpoint feed's registry listener and
+the queue collector - what users run. A source tree that lacks a part (an older commit) gets
+the parts it has. ``--wiring bare`` (the default) is ``Gateway`` alone.
+
     python benchmarks/handler_cpu.py [--requests 20000] [--rounds 5] [--concurrency 1 32]
-        [--policy least_load] [--stream] [--compare-src PATH]
+        [--policy least_load] [--stream] [--wiring bare|server] [--compare-src PATH]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -41,10 +48,40 @@ class _Wire:
         return None
 
 
-async def run(upstream: str, policy: str, requests: int, concurrency: int, stream: bool) -> float:
-    from inferplane.config import DeploymentConfig, GatewayConfig
-    from inferplane.config.models import ReplicaTarget
+def _gateway(dep: object, registry: object, wiring: str) -> object:
+    """A ``Gateway`` for ``dep``: alone (``bare``), or wired as ``server.py`` wires it (``server``)."""
+    from inferplane.config import GatewayConfig
     from inferplane.gateway.app import Gateway
+
+    cfg = GatewayConfig(port=0)
+    if wiring == "bare":
+        return Gateway(cfg, (dep,), registry)
+    from inferplane.routing.held import HeldQueue
+
+    try:
+        from inferplane.routing.fair import FairOrdering
+        held = HeldQueue(timeout_s=cfg.queue_timeout_s, max_depth=cfg.max_held_requests, ordering=FairOrdering)
+    except ImportError:  # an older tree: no tenancy, no observers, no feed
+        return Gateway(cfg, (dep,), registry, held=HeldQueue(timeout_s=cfg.queue_timeout_s,
+                                                             max_depth=cfg.max_held_requests))
+    from inferplane.gateway.tenancy.setup import build_tenancy
+    from inferplane.observability.queue_metrics import QueueCollector
+    from inferplane.observability.recent import RecentRequests
+    from inferplane.placement.feed import EndpointFeed
+
+    tenancy = build_tenancy(cfg)
+    gw = Gateway(cfg, (dep,), registry, held=held, admission=tenancy.admission, observers=getattr(tenancy, "request_observers", (tenancy.observer,)))
+    gw.metrics.registry.register(tenancy.observer)
+    gw.metrics.registry.register(QueueCollector(held))
+    EndpointFeed(registry)  # type: ignore[arg-type]
+    gw.observers.add(RecentRequests())
+    return gw
+
+
+async def run(upstream: str, policy: str, requests: int, concurrency: int, stream: bool,
+              wiring: str = "bare") -> float:
+    from inferplane.config import DeploymentConfig
+    from inferplane.config.models import ReplicaTarget
     from inferplane.gateway.http_limits import HttpLimits, ServerState
     from inferplane.gateway.http_messages import Request, Responder
     from inferplane.routing.registry import Endpoint, EndpointRegistry
@@ -53,7 +90,7 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
     dep = DeploymentConfig(name="m", runtime="openai", replicas=0, policy=policy,
                            endpoints=(ReplicaTarget(url=upstream),))
     registry = EndpointRegistry()
-    gw = Gateway(GatewayConfig(port=0), (dep,), registry)
+    gw: Any = _gateway(dep, registry, wiring)
     ep = Endpoint(id=registry.new_id("m"), deployment="m", runtime="openai", url=upstream,
                   dialect=get_adapter("openai").dialect_for(dep), capacity=64, managed=False)
     registry.add(ep)
@@ -85,13 +122,15 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--policy", nargs="+", default=["least_load"])
     ap.add_argument("--stream", action="store_true", help="streamed requests (the null upstream answers whole)")
+    ap.add_argument("--wiring", choices=["bare", "server"], default="bare",
+                    help="server: wire the gateway as `inferplane serve` does (admission, dashboard, feed)")
     ap.add_argument("--compare-src", help="a second source tree, run alternately")
-    ap.add_argument("--one", nargs=5, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream
+    ap.add_argument("--one", nargs=6, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream wiring
     args = ap.parse_args()
     if args.one:
         import uvloop
-        up, policy, n, c, s = args.one
-        print(uvloop.run(run(up, policy, int(n), int(c), s == "1")))
+        up, policy, n, c, s, wiring = args.one
+        print(uvloop.run(run(up, policy, int(n), int(c), s == "1", wiring)))
         return 0
     up_port = free_port()
     procs = [subprocess.Popen([sys.executable, str(HERE / "null_upstream.py"), str(up_port)])]
@@ -100,7 +139,7 @@ def main() -> int:
     srcs.append(("this", None))
     try:
         wait_ok(upstream + "/health")
-        print(f"requests={args.requests} rounds={args.rounds} load(1m)={os.getloadavg()[0]:.2f}")
+        print(f"requests={args.requests} rounds={args.rounds} wiring={args.wiring} load(1m)={os.getloadavg()[0]:.2f}")
         results: dict[tuple[str, str, int], list[float]] = {}
         for policy in args.policy:
             for c in args.concurrency:
@@ -110,7 +149,7 @@ def main() -> int:
                         if src:
                             env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
                         out = subprocess.run([sys.executable, __file__, "--one", upstream, policy, str(args.requests),
-                                              str(c), "1" if args.stream else "0"], env=env, check=True,
+                                              str(c), "1" if args.stream else "0", args.wiring], env=env, check=True,
                                              capture_output=True, text=True).stdout
                         results.setdefault((policy, label, c), []).append(float(out.strip().splitlines()[-1]))
         print(f"{'policy':<12} {'conc':>4} {'src':>8} {'CPU us/req median':>18} {'min':>6}  all")

@@ -239,7 +239,7 @@ async def _run_server(
     except (ConfigError, RuntimeError) as exc:
         raise ServeError(str(exc)) from exc
     gateway = Gateway(gw_cfg, deployments, registry, held=held, admission=tenancy.admission,
-                      observers=(tenancy.observer, *extra.observers))
+                      observers=(*tenancy.request_observers, *extra.observers))
     gateway.metrics.registry.register(tenancy.observer)
     gateway.metrics.registry.register(QueueCollector(held))
     gateway.pool.set_access(access)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["REASONS", "Handler", "Request", "Responder"]
 
 REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES = {code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()}
 
 
 class Request:
@@ -60,15 +61,17 @@ class Responder:
         now = _time()
         if now >= state.date_expires:
             state.refresh_date(now)
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown")), state.date]
-        for k, v in headers:
-            lines.append(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1")))
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))
+        # one str join and one encode for all the headers (a latin-1 encode per name and value
+        # and a bytes format per line cost twice as much; same error for a non-latin-1 value)
+        fields = "".join([f"{k}: {v}\r\n" for k, v in headers]).encode("latin-1")
         if not self.keep_alive:
-            lines.append(b"Connection: close\r\n")
-        elif self._http10:
-            lines.append(b"Connection: keep-alive\r\n")
-        lines.append(extra)
-        return b"".join(lines)
+            return b"".join((line, state.date, fields, b"Connection: close\r\n", extra))
+        if self._http10:
+            return b"".join((line, state.date, fields, b"Connection: keep-alive\r\n", extra))
+        return b"".join((line, state.date, fields, extra))
 
     def send(self, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
         """The whole response in one write. ``headers`` must include Content-Type."""

@@ -84,7 +84,7 @@ class Pipeline:
             rec.priority = principal.priority
             scope = principal.deployments
             req = surface.parse(route, request, self.lookup if scope is None else _scoped(self.lookup, scope))
-            rec.model = req.model
+            rec.model = model = req.model
             rec.stream = req.stream
             rec.max_tokens = req.max_tokens
             rec.session = req.session
@@ -94,7 +94,7 @@ class Pipeline:
                 headers += extra
             t_routed = time.perf_counter()
             x = Exchange(rec, req, out, surface, surface.encoder(req), headers,
-                         RouteInfo(req.model, req.session, req.body, tenant=principal.name,
+                         RouteInfo(model, req.session, req.body, tenant=principal.name,
                                    priority=principal.priority_rank), observers, queued_s=t_routed - t_admit)
             await self.attempts.run(x, t_routed)
         except Rejection as rej:

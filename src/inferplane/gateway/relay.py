@@ -61,12 +61,11 @@ def usage_of(data: bytes) -> Usage | None:
     start = data.rfind(b'"usage"')
     if start < 0:
         return None
-    data = data[start:]
-    p = _PROMPT_TOKENS.search(data)
+    p = _PROMPT_TOKENS.search(data, start)  # from "usage" on, without copying the tail
     if p is None:
         return None
-    c = _COMPLETION_TOKENS.search(data)
-    k = _CACHED_TOKENS.search(data)
+    c = _COMPLETION_TOKENS.search(data, start)
+    k = _CACHED_TOKENS.search(data, start)
     return Usage(int(p.group(1)), int(c.group(1)) if c else None, int(k.group(1)) if k else None)
 
 

@@ -199,7 +199,8 @@ class UpstreamResponse:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.close()
+        if self._conn is not None:  # not released (nor closed) yet
+            self.close()
 
     # fed by the connection
     def _headers_done(self, status: int) -> None:

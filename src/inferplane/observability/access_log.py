@@ -45,7 +45,7 @@ from typing import IO, Any
 
 import orjson
 
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord
+from inferplane.observability.observer import Attempt, Outcome, RequestRecord, ignores
 from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, PromptHashes, prompt_view
 
 __all__ = ["PREFIX_BLOCK_BYTES", "AccessLog", "LineWriter", "prompt_fingerprint"]
@@ -167,12 +167,15 @@ class AccessLog:
         self._iso_sec = -1
         self._iso_text = ""
 
+    @ignores
     def started(self, rec: RequestRecord) -> None:
         pass
 
+    @ignores
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
         pass
 
+    @ignores
     def first_token(self, rec: RequestRecord, t: float) -> None:
         pass
 

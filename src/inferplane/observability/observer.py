@@ -26,6 +26,8 @@ Contract for implementations:
   except ``rec.notes``, a per-request dict where an observer may keep its own state
   (a span, a reservation) keyed by its own name, and ``rec.upstream_traceparent``, which
   the tracing observer sets in ``started`` for the pipeline to send on.
+- An event an observer has nothing to do on: mark its method ``@ignores`` (it is then never
+  called; the fan-out is per request, so empty calls add up).
 - Timestamps are ``time.perf_counter()`` seconds (``t_start`` and the ``t`` arguments);
   ``started_unix`` is wall-clock for logs.
 """
@@ -33,12 +35,13 @@ Contract for implementations:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from inferplane.protocol.routes import Route, SurfaceName
 
-__all__ = ["Attempt", "Observers", "Outcome", "RequestObserver", "RequestRecord", "Usage"]
+__all__ = ["Attempt", "Observers", "Outcome", "RequestObserver", "RequestRecord", "Usage", "ignores"]
 
 log = logging.getLogger(__name__)
 
@@ -151,71 +154,101 @@ class RequestObserver(Protocol):
 
     # Optional: ``def token_gap(self, rec: RequestRecord, gap_s: float) -> None`` (see the
     # module docstring). Called per streamed chunk: define it only if you need it.
+    # A method that does nothing may be marked ``@ignores``: it is then never called.
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def ignores(method: F) -> F:
+    """Mark an observer's method as doing nothing: ``Observers`` then never calls it.
+
+    For an observer that must define an event (the protocol has four) but has nothing to do
+    on it; the per-request fan-out skips it instead of calling an empty method. Only for
+    methods that truly do nothing (they are never called).
+    """
+    method.__inferplane_ignores__ = True  # type: ignore[attr-defined]
+    return method
+
+
+def _handlers(observers: tuple[RequestObserver, ...], event: str) -> tuple[Callable[..., None], ...]:
+    out = []
+    for o in observers:
+        fn = getattr(o, event, None)
+        if fn is not None and not getattr(fn, "__inferplane_ignores__", False):
+            out.append(fn)
+    return tuple(out)
 
 
 class Observers:
     """Fans every event out to the observers it holds, in order; one that raises is logged
-    (once per kind of error) and the others still run. With none, each call is a loop over
-    an empty tuple."""
+    (once per kind of error) and the others still run. An observer's methods marked
+    ``@ignores`` are not called; an event no observer takes is a loop over an empty tuple."""
 
-    __slots__ = ("_all", "_gaps", "_warned")
+    __slots__ = ("_all", "_attempt", "_finished", "_first_token", "_started", "_token_gap", "_warned")
 
     def __init__(self, observers: tuple[RequestObserver, ...] = ()) -> None:
-        self._all = observers
-        self._gaps = tuple(o for o in observers if hasattr(o, "token_gap"))
         self._warned: set[tuple[str, str]] = set()
+        self._set(tuple(observers))
+
+    def _set(self, observers: tuple[RequestObserver, ...]) -> None:
+        self._all = observers
+        self._started = _handlers(observers, "started")
+        self._attempt = _handlers(observers, "attempt")
+        self._first_token = _handlers(observers, "first_token")
+        self._token_gap = _handlers(observers, "token_gap")
+        self._finished = _handlers(observers, "finished")
 
     def add(self, observer: RequestObserver) -> None:
-        self._all = (*self._all, observer)
-        if hasattr(observer, "token_gap"):
-            self._gaps = (*self._gaps, observer)
+        self._set((*self._all, observer))
 
     @property
     def wants_gaps(self) -> bool:
         """Whether any observer takes ``token_gap`` (the relay skips timing chunks when none does)."""
-        return bool(self._gaps)
+        return bool(self._token_gap)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._all)
 
     def started(self, rec: RequestRecord) -> None:
-        for o in self._all:
+        for fn in self._started:
             try:
-                o.started(rec)
+                fn(rec)
             except Exception as exc:
-                self._broken(o, "started", exc)
+                self._broken(fn, "started", exc)
 
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
-        for o in self._all:
+        for fn in self._attempt:
             try:
-                o.attempt(rec, attempt)
+                fn(rec, attempt)
             except Exception as exc:
-                self._broken(o, "attempt", exc)
+                self._broken(fn, "attempt", exc)
 
     def first_token(self, rec: RequestRecord, t: float) -> None:
-        for o in self._all:
+        for fn in self._first_token:
             try:
-                o.first_token(rec, t)
+                fn(rec, t)
             except Exception as exc:
-                self._broken(o, "first_token", exc)
+                self._broken(fn, "first_token", exc)
 
     def token_gap(self, rec: RequestRecord, gap_s: float) -> None:
-        for o in self._gaps:
+        for fn in self._token_gap:
             try:
-                o.token_gap(rec, gap_s)  # type: ignore[attr-defined]
+                fn(rec, gap_s)
             except Exception as exc:
-                self._broken(o, "token_gap", exc)
+                self._broken(fn, "token_gap", exc)
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
-        for o in self._all:
+        for fn in self._finished:
             try:
-                o.finished(rec, outcome)
+                fn(rec, outcome)
             except Exception as exc:
-                self._broken(o, "finished", exc)
+                self._broken(fn, "finished", exc)
 
-    def _broken(self, o: RequestObserver, event: str, exc: Exception) -> None:
-        key = (type(o).__name__, f"{event}:{type(exc).__name__}")
+    def _broken(self, fn: Callable[..., None], event: str, exc: Exception) -> None:
+        name = type(getattr(fn, "__self__", fn)).__name__
+        key = (name, f"{event}:{type(exc).__name__}")
         if key not in self._warned:
             self._warned.add(key)
             log.error("request observer %s failed in %s: %r (further errors like it are not logged)",
-                      type(o).__name__, event, exc)
+                      name, event, exc)

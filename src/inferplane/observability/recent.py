@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord
+from inferplane.observability.observer import Attempt, Outcome, RequestRecord, ignores
 
 __all__ = ["NO_DEPLOYMENT", "OTHER_DEPLOYMENTS", "RecentRequests", "weighted_percentile", "weighted_percentiles"]
 
@@ -174,18 +174,25 @@ class RecentRequests:
 
     # -- the observer ----------------------------------------------------------------------
 
+    @ignores
     def started(self, rec: RequestRecord) -> None:
         pass
 
+    @ignores
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
         pass
 
+    @ignores
     def first_token(self, rec: RequestRecord, t: float) -> None:
         pass
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
         t = outcome.t_end
-        b = self._bucket(rec.model or NO_DEPLOYMENT, t)
+        ring = self._rings.get(rec.model or NO_DEPLOYMENT)
+        if ring and ring[-1].index >= int(t // self.bucket_s):  # the common case, as in _bucket
+            b = ring[-1]
+        else:
+            b = self._bucket(rec.model or NO_DEPLOYMENT, t)
         self.requests_total += 1
         b.requests += 1
         status = outcome.status

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord
+from inferplane.observability.observer import Attempt, Outcome, RequestRecord, ignores
 
 __all__ = ["TenantWindows"]
 
@@ -50,12 +50,15 @@ class TenantWindows:
         self._clock = clock
         self._rings: dict[str, collections.deque[_Bucket]] = {}
 
+    @ignores
     def started(self, rec: RequestRecord) -> None:
         pass
 
+    @ignores
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
         pass
 
+    @ignores
     def first_token(self, rec: RequestRecord, t: float) -> None:
         pass
 

@@ -49,14 +49,14 @@ class EndpointFeed:
         self.hold_s = hold_s
         self.version = 0
         self._changed = asyncio.Event()
-        registry.add_listener(self)
+        registry.add_listener(self, loads=False)  # in-flight counts are not published
         registry.on_state(lambda _ep, _was: self._bump())
 
     def routable_changed(self, endpoint: Endpoint) -> None:
         self._bump()
 
     def load_changed(self, endpoint: Endpoint) -> None:
-        """In-flight counts are each gateway's own: not published."""
+        """In-flight counts are each gateway's own: not published (never called: see __init__)."""
 
     def _bump(self) -> None:
         self.version += 1

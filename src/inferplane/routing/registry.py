@@ -121,10 +121,20 @@ class EndpointRegistry:
         self._listeners: list[Callable[[Endpoint], None]] = []
         self._state_listeners: list[StateListener] = []
         self._watchers: list[EndpointListener] = []
+        self._load_fns: list[Callable[[Endpoint], None]] = []
+        """What ``acquire`` and its release call: every ``load_changed`` that wants it."""
 
-    def add_listener(self, listener: EndpointListener) -> None:
-        """Keep ``listener`` told of every routable and load change from now on."""
+    def add_listener(self, listener: EndpointListener, *, loads: bool = True) -> None:
+        """Keep ``listener`` told of every routable and load change from now on (``loads=False``:
+        of routable changes only; its ``load_changed`` is never called, which keeps it off the
+        per-request acquire and release)."""
         self._watchers.append(listener)
+        if loads:
+            self._load_fns.append(listener.load_changed)
+
+    def on_load(self, fn: Callable[[Endpoint], None]) -> None:
+        """Call ``fn(endpoint)`` after every change of ``endpoint.in_flight`` (acquire and release)."""
+        self._load_fns.append(fn)
 
     def routable(self, endpoint: Endpoint) -> bool:
         """May ``endpoint`` take new requests? (Registered and ready.) The one definition."""
@@ -212,9 +222,9 @@ class EndpointRegistry:
         """Count a request in flight on ``endpoint``; the returned release is idempotent."""
         endpoint.in_flight += 1
         endpoint.requests_total += 1
-        watchers = self._watchers
-        for w in watchers:
-            w.load_changed(endpoint)
+        fns = self._load_fns
+        for fn in fns:
+            fn(endpoint)
         released = False
 
         def release() -> None:
@@ -222,7 +232,7 @@ class EndpointRegistry:
             if not released:
                 released = True
                 endpoint.in_flight -= 1
-                for w in watchers:
-                    w.load_changed(endpoint)
+                for fn in fns:
+                    fn(endpoint)
 
         return release

@@ -126,7 +126,16 @@ class Router:
         self._bounded: set[str] = {d.name for d in deployments if _may_bound(d)}
         """Deployments whose replicas may have a concurrency bound (``bound``)."""
         registry.on_state(self._state_changed)
-        registry.add_listener(_RoomWatcher(self))
+        self._load_listening = False
+        self._listen_loads()
+
+    def _listen_loads(self) -> None:
+        """Hear of every acquire and release (a released request may make room for a held one),
+        from the first time a deployment may have a bound on: with none (every replica
+        unbounded, nothing is ever held for room) the per-request calls are skipped."""
+        if self._bounded and self.held is not None and not self._load_listening:
+            self._load_listening = True
+            self.registry.on_load(self.load_changed)
 
     def bound(self, ep: Endpoint) -> int | None:
         """Requests ``ep`` may have in flight before it counts as full (None: no bound)."""
@@ -207,6 +216,7 @@ class Router:
         gone = self.deployments.keys() - new.keys()
         self.deployments = new
         self._bounded = {d.name for d in deployments if _may_bound(d)}
+        self._listen_loads()
         if self.held is not None:
             for name in gone:
                 self.held.release(name)
@@ -415,18 +425,3 @@ def _may_bound(d: DeploymentConfig) -> bool:
     """Whether some replica of ``d`` has a concurrency bound: a set ``max_concurrent_per_replica``,
     or replicas inferplane launches (bounded by their slots)."""
     return d.max_concurrent_per_replica is not None or d.max_local_replicas() > 0
-
-
-class _RoomWatcher:
-    """The router's registry listener: a released request may make room for a held one."""
-
-    __slots__ = ("_router",)
-
-    def __init__(self, router: Router) -> None:
-        self._router = router
-
-    def routable_changed(self, endpoint: Endpoint) -> None:
-        return None
-
-    def load_changed(self, endpoint: Endpoint) -> None:
-        self._router.load_changed(endpoint)

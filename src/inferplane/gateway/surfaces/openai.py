@@ -98,7 +98,8 @@ class OpenAISurface(Surface):
         if s is None:
             raise Rejection(404, f"the model {model!r} does not exist; GET /v1/models lists the served models",
                             param="model", code="model_not_found")
-        problem = check_deployment_kind(route, s.config)
+        # chat and completions need a chat deployment (check_deployment_kind, asked only when it may refuse)
+        problem = check_deployment_kind(route, s.config) if s.config.embeddings else None
         if problem is None and route is Route.CHAT:
             problem = check_tool_use(data, s)
         if problem is not None:
@@ -112,7 +113,7 @@ class OpenAISurface(Surface):
                                 limit if type(limit) is int else None)
 
     def encoder(self, req: InferenceRequest) -> Encoder | None:
-        return responses_encoder(req)
+        return None if req.extra is None else responses_encoder(req)
 
     def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
         return openai_error(rejection)

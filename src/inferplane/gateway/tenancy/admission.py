@@ -74,12 +74,15 @@ class TenantAdmission:
         self.keys = keys
         self.limiter = limiter
         self.observer = observer
+        self._anonymous = not keys.required  # a KeyRing does not change once built
         self._principals = {name: Principal(name, t.priority_name, t.deployments, t.priority)
                             for name, t in keys.tenants.items()}
 
     # -- the pipeline's Admission contract -------------------------------------------------
 
     def authenticate(self, headers: dict[str, str], key_headers: tuple[str, ...]) -> Principal:
+        if self._anonymous:  # no keys configured: everyone is anonymous (the per-request common case)
+            return ANONYMOUS
         try:
             tenant = self.tenant(headers, key_headers)
         except Refusal as r:

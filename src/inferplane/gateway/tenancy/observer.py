@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from inferplane.gateway.tenancy.limiter import Limiter, Reservation
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord
+from inferplane.observability.observer import Attempt, Outcome, RequestRecord, ignores
 
 __all__ = ["NOTE", "TenantObserver"]
 
@@ -44,12 +44,15 @@ class TenantObserver(Collector):
         """Count a 429 of ``tenant`` (admission calls it with the verdict's ``limit``)."""
         self.limited[(tenant, limit)] += 1
 
+    @ignores
     def started(self, rec: RequestRecord) -> None:
         return None
 
+    @ignores
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
         return None
 
+    @ignores
     def first_token(self, rec: RequestRecord, t: float) -> None:
         return None
 

@@ -20,6 +20,13 @@ class Tenancy:
     observer: TenantObserver
     limiter: Limiter | None
 
+    @property
+    def request_observers(self) -> tuple[TenantObserver, ...]:
+        """What to add to the gateway's request observers: the tenant observer, or nothing when
+        no key is configured (then no request has a tenant or a reservation, and its ``finished``
+        would only return; it stays a Prometheus collector either way)."""
+        return (self.observer,) if self.admission.keys.required else ()
+
     async def close(self) -> None:
         if self.limiter is not None:
             await self.limiter.close()
