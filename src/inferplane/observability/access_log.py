@@ -45,7 +45,11 @@ from typing import IO, Any
 
 import orjson
 
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord, ignores
+from inferplane.observability.observer import (
+    FinishedObserver,
+    Outcome,
+    RequestRecord,
+)
 from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, PromptHashes, prompt_view
 
 __all__ = ["PREFIX_BLOCK_BYTES", "AccessLog", "LineWriter", "prompt_fingerprint"]
@@ -153,7 +157,7 @@ class LineWriter:
             self._fh.close()
 
 
-class AccessLog:
+class AccessLog(FinishedObserver):
     """A request observer writing one JSON line per finished request (module docstring).
 
     Cost on the event loop per request: the fingerprint (one hash pass over the prompt's
@@ -166,18 +170,6 @@ class AccessLog:
         self.log_prompts = log_prompts
         self._iso_sec = -1
         self._iso_text = ""
-
-    @ignores
-    def started(self, rec: RequestRecord) -> None:
-        pass
-
-    @ignores
-    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
-        pass
-
-    @ignores
-    def first_token(self, rec: RequestRecord, t: float) -> None:
-        pass
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
         self.writer.write(orjson.dumps(self.line(rec, outcome), option=orjson.OPT_APPEND_NEWLINE))

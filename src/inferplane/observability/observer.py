@@ -41,7 +41,7 @@ from typing import Any, Protocol, TypeVar
 
 from inferplane.protocol.routes import Route, SurfaceName
 
-__all__ = ["Attempt", "Observers", "Outcome", "RequestObserver", "RequestRecord", "Usage", "ignores"]
+__all__ = ["Attempt", "FinishedObserver", "Observers", "Outcome", "RequestObserver", "RequestRecord", "Usage", "ignores"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,25 @@ def ignores(method: F) -> F:
     """
     method.__inferplane_ignores__ = True  # type: ignore[attr-defined]
     return method
+
+
+class FinishedObserver:
+    """Base of an observer that needs only ``finished``: the other three events are marked
+    ``@ignores`` here, so ``Observers`` never calls them (subclasses define ``finished``)."""
+
+    __slots__ = ()
+
+    @ignores
+    def started(self, rec: RequestRecord) -> None:
+        pass
+
+    @ignores
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
+        pass
+
+    @ignores
+    def first_token(self, rec: RequestRecord, t: float) -> None:
+        pass
 
 
 def _handlers(observers: tuple[RequestObserver, ...], event: str) -> tuple[Callable[..., None], ...]:

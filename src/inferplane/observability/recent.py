@@ -39,7 +39,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord, ignores
+from inferplane.observability.observer import (
+    FinishedObserver,
+    Outcome,
+    RequestRecord,
+)
 
 __all__ = ["NO_DEPLOYMENT", "OTHER_DEPLOYMENTS", "RecentRequests", "weighted_percentile", "weighted_percentiles"]
 
@@ -152,7 +156,7 @@ def weighted_percentiles(pairs: Iterable[tuple[float, float]], qs: Sequence[floa
     return out
 
 
-class RecentRequests:
+class RecentRequests(FinishedObserver):
     """The last ``window_s`` seconds of requests per deployment; see the module docstring."""
 
     def __init__(self, *, window_s: float = 600.0, bucket_s: float = 5.0, summary_s: float = 60.0,
@@ -173,18 +177,6 @@ class RecentRequests:
         """Every request this observer saw finish (never decreases; for 'is it moving' checks)."""
 
     # -- the observer ----------------------------------------------------------------------
-
-    @ignores
-    def started(self, rec: RequestRecord) -> None:
-        pass
-
-    @ignores
-    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
-        pass
-
-    @ignores
-    def first_token(self, rec: RequestRecord, t: float) -> None:
-        pass
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
         t = outcome.t_end

@@ -21,7 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord, ignores
+from inferplane.observability.observer import (
+    FinishedObserver,
+    Outcome,
+    RequestRecord,
+)
 
 __all__ = ["TenantWindows"]
 
@@ -36,7 +40,7 @@ class _Bucket:
     tokens: int = 0
 
 
-class TenantWindows:
+class TenantWindows(FinishedObserver):
     """Requests and tokens per tenant over the last ``window_s`` seconds; see the module docstring."""
 
     def __init__(self, *, window_s: float = 60.0, bucket_s: float = 5.0, max_tenants: int = 10_000,
@@ -49,18 +53,6 @@ class TenantWindows:
         self._n = math.ceil(window_s / bucket_s)
         self._clock = clock
         self._rings: dict[str, collections.deque[_Bucket]] = {}
-
-    @ignores
-    def started(self, rec: RequestRecord) -> None:
-        pass
-
-    @ignores
-    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
-        pass
-
-    @ignores
-    def first_token(self, rec: RequestRecord, t: float) -> None:
-        pass
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
         tenant = rec.tenant
