@@ -117,15 +117,16 @@ def test_a_region_that_loses_every_replica_fails_over_and_its_traffic_returns(
                 return e.code, dict(e.headers), e.read()
 
         eps: list[dict] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                eps = json.loads(call("east", "/admin/endpoints")[2])["endpoints"]
-                if len(eps) == 4 and all(e["ready"] for e in eps):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        for gw in ("west", "east"):  # both listening (over TLS, start_serve cannot probe) and all 4 ready
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    eps = json.loads(call(gw, "/admin/endpoints")[2])["endpoints"]
+                    if len(eps) == 4 and all(e["ready"] for e in eps):
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.2)
         ids = {e["url"]: e["id"] for e in eps}
         region_of = {ids[r.url]: name for name, rs in replicas.items() for r in rs}
 
