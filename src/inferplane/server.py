@@ -492,7 +492,7 @@ class _Reloader:
         self.store = store
         self.say = say
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def in_background(self) -> None:
         task = asyncio.ensure_future(self._logged())

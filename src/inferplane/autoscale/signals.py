@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from inferplane.autoscale.policy import Signals
 from inferplane.routing.held import HeldQueue
@@ -18,7 +19,7 @@ from inferplane.routing.registry import EndpointRegistry, EndpointState
 __all__ = ["SignalReader", "histogram_quantile"]
 
 
-class _Histogram:  # what the reader needs of observability.metrics.FastHistogram
+class _Histogram(Protocol):  # what the reader needs of observability.metrics.FastHistogram
     bounds: tuple[float, ...]
     counts: list[int]
 

@@ -146,7 +146,7 @@ class FakeOpenAIServer:
             path = METRICS_PATH.get(rec.runtime, "/metrics")
             r.add_get(path, self._metrics)
             if path != "/metrics":  # TensorRT-LLM: /metrics is JSON iteration stats
-                r.add_get("/metrics", lambda _r: web.json_response([]))
+                r.add_get("/metrics", _empty_json_list)
         if ollama:
             from inferplane.bench.fake_ollama import add_ollama_routes
 
@@ -360,6 +360,10 @@ class FakeOpenAIServer:
     def _after_stream(self, request: web.Request) -> None:
         if self.config.fault == "close_after_stream":
             self._streamed.add(request.transport)
+
+
+async def _empty_json_list(_request: web.Request) -> web.Response:
+    return web.json_response([])
 
 
 def _event(obj: dict[str, object]) -> bytes:

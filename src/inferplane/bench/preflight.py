@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -57,6 +58,7 @@ def _server_message(body: bytes) -> str:
 async def preflight(base_url: str, model: str, *, api: str, api_key: str | None, timeout_s: float) -> Preflight:
     """Send one non-streamed request to ``base_url`` for ``model``; never raises for I/O trouble."""
     base = base_url.rstrip("/").removesuffix("/v1")
+    body: dict[str, Any]
     if api == "chat":
         url, body = base + "/v1/chat/completions", {"messages": [{"role": "user", "content": PROBE_TEXT}]}
     else:

