@@ -480,7 +480,7 @@ def _cached_blocks(gateway: Gateway) -> Callable[[str], int]:
 def _apply_one(gateway: Gateway, plane: ControlPlane, dep: DeploymentConfig) -> None:
     """One deployment changed through the admin API: the gateway and its controller learn it."""
     gateway.set_deployments(tuple(dep if s.config.name == dep.name else s.config for s in gateway.served.values()))
-    plane.controllers[dep.name].update(dep)
+    plane.controllers[dep.name].update(dep, endpoints=False)  # endpoints that joined through the admin API stay
 
 
 class _EndpointAccess:

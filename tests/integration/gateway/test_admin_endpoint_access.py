@@ -93,6 +93,14 @@ def test_an_https_endpoint_with_a_key_joins_and_serves(sp: ServeProcess, upstrea
     assert eps[0]["ready"] and eps[0]["api_key_from"] == "$JOINED_KEY"
     for path in ("/admin/endpoints", "/admin/deployments", "/admin/deployments/m", "/metrics"):
         assert KEY not in http_get(sp.url + path)[1].decode()
+    # another admin change to the deployment keeps the endpoint that joined, and its key
+    req = urllib.request.Request(sp.url + "/admin/deployments/m", data=b'{"replicas": 0}', method="PATCH",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200
+    time.sleep(1.0)  # a few health rounds
+    assert [e["id"] for e in sp.endpoints()] == [added["id"]]
+    assert client.chat.completions.create(model="m", messages=MSGS, max_tokens=8).choices[0].message.content == "joined"
 
 
 def test_what_cannot_be_used_is_a_400_that_says_why(sp: ServeProcess, upstream: FakeOpenAIServer,
