@@ -307,8 +307,10 @@ class Attempts:
 
     def _refused(self, x: Exchange, choice: Choice, status: int, t_start: float) -> Failure:
         """The replica refused the gateway's key: report and log it (once per endpoint and key
-        source), without counting it against the replica."""
+        source). It answered, so for its breaker this is an answer like any below 500 (a
+        half-open breaker's trial is settled, not left out forever), not a failure."""
         ep = choice.endpoint
+        self.router.succeeded(choice)
         source = self.pool.access(ep.url).key_source
         msg = refused_credentials(ep.id, ep.url, status, source)
         self._report(x, choice, "credentials_refused", t_start, status, msg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 from memory_gateway import call, chat, memory_gateway
@@ -73,5 +74,22 @@ def test_the_message_says_which_variable_or_that_none_is_set() -> None:
         assert reply.status == 502
         msg = reply.json()["error"]["message"]
         assert "$UP_KEY" in msg and "m-1" in msg and "http://up-0:80" in msg and KEY not in msg
+        gw.close()
+    asyncio.run(main())
+
+
+def test_a_half_open_breakers_trial_refused_is_settled_not_left_out() -> None:
+    async def main() -> None:
+        gw, _, rec = memory_gateway(refuse_all, 1)
+        ep = gw.registry.get("m-1")
+        for _ in range(5):  # real failures open its breaker...
+            gw.router.failed(ep)
+        breaker = gw.router.breaker(ep)
+        breaker.record_failure(time.monotonic() - 100)  # ...long ago: the next request is its trial
+        assert breaker.state == BreakerState.OPEN
+        for _ in range(2):  # the trial is refused; the endpoint answered, so the next request goes to it too
+            reply = await call(gw, chat())
+            assert reply.status == 502 and reply.json()["error"]["code"] == "upstream_credentials"
+        assert rec.attempts() == ["credentials_refused", "credentials_refused"]
         gw.close()
     asyncio.run(main())
