@@ -30,7 +30,7 @@ from inferplane.autoscale import Autoscaler, SignalReader
 from inferplane.choose.hardware import parse_meminfo
 from inferplane.choose.model_info import ModelInfoError, read_gguf
 from inferplane.config import DeploymentConfig, GatewayConfig, InferplaneConfig
-from inferplane.config.models import ConfigError, admin_key, load_config
+from inferplane.config.models import ConfigError, ReplicaTarget, admin_key, load_config
 from inferplane.errors import InferplaneError
 from inferplane.gateway import http1
 from inferplane.gateway.admin import AdminApi
@@ -56,7 +56,12 @@ from inferplane.routing.held import HeldQueue
 from inferplane.routing.policies import PrefixPolicy
 from inferplane.routing.registry import EndpointRegistry
 from inferplane.runtimes._common import nvidia_gpu_ids
-from inferplane.runtimes.access import AccessTable, access_from_config
+from inferplane.runtimes.access import (
+    AccessTable,
+    UpstreamAccess,
+    access_for_endpoint,
+    access_from_config,
+)
 from inferplane.runtimes.base import Capabilities, LaunchError, Resources
 from inferplane.runtimes.discovery import Finding, survey
 from inferplane.runtimes.embedded import default_context_tokens
@@ -263,7 +268,8 @@ async def _run_server(
     if config_path is not None and not follow:
         reload = _Reloader(config_path, config, gateway, plane, store or ModelStore(), say, checker)
     gateway.admin = AdminApi(plane, autoscaler=autoscaler, reload=reload, feed=feed,
-                             apply_deployment=lambda d: _apply_one(gateway, plane, d)).routes
+                             apply_deployment=lambda d: _apply_one(gateway, plane, d),
+                             endpoint_access=_EndpointAccess(gw_cfg, gateway, checker, reload)).routes
     gateway.can_serve = plane.can_serve
     gateway.metrics.registry.register(ControlCollector(
         plane.counts, lambda: autoscaler.decisions, held.depths, lambda: held.timeouts_total,
@@ -474,7 +480,32 @@ def _cached_blocks(gateway: Gateway) -> Callable[[str], int]:
 def _apply_one(gateway: Gateway, plane: ControlPlane, dep: DeploymentConfig) -> None:
     """One deployment changed through the admin API: the gateway and its controller learn it."""
     gateway.set_deployments(tuple(dep if s.config.name == dep.name else s.config for s in gateway.served.values()))
-    plane.controllers[dep.name].update(dep)
+    plane.controllers[dep.name].update(dep, endpoints=False)  # endpoints that joined through the admin API stay
+
+
+class _EndpointAccess:
+    """An endpoint joins through the admin API: its key and TLS settings, checked as the file's
+    are, go into the access table every part that talks to endpoints reads (the proxy's pool,
+    the health checker, a later reload's comparison)."""
+
+    def __init__(self, gateway_config: GatewayConfig, gateway: Gateway, checker: HealthChecker,
+                 reload: _Reloader | None) -> None:
+        self.gateway_config = gateway_config
+        self.gateway = gateway
+        self.checker = checker
+        self.reload = reload
+
+    def __call__(self, dep: DeploymentConfig, target: ReplicaTarget) -> UpstreamAccess:
+        access = access_for_endpoint(self.gateway_config, dep, target)  # ValueError: the admin API's 400
+        table = self.checker.access
+        if not isinstance(table, AccessTable):
+            table = AccessTable()
+        table = table.with_url(target.url, access)
+        self.gateway.pool.set_access(table, {target.url})
+        self.checker.access = table
+        if self.reload is not None:
+            self.reload.access = table
+        return access
 
 
 class _Reloader:

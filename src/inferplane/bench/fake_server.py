@@ -30,6 +30,10 @@ k-th request with HTTP 500.
 Access, as a runtime started with a key or behind TLS: ``api_key`` makes every ``/v1/*`` path
 answer 401 ``{"error": "Unauthorized"}`` unless ``Authorization: Bearer <key>`` is sent - vLLM's
 ``--api-key`` middleware (vllm/entrypoints/openai/api_server.py: /v1 paths only, exact compare);
+``key_free_paths`` leaves some of them open, as llama-server leaves ``/health``, ``/v1/health``,
+``/models``, ``/v1/models`` and ``/api/tags`` (its ``public_endpoints``, ggml-org/llama.cpp@aa6192d
+tools/server/server-http.cpp ``middleware_validate_api_key``), so that a wrong key passes the
+model-list health check and is refused only on completions;
 ``ssl_context`` (a server context) serves HTTPS. Runnable as a process: ``python -m inferplane.bench.fake_server --port
 8000 --ttft-s 0.2`` (prints ``READY <url>``); ``--recording DIR``, ``--fault MODE``,
 ``--api-key-env NAME``, ``--tls-cert FILE --tls-key FILE`` likewise.
@@ -90,6 +94,8 @@ class FakeServerConfig:
     fault: str = "none"
     api_key: str | None = field(default=None, repr=False)
     """Require ``Authorization: Bearer <api_key>`` on /v1/* (as vLLM's --api-key); never printed."""
+    key_free_paths: tuple[str, ...] = ()
+    """Paths under /v1 answered without the key (llama-server: ``("/v1/models", "/v1/health")``)."""
 
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
@@ -164,7 +170,8 @@ class FakeOpenAIServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/v1") and request.headers.get("Authorization") != f"Bearer {self.config.api_key}":
+        if request.path.startswith("/v1") and request.path not in self.config.key_free_paths and \
+                request.headers.get("Authorization") != f"Bearer {self.config.api_key}":
             return web.json_response({"error": "Unauthorized"}, status=401)
         return await handler(request)
 

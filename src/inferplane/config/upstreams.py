@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from inferplane.config.models import InferplaneConfig
+    from inferplane.config.models import InferplaneConfig, ReplicaTarget
 
-__all__ = ["ENV_NAME_RE", "LITERAL_KEY_FIELDS", "ListenerTLS", "Secret", "literal_key_problem", "read_api_key",
-           "upstream_problems"]
+__all__ = ["ENV_NAME_RE", "LITERAL_KEY_FIELDS", "ListenerTLS", "Secret", "endpoint_problems", "key_problem",
+           "literal_key_problem", "read_api_key", "upstream_problems"]
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 """What an environment variable's name looks like (a key pasted into ``api_key_env`` does not)."""
@@ -100,17 +100,43 @@ def upstream_problems(config: InferplaneConfig, environ: Mapping[str, str] | Non
     if gw.tls is not None:
         out += _listener_problem(gw.tls)
     for path, env_name in _key_settings(config):
-        key = read_api_key(env_name, environ)
-        if key is None:
-            out.append(f"{path}: environment variable {env_name} is not set (or empty); export it with the "
-                       "endpoint's API key before starting inferplane")
-        elif not all(" " < c < "\x7f" for c in key.reveal()):
-            out.append(f"{path}: environment variable {env_name} holds characters an HTTP header cannot carry "
-                       "(spaces, line breaks, control or non-ASCII characters); it must hold the key alone")
+        problem = key_problem(path, env_name, environ)
+        if problem is not None:
+            out.append(problem)
     for i, dep in enumerate(config.deployments):
         for j, target in enumerate(dep.endpoints):
             if target.ca_file is not None:
                 out += _ca_problem(f"deployments.{i}.endpoints.{j}.ca_file", target.ca_file)
+    return out
+
+
+def key_problem(path: str, env_name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the key in ``env_name`` cannot be sent (``path: problem``), or None when it can."""
+    key = read_api_key(env_name, environ)
+    if key is None:
+        return (f"{path}: environment variable {env_name} is not set (or empty); export it with the "
+                "endpoint's API key before starting inferplane")
+    if not all(" " < c < "\x7f" for c in key.reveal()):
+        return (f"{path}: environment variable {env_name} holds characters an HTTP header cannot carry "
+                "(spaces, line breaks, control or non-ASCII characters); it must hold the key alone")
+    return None
+
+
+def endpoint_problems(target: ReplicaTarget, default_key_env: str | None = None,
+                      environ: Mapping[str, str] | None = None, *, path: str = "") -> list[str]:
+    """What about one endpoint's key and CA file the gateway could not use, as ``path`` + ``field:
+    problem`` lines: the checks :func:`upstream_problems` makes of the file's endpoints, for one
+    that joins at run time (``POST /admin/deployments/{name}/endpoints``). ``default_key_env``:
+    its deployment's ``api_key_env``, used when the endpoint names none."""
+    out: list[str] = []
+    env_name = target.api_key_env or default_key_env
+    if env_name is not None:
+        field = "api_key_env" if target.api_key_env else "deployment's api_key_env"
+        problem = key_problem(f"{path}{field}", env_name, environ)
+        if problem is not None:
+            out.append(problem)
+    if target.ca_file is not None:
+        out += _ca_problem(f"{path}ca_file", target.ca_file)
     return out
 
 

@@ -7,8 +7,11 @@ Routes (guarded by the gateway's API keys like every ``/admin/*`` route):
 - ``PATCH /admin/deployments/{name}`` with ``{"replicas": N}`` and/or
   ``{"autoscale": {...} | null}`` - applied at once; not written back to the file (a
   reload from the file puts the file's values back).
-- ``POST /admin/deployments/{name}/endpoints`` with ``{"url": ..., "region"?, "priority"?}`` -
-  an already-running server joins the pool (201, with its endpoint id).
+- ``POST /admin/deployments/{name}/endpoints`` with an endpoint as the deployment file writes
+  one (``{"url": ..., "region"?, "priority"?, "api_key_env"?, "ca_file"?, "tls_verify"?}``) -
+  an already-running server joins the pool (201, with its endpoint id, and where its key comes
+  from - the variable's name, never the key). The fields are validated by the file's own model
+  (``ReplicaTarget``) and the key and CA checks of the file's endpoints (``endpoint_access``).
 - ``DELETE /admin/endpoints/{id}`` - drains the endpoint, then removes it; a launched
   replica is replaced (lower ``replicas`` to shrink) (202).
 - ``GET /admin/autoscaler`` - per deployment: signals, decision, desired and actual counts,
@@ -21,7 +24,7 @@ Bad input gets a 4xx with an OpenAI-shaped error body.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -29,6 +32,7 @@ from pydantic import ValidationError
 
 from inferplane.config import DeploymentConfig
 from inferplane.config.models import ConfigError, ReplicaTarget
+from inferplane.config.upstreams import LITERAL_KEY_FIELDS
 from inferplane.gateway.errors import error_response
 from inferplane.gateway.http1 import Request, Responder
 from inferplane.placement.plane import ControlPlane
@@ -36,12 +40,19 @@ from inferplane.placement.plane import ControlPlane
 if TYPE_CHECKING:
     from inferplane.autoscale import Autoscaler
     from inferplane.placement.feed import EndpointFeed
+    from inferplane.runtimes.access import UpstreamAccess
 
 __all__ = ["AdminApi", "Reloader"]
 
 Handler = Callable[[Request, Responder], Awaitable[None]]
 Reloader = Callable[[], Awaitable[dict[str, Any]]]
 """Re-reads the deployment file and applies it; returns what changed; raises ConfigError."""
+EndpointAccess = Callable[[DeploymentConfig, ReplicaTarget], "UpstreamAccess"]
+"""Checks a joining endpoint's key and TLS settings and makes the gateway use them for its URL;
+returns them; raises ValueError (``field: problem``, never the key) for what cannot be used."""
+
+_ENDPOINT_FIELDS = frozenset(ReplicaTarget.model_fields) | LITERAL_KEY_FIELDS
+"""What an endpoint in the deployment file may say (a key itself is refused by the model, with a pointer)."""
 
 _JSON = [("Content-Type", "application/json")]
 
@@ -53,8 +64,9 @@ def _json(out: Responder, status: int, obj: Any) -> None:
 class AdminApi:
     def __init__(self, plane: ControlPlane, *, autoscaler: Autoscaler | None,
                  apply_deployment: Callable[[DeploymentConfig], None], reload: Reloader | None,
-                 feed: EndpointFeed | None = None) -> None:
+                 endpoint_access: EndpointAccess, feed: EndpointFeed | None = None) -> None:
         self.plane = plane
+        self._endpoint_access = endpoint_access
         self.feed = feed
         self.autoscaler = autoscaler
         self._apply_deployment = apply_deployment
@@ -162,7 +174,7 @@ class AdminApi:
         if ctl is None:
             error_response(out, 404, f"no deployment {name!r}", code="deployment_not_found")
             return
-        body = _body(request, out, allowed={"url", "region", "priority"})
+        body = _body(request, out, allowed=_ENDPOINT_FIELDS, shown=ReplicaTarget.model_fields)
         if body is None:
             return
         try:
@@ -172,8 +184,15 @@ class AdminApi:
             loc = ".".join(str(x) for x in err["loc"]) or "body"
             error_response(out, 400, f"{loc}: {err['msg']}", param=loc, code="invalid_value")
             return
+        try:
+            access = self._endpoint_access(ctl.deployment, target)
+        except ValueError as exc:
+            field = str(exc).split(":", 1)[0]
+            error_response(out, 400, str(exc), param=field if field in ReplicaTarget.model_fields else None,
+                           code="invalid_value")
+            return
         ep = ctl.add_endpoint(target.url, region=target.region, priority=target.priority)
-        _json(out, 201, {"id": ep.id, "deployment": name, "url": ep.url, "state": ep.state.value})
+        _json(out, 201, {"id": ep.id, "deployment": name, "url": ep.url, "state": ep.state.value, **access.describe()})
 
     async def delete_endpoint(self, _request: Request, out: Responder, endpoint_id: str) -> None:
         ctl = self.plane.find(endpoint_id)
@@ -197,7 +216,10 @@ class AdminApi:
         _json(out, 200, report)
 
 
-def _body(request: Request, out: Responder, *, allowed: set[str]) -> dict[str, Any] | None:
+def _body(request: Request, out: Responder, *, allowed: set[str] | frozenset[str],
+          shown: Iterable[str] | None = None) -> dict[str, Any] | None:
+    """The request's JSON object, or None once a 400 went out; ``shown``: the fields an error
+    lists as allowed (default ``allowed``)."""
     try:
         body = orjson.loads(request.body or b"{}")
     except orjson.JSONDecodeError as exc:
@@ -206,13 +228,13 @@ def _body(request: Request, out: Responder, *, allowed: set[str]) -> dict[str, A
     if not isinstance(body, dict):
         error_response(out, 400, "request body must be a JSON object", code="invalid_json")
         return None
+    listed = ", ".join(sorted(allowed if shown is None else shown))
     unknown = sorted(set(body) - allowed)
     if unknown:
-        error_response(out, 400, f"unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+        error_response(out, 400, f"unknown field {unknown[0]!r}; allowed: {listed}",
                        param=unknown[0], code="unknown_parameter")
         return None
     if not body:
-        error_response(out, 400, f"nothing to change; send one of: {', '.join(sorted(allowed))}",
-                       code="invalid_value")
+        error_response(out, 400, f"nothing to change; send one of: {listed}", code="invalid_value")
         return None
     return body

@@ -14,6 +14,11 @@ Failure semantics:
   the same 5xx from a second replica goes back as a 4xx with the runtime's reason, is not
   retried, and is not counted against any replica (so no client can open a breaker).
   A 5xx is counted only once the next attempt shows it was not the request.
+- An upstream that refuses the gateway's credentials (401/403) is misconfigured, not down:
+  the request moves on to another replica, the refusal is not counted against the replica
+  (a breaker would only flap it), it is logged once per endpoint, and a client no replica
+  answered gets a 502 naming the endpoint and its ``api_key_env`` (never a 401: its own key
+  was fine).
 - After bytes went out: no retry. A broken, stalled (``stream_idle_timeout_s``, or two
   failed probes in a row, every ``probe_after_s`` of silence), unterminated or untranslatable
   upstream stream ends with an error event, and its upstream connection is closed (freeing
@@ -34,7 +39,12 @@ import time
 import orjson
 
 from inferplane.gateway.exchange import Exchange
-from inferplane.gateway.faults import UpstreamFault, describe
+from inferplane.gateway.faults import (
+    REFUSED_CREDENTIALS,
+    UpstreamFault,
+    describe,
+    refused_credentials,
+)
 from inferplane.gateway.liveness import Liveness
 from inferplane.gateway.relay import Answered, Failure, Relay
 from inferplane.gateway.surfaces.base import Rejection
@@ -81,6 +91,7 @@ class Attempts:
                            stream_idle_timeout_s=stream_idle_timeout_s)
         self._usage_capable: dict[str, bool] = {}
         self._trace_capable: dict[str, bool] = {}
+        self._refusals_logged: set[tuple[str, int, str]] = set()
 
     async def run(self, x: Exchange, t_start: float) -> None:
         """Answer ``x`` from a replica and report it finished; raises ``Rejection`` when none
@@ -122,6 +133,10 @@ class Attempts:
                 if answered is _STREAMED:
                     return
                 assert isinstance(answered, Answered)
+                if answered.status in REFUSED_CREDENTIALS:
+                    last = self._refused(x, choice, answered.status, t_start)
+                    tried.add(ep.id)
+                    continue
                 fault = None
                 if answered.status >= 500:
                     fault = describe(answered.status, answered.body, runtime=ep.runtime, managed=ep.managed)
@@ -289,6 +304,20 @@ class Attempts:
         if known is None:
             known = self._trace_capable[runtime] = get_adapter(runtime).capabilities().traces
         return known
+
+    def _refused(self, x: Exchange, choice: Choice, status: int, t_start: float) -> Failure:
+        """The replica refused the gateway's key: report and log it (once per endpoint and key
+        source). It answered, so for its breaker this is an answer like any below 500 (a
+        half-open breaker's trial is settled, not left out forever), not a failure."""
+        ep = choice.endpoint
+        self.router.succeeded(choice)
+        source = self.pool.access(ep.url).key_source
+        msg = refused_credentials(ep.id, ep.url, status, source)
+        self._report(x, choice, "credentials_refused", t_start, status, msg)
+        if (ep.id, status, source) not in self._refusals_logged:
+            self._refusals_logged.add((ep.id, status, source))
+            log.warning("%s", msg)
+        return Failure("credentials", msg)
 
     def _failed(self, ep: Endpoint, kind: str, detail: str) -> None:
         log.warning("upstream %s (%s) failed: %s: %s", ep.id, ep.url, kind, detail)

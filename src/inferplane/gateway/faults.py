@@ -16,6 +16,11 @@ here. ``describe`` reads a runtime's error body in any of the shapes runtimes us
   cannot parse, 501 to features it lacks). Such an answer is not retried, does not count
   against the replica, and reaches the client as a 400. The other test - the same
   request failing the same way on a second replica - is the proxy's (``signature``).
+
+One answer is neither the request's fault nor the replica's health: a 401/403 is the
+upstream refusing the gateway's own credentials (a key set wrong, or none where one is
+needed). ``refused_credentials`` words it for the operator and the client (a 502: the
+client's key is not the problem), naming the variable the key comes from, never the key.
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["UpstreamFault", "describe"]
+__all__ = ["REFUSED_CREDENTIALS", "UpstreamFault", "describe", "refused_credentials"]
 
 _OPENAI_TYPES = frozenset({"invalid_request_error", "authentication_error", "permission_error", "not_found_error",
                            "rate_limit_error", "server_error", "api_error"})
 _TYPE_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                    404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
                    429: "rate_limit_error"}
+
+REFUSED_CREDENTIALS = frozenset({401, 403})
+"""Upstream statuses that mean "not with these credentials": the gateway's key, not the client's."""
 
 _LLAMACPP_FAMILY = frozenset({"embedded", "llamacpp"})
 _REQUEST_FAULT_5XX = {
@@ -176,3 +184,17 @@ def describe(status: int, body: bytes, *, runtime: str, managed: bool, repeated:
     out_param = param if isinstance(param, str) else (_PARAMS.get(kind) if kind else None)
     out = orjson.dumps({"error": {"message": shown, "type": out_type, "param": out_param, "code": out_code}})
     return UpstreamFault(out_status, out, shown, request_fault, f"{status}:{_DIGITS.sub('#', message)[:200]}")
+
+
+def refused_credentials(endpoint_id: str, url: str, status: int, key_source: str) -> str:
+    """Why ``endpoint_id`` answered ``status`` (401/403) to the gateway, and what to set.
+
+    ``key_source``: where the endpoint's key comes from (``$VLLM_API_KEY``), "" when none is
+    configured. Never holds the key itself.
+    """
+    if key_source:
+        return (f"endpoint {endpoint_id} ({url}) refused the gateway's credentials ({status}): it does not accept "
+                f"the API key in {key_source} (api_key_env); put the key it expects in that variable and restart "
+                "or reload inferplane")
+    return (f"endpoint {endpoint_id} ({url}) wants an API key ({status}) and none is configured for it: set the "
+            "endpoint's (or its deployment's) api_key_env to the environment variable that holds its key")

@@ -38,7 +38,7 @@ from time import time as _time
 
 import httptools
 
-from inferplane.gateway.http_limits import HttpLimits, Refused, ServerState
+from inferplane.gateway.http_limits import HttpLimits, Refused, ServerState, peek_head
 from inferplane.gateway.http_messages import REASONS, Handler, Request, Responder
 from inferplane.protocol.errors import error_body
 
@@ -84,6 +84,7 @@ class HttpServerProtocol(asyncio.Protocol):
         self._failure: tuple[int, str, str] | None = None  # (status, message, code) owed to the client
         self._failing = False  # that answer is written: drop all input until closed
         self._counted = False
+        self._unreported = False  # refused at the connection cap; the hook not told yet
         self._continue_owed = False
         self._in_head = False
         self._in_body = False
@@ -109,6 +110,7 @@ class HttpServerProtocol(asyncio.Protocol):
             self._failure = (503, f"the gateway has {state.connections} open connections, its limit; retry "
                              "shortly", "too_many_connections")
             self._send_failure(b"Retry-After: 1\r\n", linger_s=1.0)
+            self._unreported = state.on_refused is not None  # told once the request's head shows its route
             return
         state.connections += 1
         self._counted = True
@@ -146,6 +148,8 @@ class HttpServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         parser = self._parser
         if parser is None or self._failing or self._failure is not None:
+            if self._unreported:
+                self._report_refused_connection(data)
             return  # answered with an error (or paused until it is): the rest is dropped
         self._last_activity = self._loop.time()
         self._boundary = False
@@ -292,14 +296,16 @@ class HttpServerProtocol(asyncio.Protocol):
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
         req = Request(parser.get_method().decode("latin-1"), path.decode("latin-1"), query.decode("latin-1"),
                       self._headers, body, parser.should_keep_alive(), parser.get_http_version())
-        self._reset()
         if self._task is None:
+            self._reset()
             self._task = self._loop.create_task(self._serve(req))
             return
         if len(self._queue) >= self._limits.max_pipelined_requests:
+            # before _reset: the refused-request hook reads this request's path and headers
             self._fail(429, f"more than {self._limits.max_pipelined_requests} pipelined requests wait on this "
                        "connection; send the rest on another one", "too_many_pipelined_requests")
             raise _Stop
+        self._reset()
         self._queue.append(req)
         self._pause_reading()
 
@@ -397,6 +403,20 @@ class HttpServerProtocol(asyncio.Protocol):
             self._send_failure()
         else:
             self._pause_reading()
+
+    def _report_refused_connection(self, data: bytes) -> None:
+        """A connection over the cap got its 503 at once; tell the refused-request hook which
+        request it refused, from the head the client sent anyway. A connection that sends nothing
+        before the close is no request and is not told of."""
+        self._unreported = False
+        hook = self.state.on_refused
+        head = peek_head(data, self._limits)
+        if hook is None or head is None or self._failure is None:
+            return
+        try:
+            hook(head[0], head[1], self._failure[0], self._failure[2])
+        except Exception:
+            log.exception("the refused-request hook failed")
 
     def _send_failure(self, extra: bytes = b"", linger_s: float = _LINGER_S) -> None:
         assert self._failure is not None

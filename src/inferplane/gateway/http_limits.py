@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 
-__all__ = ["HttpLimits", "Refused", "ServerState"]
+__all__ = ["HttpLimits", "Refused", "ServerState", "peek_head"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,8 +54,9 @@ class HttpLimits:
 
 Refused = Callable[[str, dict[str, str], int, str], None]
 """``(path, headers, status, code)`` of a request the server refused before any handler saw it
-(413, 431, 414, 408, a malformed head...): ``path`` and ``headers`` as far as they were read
-("" and {} when the request line was not). Must not raise."""
+(413, 431, 414, 408, a malformed head..., 429 for one pipelined request too many, 503 at the
+connection cap): ``path`` and ``headers`` as far as they were read ("" and {} when the request
+line was not). Must not raise."""
 
 
 class ServerState:
@@ -82,3 +83,23 @@ class ServerState:
         second = int(now)
         self.date = b"Date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")
         self.date_expires = second + 1.0
+
+
+def peek_head(data: bytes, limits: HttpLimits) -> tuple[str, dict[str, str]] | None:
+    """(path, headers) from the start of a request head, for reporting a request refused before
+    it was parsed (the connection cap): the request line and the header lines in ``data``,
+    names lower-cased, bounded by ``limits``; None when ``data`` does not start with a request line."""
+    lines = data[: limits.max_head_bytes].split(b"\r\n\r\n", 1)[0].split(b"\r\n", limits.max_header_count + 1)
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+        return None
+    url = parts[1]
+    if url.startswith((b"http://", b"https://")):  # absolute-form
+        slash = url.find(b"/", url.index(b"//") + 2)
+        url = b"/" if slash < 0 else url[slash:]
+    headers: dict[str, str] = {}
+    for line in lines[1 : limits.max_header_count + 1]:
+        name, colon, value = line.partition(b":")
+        if colon and len(line) <= limits.max_header_line_bytes:
+            headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
+    return url.split(b"?", 1)[0].decode("latin-1"), headers

@@ -182,8 +182,10 @@ class DeploymentController:
         self.desired, self.reason = n, reason
         self._kick()
 
-    def update(self, deployment: DeploymentConfig) -> None:
-        """Apply a reloaded config of this deployment (same name)."""
+    def update(self, deployment: DeploymentConfig, *, endpoints: bool = True) -> None:
+        """Apply a reloaded config of this deployment (same name). ``endpoints=False``: leave the
+        existing endpoints as they are (an admin change of other fields: the endpoints that joined
+        through the admin API are not in ``deployment.endpoints`` and must stay)."""
         old = self.deployment
         self.deployment = deployment
         if not same_launch(old, deployment):
@@ -197,6 +199,9 @@ class DeploymentController:
         for r in self._replicas.values():
             r.endpoint.region = self._node_region.get(r.endpoint.id, deployment.region)
             r.endpoint.priority = deployment.priority
+        if not endpoints:
+            self._kick()
+            return
         want = {t.url: t for t in deployment.endpoints}
         have = {ep.url: ep for ep in self._external.values() if ep.state is not EndpointState.DRAINING}
         for url, target in want.items():

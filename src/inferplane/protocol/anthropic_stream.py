@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import orjson
-
 from inferplane.protocol.anthropic import message_id, sse_event, stop_reason, usage
-from inferplane.protocol.errors import NotTranslatable
-from inferplane.protocol.sse import DONE, SSEDecoder
+from inferplane.protocol.translating_stream import TranslatingStream
 
 __all__ = ["OpenAIToAnthropicStream"]
 
 
-class OpenAIToAnthropicStream:
+class OpenAIToAnthropicStream(TranslatingStream):
     """OpenAI chat SSE chunks (split anywhere) -> Anthropic's event sequence. One per stream.
 
     Emits ``message_start`` first, then per content block (thinking, text, each tool call)
@@ -22,20 +19,20 @@ class OpenAIToAnthropicStream:
     ``text_delta``, ``input_json_delta``) / ``content_block_stop``, and at ``data: [DONE]``
     ``message_delta`` (``stop_reason``, ``stop_sequence``, cumulative usage) and
     ``message_stop``. An OpenAI error event becomes Anthropic's ``error`` event, which ends
-    the stream (the SDK raises it). Not thread-safe.
+    the stream (the SDK raises it); so does a chunk Anthropic's shape cannot carry. ``finished``:
+    ``message_stop`` or an ``error`` event went out. The loop is ``TranslatingStream``'s.
     """
 
-    __slots__ = ("_block", "_dec", "_done", "_finish", "_index", "_input_estimate", "_kind", "_model",
+    __slots__ = ("_block", "_finish", "_index", "_input_estimate", "_kind", "_model",
                  "_started", "_stop_sequences", "_tools", "_usage", "id")
 
     def __init__(self, model: str, stop_sequences: list[str] | None = None, input_estimate: int = 0) -> None:
+        super().__init__()
         self.id = message_id()
         self._model = model
         self._stop_sequences = stop_sequences
         self._input_estimate = input_estimate
-        self._dec = SSEDecoder()
         self._started = False
-        self._done = False
         self._index = -1  # index of the open block (-1: none open yet)
         self._kind: str | None = None  # "thinking" | "text" | "tool"
         self._block = 0  # blocks started so far
@@ -129,29 +126,3 @@ class OpenAIToAnthropicStream:
         """End the stream with Anthropic's ``error`` event (the SDK raises it)."""
         self._done = True
         return sse_event("error", {"type": "error", "error": {"type": "api_error", "message": message}})
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Anthropic events for the OpenAI events ``chunk`` completed (b"" if none)."""
-        if self._done:
-            return b""
-        out = []
-        for payload in self._dec.feed(chunk):
-            if payload == DONE:
-                out.append(self._finale())
-                break
-            try:
-                obj = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue  # not an event a client could use; OpenAI streams carry none
-            try:
-                out.append(self._chunk(obj) if isinstance(obj, dict) else b"")
-            except (NotTranslatable, TypeError, AttributeError, KeyError, ValueError) as exc:
-                out.append(self.error(f"the runtime sent a stream chunk this API cannot carry: {exc}"))
-            if self._done:
-                break
-        return b"".join(out)
-
-    @property
-    def finished(self) -> bool:
-        """True once ``message_stop`` or an ``error`` event went out."""
-        return self._done

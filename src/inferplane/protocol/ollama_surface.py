@@ -33,7 +33,7 @@ import orjson
 
 from inferplane.protocol.errors import NotTranslatable
 from inferplane.protocol.ollama import OPTION_NAMES
-from inferplane.protocol.sse import DONE, SSEDecoder
+from inferplane.protocol.translating_stream import TranslatingStream
 
 __all__ = [
     "OpenAIToOllamaStream",
@@ -338,32 +338,33 @@ def openai_to_generate(obj: dict[str, Any], model: str, total_ns: int, now: floa
             **_metrics(obj.get("usage"), obj.get("timings"), total_ns)}
 
 
-class OpenAIToOllamaStream:
+class OpenAIToOllamaStream(TranslatingStream):
     """OpenAI SSE chunks (chat or completions, split anywhere) -> Ollama NDJSON. One per stream.
 
     ``kind`` is "chat" (``message`` objects) or "generate" (``response`` strings). Text goes
     out as it arrives; tool-call fragments are gathered and sent whole in one object; the
     final ``done: true`` object waits for ``data: [DONE]`` (the usage chunk comes after the
-    finish). An OpenAI error event becomes ``{"error": ...}``, which the ollama client raises.
+    finish). An OpenAI error event becomes ``{"error": ...}``, which the ollama client raises; so
+    does a chunk Ollama's shape cannot carry. ``finished``: the ``done: true`` object or an error
+    line went out. The loop is ``TranslatingStream``'s.
     ``clock`` returns nanoseconds (``time.perf_counter_ns``); ``t0_ns`` is when the request came in.
     """
 
-    __slots__ = ("_calls", "_clock", "_dec", "_done", "_finish", "_first", "_kind", "_last", "_model", "_second",
+    __slots__ = ("_calls", "_clock", "_finish", "_first", "_kind", "_last", "_model", "_second",
                  "_t0", "_timings", "_usage")
 
     def __init__(self, kind: str, model: str, t0_ns: int, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        super().__init__()
         self._kind = kind
         self._model = model
         self._t0 = t0_ns
         self._clock = clock
-        self._dec = SSEDecoder()
         self._calls: dict[int, dict[str, Any]] = {}
         self._finish: str | None = None
         self._usage: Any = None
         self._timings: Any = None
         self._first = 0
         self._last = 0
-        self._done = False
         self._second: tuple[int, str] = (-1, "")
 
     def _now(self) -> str:
@@ -438,29 +439,3 @@ class OpenAIToOllamaStream:
         """End the stream with an error line (the ollama client raises it)."""
         self._done = True
         return self._line({"error": message})
-
-    def feed(self, chunk: bytes) -> bytes:
-        """NDJSON lines for the OpenAI events ``chunk`` completed (b"" if none)."""
-        if self._done:
-            return b""
-        out = []
-        for payload in self._dec.feed(chunk):
-            if payload == DONE:
-                out.append(self._finale())
-                break
-            try:
-                obj = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            try:
-                out.append(self._chunk(obj) if isinstance(obj, dict) else b"")
-            except (NotTranslatable, TypeError, AttributeError, KeyError, ValueError) as exc:
-                out.append(self.error(f"the runtime sent a stream chunk this API cannot carry: {exc}"))
-            if self._done:
-                break
-        return b"".join(out)
-
-    @property
-    def finished(self) -> bool:
-        """True once the ``done: true`` object or an error line went out."""
-        return self._done

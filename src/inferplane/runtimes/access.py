@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from inferplane.config import DeploymentConfig, GatewayConfig
+    from inferplane.config.models import ReplicaTarget
     from inferplane.config.upstreams import Secret
     from inferplane.runtimes.base import Dialect
 
-__all__ = ["PLAIN", "AccessTable", "UpstreamAccess", "access_from_config", "build_access", "describe_tls_error",
-           "tls_context"]
+__all__ = ["PLAIN", "AccessTable", "UpstreamAccess", "access_for_endpoint", "access_from_config", "build_access",
+           "describe_tls_error", "endpoint_access", "tls_context"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,10 @@ class AccessTable:
     def __call__(self, url: str) -> UpstreamAccess:
         return self._by_url.get(url, self._default)
 
+    def with_url(self, url: str, access: UpstreamAccess) -> AccessTable:
+        """A new table: this one, with ``url``'s access set to ``access`` (an endpoint that joined)."""
+        return AccessTable({**self._by_url, url: access}, self._default)
+
     def changed(self, other: AccessTable) -> set[str] | None:
         """URLs whose access differs between ``self`` and ``other`` (after a reload); None: any URL
         may have (the default changed)."""
@@ -117,9 +122,41 @@ class AccessTable:
         return {u for u in urls if self(u) != other(u)}
 
 
+def endpoint_access(gateway: GatewayConfig, dep: DeploymentConfig, target: ReplicaTarget, key: Secret | None,
+                    dialect: Dialect, contexts: dict[tuple[str | None, bool], ssl.SSLContext] | None = None,
+                    ) -> UpstreamAccess:
+    """The access of one endpoint of ``dep``: its key (``key``, read from ``target.api_key_env``
+    or else ``dep.api_key_env``) in the header ``dialect`` names, and for https:// its TLS
+    context. ``contexts`` shares one context among endpoints with the same CA and verification.
+    Raises ValueError when there is a key but the runtime takes none, OSError/ssl.SSLError for a
+    CA file that cannot be loaded."""
+    env_name = target.api_key_env or dep.api_key_env
+    header = None
+    if env_name is not None:
+        if dialect.api_key_header is None:
+            raise ValueError(f"deployment {dep.name!r}: runtime {dep.runtime!r} takes no API key, so "
+                             f"api_key_env ({env_name}) cannot be sent; remove it")
+        if key is None:
+            raise ValueError(f"deployment {dep.name!r}: environment variable {env_name} (api_key_env) is not set "
+                             "or empty; export it with the endpoint's API key")
+        name, prefix = dialect.api_key_header
+        header = (name, prefix + key.reveal())
+    ctx, note = None, ""
+    if target.url.startswith("https://"):
+        ca = target.ca_file or gateway.upstream_ca_file
+        k = (str(ca) if ca is not None else None, target.tls_verify)
+        ctx = None if contexts is None else contexts.get(k)
+        if ctx is None:
+            ctx = tls_context(ca, verify=target.tls_verify)
+            if contexts is not None:
+                contexts[k] = ctx
+        note = "verification off" if not target.tls_verify else f"ca_file {ca}" if ca else "system CAs"
+    return UpstreamAccess(ctx, header, f"${env_name}" if env_name else "", note)
+
+
 def build_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ...],
                  keys: Mapping[str, Secret], dialects: Mapping[str, Dialect]) -> AccessTable:
-    """The access of every listed endpoint.
+    """The access of every listed endpoint (:func:`endpoint_access` each).
 
     ``keys``: environment variable name -> its key (read by the config package);
     ``dialects``: deployment name -> its dialect (which says the header). Raises ValueError
@@ -128,28 +165,32 @@ def build_access(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ..
     contexts: dict[tuple[str | None, bool], ssl.SSLContext] = {}
     out: dict[str, UpstreamAccess] = {}
     for dep in deployments:
-        dialect = dialects[dep.name]
         for target in dep.endpoints:
             env_name = target.api_key_env or dep.api_key_env
-            header = None
-            if env_name is not None:
-                if dialect.api_key_header is None:
-                    raise ValueError(f"deployment {dep.name!r}: runtime {dep.runtime!r} takes no API key, so "
-                                     f"api_key_env ({env_name}) cannot be sent; remove it")
-                name, prefix = dialect.api_key_header
-                header = (name, prefix + keys[env_name].reveal())
-            ctx, note = None, ""
-            if target.url.startswith("https://"):
-                ca = target.ca_file or gateway.upstream_ca_file
-                k = (str(ca) if ca is not None else None, target.tls_verify)
-                ctx = contexts.get(k)
-                if ctx is None:
-                    ctx = contexts[k] = tls_context(ca, verify=target.tls_verify)
-                note = "verification off" if not target.tls_verify else f"ca_file {ca}" if ca else "system CAs"
-            out[target.url] = UpstreamAccess(ctx, header, f"${env_name}" if env_name else "", note)
+            out[target.url] = endpoint_access(gateway, dep, target, keys.get(env_name) if env_name else None,
+                                              dialects[dep.name], contexts)
     ca = gateway.upstream_ca_file
     default = PLAIN if ca is None else UpstreamAccess(tls_context(ca), None, "", f"ca_file {ca}")
     return AccessTable(out, default)
+
+
+def access_for_endpoint(gateway: GatewayConfig, dep: DeploymentConfig, target: ReplicaTarget,
+                        environ: Mapping[str, str] | None = None) -> UpstreamAccess:
+    """The access of an endpoint that joins ``dep`` at run time, checked as the deployment file's
+    endpoints are at load (``config.upstreams.endpoint_problems``). Raises ValueError whose
+    message lists the problems as ``field: problem`` (never the key)."""
+    from inferplane.config.upstreams import endpoint_problems, read_api_key
+    from inferplane.runtimes.registry import get_adapter  # the adapters import this module's users
+
+    problems = endpoint_problems(target, dep.api_key_env, environ)
+    if problems:
+        raise ValueError("; ".join(problems))
+    env_name = target.api_key_env or dep.api_key_env
+    key = read_api_key(env_name, environ) if env_name else None
+    try:
+        return endpoint_access(gateway, dep, target, key, get_adapter(dep.runtime).dialect_for(dep))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"ca_file: {exc}") from exc
 
 
 def access_from_config(gateway: GatewayConfig, deployments: tuple[DeploymentConfig, ...],

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -29,6 +29,7 @@ from inferplane.gateway.surfaces.base import (
     Rejection,
     Surface,
     SurfaceRoute,
+    TranslatingEncoder,
 )
 from inferplane.gateway.surfaces.openai import OpenAISurface
 from inferplane.gateway.surfaces.tokens import count_chat_tokens
@@ -52,37 +53,20 @@ __all__ = ["AnthropicEncoder", "AnthropicSurface"]
 _JSON = ("Content-Type", "application/json")
 
 
-class AnthropicEncoder:
+class AnthropicEncoder(TranslatingEncoder):
     """One Messages request's answer: OpenAI chat completion / chunks -> Message / events."""
 
     stream_content_type = "text/event-stream"
-    __slots__ = ("model", "stop", "stream")
+    answer_as = "as a Message"
+    __slots__ = ("model", "stop")
 
     def __init__(self, model: str, stop: list[str] | None, estimate: int) -> None:
         self.model = model
         self.stop = stop
         self.stream = OpenAIToAnthropicStream(model, stop, estimate)
 
-    def body(self, data: bytes) -> bytes:
-        try:
-            return orjson.dumps(openai_to_message(orjson.loads(data), self.model, self.stop))
-        except (NotTranslatable, ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise Rejection(502, f"the runtime's answer cannot be expressed as a Message: {exc}",
-                            code="upstream_invalid_response") from exc
-
-    def chunk(self, data: bytes) -> bytes:
-        if self.stream.finished:
-            return b""
-        try:
-            return self.stream.feed(data)
-        except (NotTranslatable, ValueError, TypeError, AttributeError, KeyError) as exc:
-            return self.stream.error(f"the runtime sent a stream chunk this API cannot carry: {exc}")
-
-    def end(self) -> bytes:
-        return b""
-
-    def error_event(self, message: str, code: str) -> bytes:
-        return b"" if self.stream.finished else self.stream.error(message)
+    def _translate(self, obj: Any) -> Any:
+        return openai_to_message(obj, self.model, self.stop)
 
 
 def _status_error(rej: Rejection) -> bytes:

@@ -26,13 +26,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from inferplane.config import DeploymentConfig
 from inferplane.errors import InferplaneError
 from inferplane.gateway.http_messages import Request
 from inferplane.protocol.routes import Route, SurfaceName
+from inferplane.protocol.translating_stream import UNTRANSLATABLE, TranslatingStream
 from inferplane.runtimes.base import Capabilities, ToolSupport
 
-__all__ = ["Encoder", "InferenceRequest", "Lookup", "Rejection", "Served", "Surface", "SurfaceRoute"]
+__all__ = ["Encoder", "InferenceRequest", "Lookup", "Rejection", "Served", "Surface", "SurfaceRoute",
+           "TranslatingEncoder"]
 
 
 TOOLS_PASS_THROUGH = ToolSupport(True)
@@ -139,6 +143,49 @@ class Encoder(Protocol):
     def error_event(self, message: str, code: str) -> bytes:
         """The bytes that end a started stream with an error, in the client's API."""
         ...
+
+
+class TranslatingEncoder(ABC):
+    """An :class:`Encoder` for an API other than OpenAI's: whole answers through ``_translate``,
+    streams through a ``protocol`` :class:`TranslatingStream` (``self.stream``, one per request).
+
+    An answer the runtime sent in a shape the client's API cannot carry is a 502 (``body``) or
+    an error event that ends the stream (``chunk``), never an exception out of the encoder.
+    A subclass sets ``stream``, ``stream_content_type`` and ``answer_as`` (how the 502 names
+    its API: ``"as a Message"``) and implements ``_translate``.
+    """
+
+    __slots__ = ("stream",)
+    stream: TranslatingStream
+    stream_content_type: str
+    answer_as: str
+    """Ends "the runtime's answer cannot be expressed ..."."""
+
+    @abstractmethod
+    def _translate(self, obj: Any) -> Any:
+        """The client's answer object for a whole parsed OpenAI answer; may raise what
+        ``UNTRANSLATABLE`` lists."""
+
+    def body(self, data: bytes) -> bytes:
+        try:
+            return orjson.dumps(self._translate(orjson.loads(data)))
+        except UNTRANSLATABLE as exc:
+            raise Rejection(502, f"the runtime's answer cannot be expressed {self.answer_as}: {exc}",
+                            code="upstream_invalid_response") from exc
+
+    def chunk(self, data: bytes) -> bytes:
+        if self.stream.finished:
+            return b""
+        try:
+            return self.stream.feed(data)
+        except UNTRANSLATABLE as exc:
+            return self.stream.error(f"the runtime sent a stream chunk this API cannot carry: {exc}")
+
+    def end(self) -> bytes:
+        return b""
+
+    def error_event(self, message: str, code: str) -> bytes:
+        return b"" if self.stream.finished else self.stream.error(message)
 
 
 Lookup = Callable[[str], Served | None]

@@ -34,6 +34,7 @@ from inferplane.gateway.surfaces.base import (
     Served,
     Surface,
     SurfaceRoute,
+    TranslatingEncoder,
 )
 from inferplane.gateway.surfaces.openai import OpenAISurface
 from inferplane.protocol.errors import NotTranslatable
@@ -63,16 +64,16 @@ _JSON = ("Content-Type", "application/json; charset=utf-8")
 _FAR_FUTURE_S = 100 * 365 * 86400  # replicas do not unload on a timer: "expires" far ahead
 _ANSWERED = "ollama_answered"
 """Rejection code of a request the surface answers itself (200, ``done_reason: "load"``)."""
-_UNREADABLE = (NotTranslatable, ValueError, TypeError, AttributeError, KeyError)
 _PATHS = {Route.CHAT: "/v1/chat/completions", Route.COMPLETIONS: "/v1/completions",
           Route.EMBEDDINGS: "/v1/embeddings"}
 
 
-class OllamaEncoder:
+class OllamaEncoder(TranslatingEncoder):
     """One request's answer: OpenAI JSON / SSE -> Ollama JSON / NDJSON."""
 
     stream_content_type = "application/x-ndjson"
-    __slots__ = ("kind", "model", "stream", "t0")
+    answer_as = "in Ollama's API"
+    __slots__ = ("kind", "model", "t0")
 
     def __init__(self, kind: str, model: str) -> None:
         self.kind = kind  # "chat" | "generate" | "embed"
@@ -80,32 +81,13 @@ class OllamaEncoder:
         self.t0 = time.perf_counter_ns()
         self.stream = OpenAIToOllamaStream(kind, model, self.t0)
 
-    def body(self, data: bytes) -> bytes:
-        try:
-            obj = orjson.loads(data)
-            total = time.perf_counter_ns() - self.t0
-            if self.kind == "chat":
-                return orjson.dumps(openai_to_chat(obj, self.model, total))
-            if self.kind == "embed":
-                return orjson.dumps(openai_to_embed(obj, self.model, total))
-            return orjson.dumps(openai_to_generate(obj, self.model, total))
-        except _UNREADABLE as exc:
-            raise Rejection(502, f"the runtime's answer cannot be expressed in Ollama's API: {exc}",
-                            code="upstream_invalid_response") from exc
-
-    def chunk(self, data: bytes) -> bytes:
-        if self.stream.finished:
-            return b""
-        try:
-            return self.stream.feed(data)
-        except _UNREADABLE as exc:
-            return self.stream.error(f"the runtime sent a stream chunk this API cannot carry: {exc}")
-
-    def end(self) -> bytes:
-        return b""
-
-    def error_event(self, message: str, code: str) -> bytes:
-        return b"" if self.stream.finished else self.stream.error(message)
+    def _translate(self, obj: Any) -> Any:
+        total = time.perf_counter_ns() - self.t0
+        if self.kind == "chat":
+            return openai_to_chat(obj, self.model, total)
+        if self.kind == "embed":
+            return openai_to_embed(obj, self.model, total)
+        return openai_to_generate(obj, self.model, total)
 
 
 def _lookup(served: Lookup, name: Any) -> Served | None:
