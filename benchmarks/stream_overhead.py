@@ -17,10 +17,13 @@ for ``--rounds`` rounds. ``--surface`` picks the API the client speaks to the ga
 or ``ollama`` (``/api/chat``), each the same upstream stream translated on its way down; direct is
 always the upstream's own OpenAI stream. ``--compare-ref REF`` (a git commit of this repository)
 or ``--compare-src PATH`` (a ``src`` tree) adds a gateway run from that code in the same rounds,
-in alternating order: before/after, measured side by side.
+in alternating order: before/after, measured side by side. ``--floor`` adds a process that only
+relays bytes (uvloop, one upstream connection per client connection): what any process in
+between costs on this machine (its wake-ups and two more socket hops), the least a gateway can add.
 
     python benchmarks/stream_overhead.py [--surface openai anthropic ollama] [--concurrency 1 16]
         [--streams 40] [--chunks 30] [--itl-ms 10] [--rounds 3] [--compare-ref REF | --compare-src PATH]
+        [--floor]
 
 Prints a row per concurrency, round, source and surface (with the 1-minute load average), then,
 as medians over the rounds: TTFC p50 and gap p99 direct / through the gateway / added, the
@@ -116,6 +119,57 @@ def serve_upstream(port: int, chunks: int, itl_s: float) -> None:
         async with server:
             await server.serve_forever()
     asyncio.run(main())
+
+
+# -- the floor: a byte relay that does nothing else (its own process) ----------------------
+
+class _Pipe(asyncio.Protocol):
+    """One side of a relayed connection: what it receives goes to ``peer`` as it is."""
+
+    def __init__(self) -> None:
+        self.t: asyncio.Transport | None = None
+        self.peer: _Pipe | None = None
+        self.early: list[bytes] = []
+        self.connecting: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None and self.peer.t is not None:
+            self.peer.t.write(data)
+        else:
+            self.early.append(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.peer.t is not None:
+            self.peer.t.close()
+
+
+def serve_tcp_relay(port: int, upstream_port: int) -> None:
+    """Relay each connection to the upstream, bytes untouched, on uvloop (what ``serve`` runs on):
+    the least any proxy process in between adds (its wake-ups, its two sockets)."""
+    import uvloop
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def accept() -> _Pipe:
+            client = _Pipe()
+
+            async def connect() -> None:
+                _, up = await loop.create_connection(_Pipe, "127.0.0.1", upstream_port)
+                up.peer, client.peer = client, up
+                for data in client.early:
+                    up.t.write(data)
+                client.early.clear()
+            client.connecting = loop.create_task(connect())
+            return client
+
+        server = await loop.create_server(accept, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+    uvloop.run(main())
 
 
 # -- the client ---------------------------------------------------------------------------
@@ -266,10 +320,16 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--compare-ref", help="a git commit of this repository to run a gateway from too, alternating")
     ap.add_argument("--compare-src", help="a second src tree to run a gateway from, alternating")
+    ap.add_argument("--floor", action="store_true", help="also measure a byte relay that does nothing else "
+                    "(uvloop, its own process): the least a process in between adds on this machine")
     ap.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--tcp-relay", type=int, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.upstream:
         serve_upstream(args.upstream, args.chunks, args.itl_ms / 1e3)
+        return 0
+    if args.tcp_relay:
+        serve_tcp_relay(*args.tcp_relay)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     procs: list[subprocess.Popen] = []
@@ -279,11 +339,16 @@ def main() -> int:
                                        str(args.chunks), "--itl-ms", str(args.itl_ms)]))
         upstream = f"http://127.0.0.1:{up_port}"
         wait_ok(upstream + "/health")
-        gateways = []
+        gateways = []  # (label, url, pid, surfaces)
         for label, src in sources(args, tmp):
             proc, url = start_gateway(tmp, upstream, src)
             procs.append(proc)
-            gateways.append((label, url, proc.pid))
+            gateways.append((label, url, proc.pid, args.surface))
+        if args.floor:
+            port = free_port()
+            procs.append(subprocess.Popen([sys.executable, __file__, "--tcp-relay", str(port), str(up_port)]))
+            wait_ok(f"http://127.0.0.1:{port}/health")
+            gateways.append(("floor", f"http://127.0.0.1:{port}", procs[-1].pid, ["openai"]))
         print(f"chunks={args.chunks} itl={args.itl_ms} ms streams/conn={args.streams} rounds={args.rounds} "
               f"cores={os.cpu_count()} load(1m)={os.getloadavg()[0]:.2f}")
         print(f"{'conc':>4} {'rnd':>3} {'src':>8} {'surface':>9} {'load':>5} " + " ".join(f"{c:>{max(len(c), 6)}}"
@@ -291,9 +356,9 @@ def main() -> int:
         rows: dict[tuple[int, str, str], list[tuple[float, ...]]] = {}
         for c in args.concurrency:
             for r in range(args.rounds):
-                for label, url, pid in gateways if r % 2 == 0 else gateways[::-1]:
+                for label, url, pid, surfaces in gateways if r % 2 == 0 else gateways[::-1]:
                     d = asyncio.run(measure(upstream, c, args.streams, "openai"))
-                    for surface in args.surface:
+                    for surface in surfaces:
                         cpu = cpu_seconds(pid)
                         g = asyncio.run(measure(url, c, args.streams, surface))
                         cpu = (cpu_seconds(pid) - cpu) / ((args.streams + 1) * c) * 1e6

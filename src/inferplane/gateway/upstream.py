@@ -188,8 +188,8 @@ class UpstreamResponse:
     (an exception, a cancellation) leaves the connection open and the runtime generating."""
 
     __slots__ = ("_buf", "_buffered", "_conn", "_done", "_error", "_headers_fut", "_keep_alive", "_last_data",
-                 "_max_body", "_now", "_reads", "_sink", "_sink_error", "_streaming", "_waiter", "content_type", "got_bytes",
-                 "passed_headers", "status")
+                 "_max_body", "_now", "_reads", "_sink", "_sink_error", "_streaming", "_waiter", "content_type",
+                 "got_bytes", "passed_headers", "status")
 
     def __init__(self, conn: _Conn, max_body_bytes: int) -> None:
         self._conn: _Conn | None = conn
@@ -230,7 +230,7 @@ class UpstreamResponse:
     def _body(self, data: bytes) -> None:
         self._buf.append(data)
         self._buffered += len(data)
-        if self._sink is None:  # forwarding: the connection hands the pieces on after the read
+        if self._sink is None:  # when forwarding, the connection hands the pieces on after the read instead
             self._wake()
 
     def _forward(self) -> None:
