@@ -2,19 +2,34 @@
 
 A minimal SSE upstream (this script, ``--upstream PORT`` mode: raw asyncio, TCP_NODELAY) answers
 every POST with its headers at once, then ``--chunks`` content chunks, one every ``--itl-ms`` (the
-first after ``--itl-ms`` too), then ``data: [DONE]``. A client in this process keeps one keep-alive
-connection per concurrent stream and measures, per stream, the time from writing the request to
-the first body bytes with content (TTFC) and the gaps between later arrivals (ITL). Each
-concurrency is measured directly against the upstream and through a gateway in front of it
-(runtime ``openai``, one endpoint), alternating, for ``--rounds`` rounds; ``--compare-src PATH``
-adds a gateway run from another source tree in the same rounds (before/after).
+first after ``--itl-ms`` too), then the final chunk and ``data: [DONE]``. Each chunk's text says
+when the upstream received the request and when it sent the chunk (``time.perf_counter_ns``:
+CLOCK_MONOTONIC, one clock for every process of a Linux machine), and the text survives every
+surface's translation, so what the gateway adds splits into its legs: the request's way up
+(client -> upstream) and each chunk's way down (upstream -> client, its "relay" time).
 
-    python benchmarks/stream_overhead.py [--concurrency 1 16] [--streams 40] [--chunks 30]
-        [--itl-ms 10] [--rounds 2] [--compare-src PATH]
+A client in this process keeps one keep-alive connection per concurrent stream and measures,
+per stream, the time from writing the request to the first body bytes with content (TTFC) and
+the gaps between later content arrivals. Each concurrency is measured directly against the
+upstream and through a gateway in front of it (runtime ``openai``, one endpoint), alternating,
+for ``--rounds`` rounds. ``--surface`` picks the API the client speaks to the gateway: ``openai``
+(``/v1/chat/completions``, the bytes passed through untouched), ``anthropic`` (``/v1/messages``)
+or ``ollama`` (``/api/chat``), each the same upstream stream translated on its way down; direct is
+always the upstream's own OpenAI stream. ``--compare-ref REF`` (a git commit of this repository)
+or ``--compare-src PATH`` (a ``src`` tree) adds a gateway run from that code in the same rounds,
+in alternating order: before/after, measured side by side. ``--floor`` adds a process that only
+relays bytes (uvloop, one upstream connection per client connection): what any process in
+between costs on this machine (its wake-ups and two more socket hops), the least a gateway can add.
 
-Prints, per concurrency and source: TTFC p50 and the p99 gap, direct and through the gateway,
-and the added milliseconds (median over rounds). Everything shares this machine's cores: compare
-within one run.
+    python benchmarks/stream_overhead.py [--surface openai anthropic ollama] [--concurrency 1 16]
+        [--streams 40] [--chunks 30] [--itl-ms 10] [--rounds 3] [--compare-ref REF | --compare-src PATH]
+        [--floor]
+
+Prints a row per concurrency, round, source and surface (with the 1-minute load average), then,
+as medians over the rounds: TTFC p50 and gap p99 direct / through the gateway / added, the
+added request leg and chunk relay time (p50, p99), and the gateway's CPU time per stream (from
+/proc/PID/task/*/schedstat: the least load-sensitive number). Everything shares this machine's cores:
+compare within one run.
 """
 
 from __future__ import annotations
@@ -23,12 +38,15 @@ import argparse
 import asyncio
 import itertools
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -36,10 +54,17 @@ sys.path.insert(0, str(HERE))
 from _procs import free_port, stop, wait_ok  # noqa: E402
 
 _CHUNK = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
-          b'"delta":{"content":"tok "},"finish_reason":null}]}\n\n')
+          b'"delta":{"content":"tok %019d %019d "},"finish_reason":null}]}\n\n')
 _DONE = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,' \
         b'"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
-_BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
+_STAMPS = re.compile(rb"tok (\d{19}) (\d{19}) ")
+_REQUESTS = {
+    "openai": (b"/v1/chat/completions", b"",
+               b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'),
+    "anthropic": (b"/v1/messages", b"anthropic-version: 2023-06-01\r\n",
+                  b'{"model":"m","max_tokens":256,"messages":[{"role":"user","content":"hi"}],"stream":true}'),
+    "ollama": (b"/api/chat", b"", b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'),
+}
 
 
 # -- the upstream (its own process) ---------------------------------------------------------
@@ -56,6 +81,7 @@ class _Upstream(asyncio.Protocol):
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        received = time.perf_counter_ns()
         self.buf += data
         while True:
             head_end = self.buf.find(b"\r\n\r\n")
@@ -77,12 +103,13 @@ class _Upstream(asyncio.Protocol):
             loop = asyncio.get_running_loop()
             start = loop.time()
             for k in range(1, self.chunks + 1):
-                loop.call_at(start + k * self.itl_s, self._send, _CHUNK)
-            loop.call_at(start + (self.chunks + 1) * self.itl_s, self._send, _DONE, True)
+                loop.call_at(start + k * self.itl_s, self._send, received)
+            loop.call_at(start + (self.chunks + 1) * self.itl_s, self._send, 0)
 
-    def _send(self, data: bytes, last: bool = False) -> None:
+    def _send(self, received: int) -> None:
         if self.t is not None and not self.t.is_closing():
-            self.t.write(b"%x\r\n%s\r\n" % (len(data), data) + (b"0\r\n\r\n" if last else b""))
+            data = _CHUNK % (received, time.perf_counter_ns()) if received else _DONE
+            self.t.write(b"%x\r\n%s\r\n" % (len(data), data) + (b"" if received else b"0\r\n\r\n"))
 
 
 def serve_upstream(port: int, chunks: int, itl_s: float) -> None:
@@ -94,7 +121,70 @@ def serve_upstream(port: int, chunks: int, itl_s: float) -> None:
     asyncio.run(main())
 
 
+# -- the floor: a byte relay that does nothing else (its own process) ----------------------
+
+class _Pipe(asyncio.Protocol):
+    """One side of a relayed connection: what it receives goes to ``peer`` as it is."""
+
+    def __init__(self) -> None:
+        self.t: asyncio.Transport | None = None
+        self.peer: _Pipe | None = None
+        self.early: list[bytes] = []
+        self.connecting: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None and self.peer.t is not None:
+            self.peer.t.write(data)
+        else:
+            self.early.append(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.peer.t is not None:
+            self.peer.t.close()
+
+
+def serve_tcp_relay(port: int, upstream_port: int) -> None:
+    """Relay each connection to the upstream, bytes untouched, on uvloop (what ``serve`` runs on):
+    the least any proxy process in between adds (its wake-ups, its two sockets)."""
+    import uvloop
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def accept() -> _Pipe:
+            client = _Pipe()
+
+            async def connect() -> None:
+                _, up = await loop.create_connection(_Pipe, "127.0.0.1", upstream_port)
+                up.peer, client.peer = client, up
+                for data in client.early:
+                    up.t.write(data)
+                client.early.clear()
+            client.connecting = loop.create_task(connect())
+            return client
+
+        server = await loop.create_server(accept, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+    uvloop.run(main())
+
+
 # -- the client ---------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    """What one measurement (many streams) saw, in seconds."""
+
+    ttfc: list[float] = field(default_factory=list)
+    up: list[float] = field(default_factory=list)
+    """Per stream: request written -> the upstream received it."""
+    relay: list[float] = field(default_factory=list)
+    """Per chunk: the upstream sent it -> its bytes arrived here."""
+    gaps: list[float] = field(default_factory=list)
+
 
 class _Client(asyncio.Protocol):
     """One keep-alive connection; ``stream()`` sends one request and times its body's arrivals."""
@@ -103,7 +193,7 @@ class _Client(asyncio.Protocol):
         import httptools
         self.parser = httptools.HttpResponseParser(self)
         self.t: asyncio.Transport | None = None
-        self.arrivals: list[float] = []
+        self.arrivals: list[tuple[float, bytes]] = []
         self.done: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,8 +204,8 @@ class _Client(asyncio.Protocol):
         self.parser.feed_data(data)
 
     def on_body(self, body: bytes) -> None:
-        if b"content" in body:
-            self.arrivals.append(time.perf_counter())
+        if b"tok " in body:
+            self.arrivals.append((time.perf_counter(), body))
 
     def on_message_complete(self) -> None:
         if self.done is not None and not self.done.done():
@@ -125,43 +215,64 @@ class _Client(asyncio.Protocol):
         if self.done is not None and not self.done.done():
             self.done.set_exception(ConnectionError("closed"))
 
-    async def stream(self, host: bytes) -> tuple[float, list[float]]:
+    async def stream(self, host: bytes, surface: str, sample: Sample | None) -> None:
         import httptools
+        path, extra, body = _REQUESTS[surface]
         self.parser = httptools.HttpResponseParser(self)
         self.arrivals = []
         self.done = asyncio.get_running_loop().create_future()
         t0 = time.perf_counter()
-        self.t.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (host, len(_BODY), _BODY))
+        self.t.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
+                     b"Content-Length: %d\r\n\r\n%s" % (path, host, extra, len(body), body))
         await self.done
+        if sample is None or not self.arrivals:
+            return
         a = self.arrivals
-        return a[0] - t0, [y - x for x, y in itertools.pairwise(a)]
+        sample.ttfc.append(a[0][0] - t0)
+        sample.gaps.extend(y[0] - x[0] for x, y in itertools.pairwise(a))
+        first = _STAMPS.search(a[0][1])
+        if first is not None:
+            sample.up.append(int(first.group(1)) / 1e9 - t0)
+        for t, piece in a:
+            sample.relay.extend(t - int(m.group(2)) / 1e9 for m in _STAMPS.finditer(piece))
 
 
-async def measure(url: str, conc: int, streams: int) -> tuple[list[float], list[float]]:
-    """(TTFC seconds per stream, all gaps) for ``streams`` streams per connection, ``conc`` at once."""
+async def measure(url: str, conc: int, streams: int, surface: str) -> Sample:
+    """``streams`` streams per connection, ``conc`` connections at once (one warm-up stream each)."""
     host, port = url.removeprefix("http://").split(":")
     loop = asyncio.get_running_loop()
     clients = [(await loop.create_connection(_Client, host, int(port)))[1] for _ in range(conc)]
-    ttfc: list[float] = []
-    gaps: list[float] = []
+    sample = Sample()
 
     async def worker(c: _Client) -> None:
-        await c.stream(host.encode())  # warm: the gateway's upstream connection, caches
+        await c.stream(host.encode(), surface, None)  # warm: the gateway's upstream connection, caches
         for _ in range(streams):
-            t, g = await c.stream(host.encode())
-            ttfc.append(t)
-            gaps.extend(g)
+            await c.stream(host.encode(), surface, sample)
 
     await asyncio.gather(*(worker(c) for c in clients))
     for c in clients:
         c.t.close()
-    return ttfc, gaps
+    return sample
 
 
 def pct(xs: list[float], q: float) -> float:
+    """The ``q`` quantile of ``xs`` (seconds), in milliseconds."""
+    if not xs:
+        return float("nan")
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process's threads so far (the scheduler's nanosecond count, where /proc/PID/stat
+    counts 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            pass
+    return total / 1e9
 
 
 def start_gateway(tmp: Path, upstream: str, src: str | None) -> tuple[subprocess.Popen, str]:
@@ -179,18 +290,46 @@ def start_gateway(tmp: Path, upstream: str, src: str | None) -> tuple[subprocess
     return proc, url
 
 
+def sources(args: argparse.Namespace, tmp: Path) -> list[tuple[str, str | None]]:
+    """(label, PYTHONPATH or None for this tree) of each gateway to run."""
+    srcs: list[tuple[str, str | None]] = []
+    if args.compare_ref:
+        dest = tmp / "compare"
+        dest.mkdir()
+        archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", args.compare_ref, "src"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        srcs.append((args.compare_ref[:8], str(dest / "src")))
+    elif args.compare_src:
+        srcs.append(("compare", str(Path(args.compare_src).resolve())))
+    srcs.append(("this", None))
+    return srcs
+
+
+_COLS = ("TTFC p50 d", "gw", "+ms", "up +ms", "relay p50 d", "gw", "relay p99 d", "gw", "+ms",
+         "gap p99 d", "gw", "+ms", "CPU us")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--surface", nargs="+", default=["openai"], choices=sorted(_REQUESTS))
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--streams", type=int, default=40, help="streams per connection per measurement")
     ap.add_argument("--chunks", type=int, default=30)
     ap.add_argument("--itl-ms", type=float, default=10.0)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--compare-src", help="a second source tree to run a gateway from, alternating")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare-ref", help="a git commit of this repository to run a gateway from too, alternating")
+    ap.add_argument("--compare-src", help="a second src tree to run a gateway from, alternating")
+    ap.add_argument("--floor", action="store_true", help="also measure a byte relay that does nothing else "
+                    "(uvloop, its own process): the least a process in between adds on this machine")
     ap.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--tcp-relay", type=int, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.upstream:
         serve_upstream(args.upstream, args.chunks, args.itl_ms / 1e3)
+        return 0
+    if args.tcp_relay:
+        serve_tcp_relay(*args.tcp_relay)
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     procs: list[subprocess.Popen] = []
@@ -200,38 +339,69 @@ def main() -> int:
                                        str(args.chunks), "--itl-ms", str(args.itl_ms)]))
         upstream = f"http://127.0.0.1:{up_port}"
         wait_ok(upstream + "/health")
-        gateways = []
-        srcs = [("compare", str(Path(args.compare_src).resolve()))] if args.compare_src else []
-        srcs.append(("this", None))
-        for label, src in srcs:
+        gateways = []  # (label, url, pid, surfaces)
+        for label, src in sources(args, tmp):
             proc, url = start_gateway(tmp, upstream, src)
             procs.append(proc)
-            gateways.append((label, url))
+            gateways.append((label, url, proc.pid, args.surface))
+        if args.floor:
+            port = free_port()
+            procs.append(subprocess.Popen([sys.executable, __file__, "--tcp-relay", str(port), str(up_port)]))
+            wait_ok(f"http://127.0.0.1:{port}/health")
+            gateways.append(("floor", f"http://127.0.0.1:{port}", procs[-1].pid, ["openai"]))
         print(f"chunks={args.chunks} itl={args.itl_ms} ms streams/conn={args.streams} rounds={args.rounds} "
               f"cores={os.cpu_count()} load(1m)={os.getloadavg()[0]:.2f}")
-        print(f"{'conc':>4} {'round':>5} {'src':>8} {'TTFC p50 direct':>16} {'gw':>7} {'+ms':>7} "
-              f"{'gap p50 d':>10} {'gw':>7} {'gap p99 d':>10} {'gw':>7} {'+ms':>7}")
-        added: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+        print(f"{'conc':>4} {'rnd':>3} {'src':>8} {'surface':>9} {'load':>5} " + " ".join(f"{c:>{max(len(c), 6)}}"
+                                                                                    for c in _COLS))
+        rows: dict[tuple[int, str, str], list[tuple[float, ...]]] = {}
         for c in args.concurrency:
             for r in range(args.rounds):
-                for label, url in gateways:
-                    dt, dg = asyncio.run(measure(upstream, c, args.streams))
-                    gt, gg = asyncio.run(measure(url, c, args.streams))
-                    d50, g50 = pct(dt, 0.5), pct(gt, 0.5)
-                    d99, g99 = pct(dg, 0.99), pct(gg, 0.99)
-                    added.setdefault((label, c), []).append((g50 - d50, g99 - d99, statistics.mean(gt) * 1e3
-                                                             - statistics.mean(dt) * 1e3))
-                    print(f"{c:>4} {r + 1:>5} {label:>8} {d50:>16.3f} {g50:>7.3f} {g50 - d50:>+7.3f} "
-                          f"{pct(dg, 0.5):>10.3f} {pct(gg, 0.5):>7.3f} {d99:>10.3f} {g99:>7.3f} {g99 - d99:>+7.3f}")
-        print("\nAdded by the gateway (median over rounds), ms:")
-        print(f"{'conc':>4} {'src':>8} {'TTFC p50':>9} {'TTFC mean':>10} {'gap p99':>8}")
-        for (label, c), rows in sorted(added.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            print(f"{c:>4} {label:>8} {statistics.median(x[0] for x in rows):>+9.3f} "
-                  f"{statistics.median(x[2] for x in rows):>+10.3f} {statistics.median(x[1] for x in rows):>+8.3f}")
+                for label, url, pid, surfaces in gateways if r % 2 == 0 else gateways[::-1]:
+                    d = asyncio.run(measure(upstream, c, args.streams, "openai"))
+                    for surface in surfaces:
+                        cpu = cpu_seconds(pid)
+                        g = asyncio.run(measure(url, c, args.streams, surface))
+                        cpu = (cpu_seconds(pid) - cpu) / ((args.streams + 1) * c) * 1e6
+                        row = (pct(d.ttfc, 0.5), pct(g.ttfc, 0.5), pct(g.up, 0.5) - pct(d.up, 0.5),
+                               pct(d.relay, 0.5), pct(g.relay, 0.5), pct(d.relay, 0.99), pct(g.relay, 0.99),
+                               pct(d.gaps, 0.99), pct(g.gaps, 0.99),
+                               (statistics.mean(g.ttfc) - statistics.mean(d.ttfc)) * 1e3, cpu)
+                        rows.setdefault((c, label, surface), []).append(row)
+                        cells = (row[0], row[1], row[1] - row[0], row[2], row[3], row[4], row[5], row[6],
+                                 row[6] - row[5], row[7], row[8], row[8] - row[7], cpu)
+                        print(f"{c:>4} {r + 1:>3} {label:>8} {surface:>9} {os.getloadavg()[0]:>5.2f} "
+                              + " ".join(_cell(n, v) for n, v in zip(_COLS, cells, strict=True)), flush=True)
+        print_summary(rows, args.rounds)
         print(f"load(1m) after={os.getloadavg()[0]:.2f}")
     finally:
         stop(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _cell(heading: str, v: float) -> str:
+    """``v`` under ``heading``: ms to the µs (signed for an added time), CPU µs whole."""
+    w = max(len(heading), 6)
+    if heading.startswith("CPU"):
+        return f"{v:>{w}.0f}"
+    return f"{v:>+{w}.3f}" if "+" in heading else f"{v:>{w}.3f}"
+
+
+_SUMMARY = (  # (heading, the value from a row)
+    ("TTFC p50 d", lambda x: x[0]), ("gw", lambda x: x[1]), ("+ms", lambda x: x[1] - x[0]),
+    ("TTFC mean +", lambda x: x[9]), ("up leg +", lambda x: x[2]), ("relay p50 +", lambda x: x[4] - x[3]),
+    ("relay p99 +", lambda x: x[6] - x[5]), ("gap p99 d", lambda x: x[7]), ("gw", lambda x: x[8]),
+    ("+ms", lambda x: x[8] - x[7]), ("CPU us/stream", lambda x: x[10]),
+)
+
+
+def print_summary(rows: dict[tuple[int, str, str], list[tuple[float, ...]]], rounds: int) -> None:
+    """Medians over the rounds: TTFC p50 and gap p99 direct / gateway / added, the legs added, CPU."""
+    print(f"\nMedians over {rounds} rounds, ms (d: direct, gw: through the gateway, +: added by it):")
+    print(f"{'conc':>4} {'src':>8} {'surface':>9} " + " ".join(f"{h:>{max(len(h), 6)}}" for h, _ in _SUMMARY))
+    for (c, label, surface), rs in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        print(f"{c:>4} {label:>8} {surface:>9} "
+              + " ".join(_cell(h, statistics.median(f(x) for x in rs)) for h, f in _SUMMARY))
 
 
 if __name__ == "__main__":

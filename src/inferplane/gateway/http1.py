@@ -351,10 +351,12 @@ class HttpServerProtocol(asyncio.Protocol):
             self._continue_owed = False
             return
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
+        """Write ``data`` now; True when the client's buffer is full (``drain`` before more)."""
         if self.closed or self._transport is None:
             raise ConnectionResetError("client disconnected")
-        self._transport.write(data)
+        self._transport.write(data)  # pause_writing, if it fills the buffer, is called from inside
+        return self._write_paused
 
     async def drain(self) -> None:
         if self.closed:

@@ -101,7 +101,22 @@ class Responder:
             self._proto.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
             await self._proto.drain()
 
-    def end(self) -> None:
+    def write_now(self, data: bytes) -> bool:
+        """One chunk of a started response, without waiting (for a caller that is not a task:
+        a data callback); True when the client reads slower than we write: ``await drain()``
+        before writing more."""
+        if data and not self._head_only:
+            return self._proto.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+        return False
+
+    async def drain(self) -> None:
+        """Wait while the client reads slower than we write (ConnectionResetError once it is gone)."""
+        await self._proto.drain()
+
+    def end(self, data: bytes = b"") -> None:
+        """End a started response after ``data``, its last bytes (in the same write)."""
         if self._chunked:
-            self._proto.write(b"0\r\n\r\n")
             self._chunked = False
+            self._proto.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data) if data else b"0\r\n\r\n")
+        elif data and not self._head_only:
+            self._proto.write(data)

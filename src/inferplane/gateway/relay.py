@@ -1,7 +1,9 @@
 """Relaying a replica's answer to the client: a whole body, or a stream as it arrives.
 
-Hot path. Upstream chunks are written to the client as they arrive; on the OpenAI surface
-with an OpenAI-speaking runtime they are never re-encoded. Byte scans (``bytes.find``)
+Hot path. Upstream chunks are written to the client as they arrive, from the upstream
+connection's data callback (``UpstreamResponse.forward``): no task wakes up per chunk, and a
+client that reads slower than the runtime writes pauses the upstream socket. On the OpenAI
+surface with an OpenAI-speaking runtime chunks are never re-encoded. Byte scans (``bytes.find``)
 stand in for JSON parsing where only a fact is needed (is there content in this chunk?
 what usage did the runtime report?).
 
@@ -16,9 +18,10 @@ upstream connection unless the stream ended cleanly.
 from __future__ import annotations
 
 import re
-import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from time import perf_counter as _now
 
 import orjson
 
@@ -33,6 +36,7 @@ from inferplane.gateway.upstream import (
 )
 from inferplane.observability.observer import Usage
 from inferplane.routing.registry import Endpoint
+from inferplane.runtimes.base import StreamTranslator
 
 __all__ = ["Answered", "Failure", "Relay", "has_content", "usage_of"]
 
@@ -154,57 +158,26 @@ class Relay:
         frees the runtime's slot.
         """
         out = x.out
-        rec = x.rec
-        observers = x.observers
-        gaps = observers.wants_gaps
         enc = x.encoder
         headers = x.headers
         headers += resp.passed_headers
         headers += [("Content-Type", "text/event-stream" if enc is None else enc.stream_content_type),
                     ("Cache-Control", "no-cache")]
-        first: float | None = None
-        last = 0.0
-        tail: list[bytes] = []
-        held = b""
         kind = detail = ""
         translator = ep.dialect.stream(x.req.route, x.req.model, include_usage=strip_usage or x.req.include_usage)
+        chunks = _Chunks(x, translator, strip_usage)
         alive: Callable[[], Awaitable[bool]] = lambda: self.liveness.alive(ep)  # noqa: E731
         out.start(200, headers)
         try:
-            async for chunk in resp.chunks(stall_s=self.probe_after_s, idle_timeout_s=self.stream_idle_timeout_s,
-                                           alive=alive):
-                if translator is not None:
-                    try:
-                        chunk = translator.feed(chunk)
-                    except Exception as exc:  # whatever the translator raised: the runtime sent bytes it cannot read
-                        raise TranslationError(f"{type(exc).__name__}: {exc}") from exc
-                    if not chunk:
-                        continue
-                if has_content(chunk):
-                    now = time.perf_counter()
-                    if first is None:
-                        first = now
-                        observers.first_token(rec, now)
-                    elif gaps:
-                        observers.token_gap(rec, now - last)
-                    last = now
-                tail.append(chunk)
-                if len(tail) > 4:
-                    del tail[0]
-                if strip_usage and b'"choices":[]' in chunk:
-                    chunk = _without_usage_events(chunk)
-                if chunk.endswith(_DONE):  # held back until the request is accounted for
-                    held = chunk
-                    continue
-                if enc is not None:
-                    chunk = enc.chunk(chunk)
-                await out.write(chunk)
+            await resp.forward(chunks.feed, drain=out.drain, stall_s=self.probe_after_s,
+                               idle_timeout_s=self.stream_idle_timeout_s, alive=alive)
+            held = chunks.held
             if translator is not None:
                 try:
                     held += translator.end()
                 except Exception as exc:
                     raise TranslationError(f"{type(exc).__name__}: {exc}") from exc
-            elif not held and not b"".join(tail).rstrip().endswith(_DONE_STRIPPED):
+            elif not held and not b"".join(chunks.tail).rstrip().endswith(_DONE_STRIPPED):
                 kind, detail = "stream_incomplete", "the stream ended without data: [DONE]"
                 message = f"the stream from {ep.id} ended without its final 'data: [DONE]' (the reply may be cut short)"
         except UpstreamStalled as exc:
@@ -216,24 +189,75 @@ class Relay:
         except TranslationError as exc:
             kind, detail = "stream_invalid", str(exc)
             message = f"the stream from {ep.id} could not be read: {exc}"
-        usage = usage_of(b"".join(tail))
-        ttft = None if first is None else first - rec.t_start
+        usage = usage_of(b"".join(chunks.tail))
+        first = chunks.first
+        ttft = None if first is None else first - x.rec.t_start
         if kind:
             self.failed(ep, kind, detail)
             code = "upstream_" + kind
-            await out.write(x.stream_error(message, code))
             attempt(kind, detail)
             x.finish(502, error_code=code, usage=usage, ttft_s=ttft)
-            out.end()
+            out.end(x.stream_error(message, code))
             return usage
         attempt("ok", "")
         x.finish(200, usage=usage, ttft_s=ttft)
         if enc is not None:
             held = enc.chunk(held) + enc.end()
-        await out.write(held)
-        out.end()
+        out.end(held)
         resp.release()
         return usage
+
+
+class _Chunks:
+    """One stream's work per upstream chunk, done in the upstream connection's data callback
+    (``feed``, the sink of ``UpstreamResponse.forward``): translate (a non-OpenAI runtime),
+    time the first token and the gaps, keep the tail (where the usage is), hold back the
+    final ``data: [DONE]``, encode (a non-OpenAI surface), write. What it raises ends the stream
+    (``forward`` raises it again in the relay's task): a translator's error as TranslationError."""
+
+    __slots__ = ("enc", "first", "gaps", "held", "last", "observers", "rec", "strip_usage", "tail", "translator",
+                 "write")
+
+    def __init__(self, x: Exchange, translator: StreamTranslator | None, strip_usage: bool) -> None:
+        self.translator = translator
+        self.enc = x.encoder
+        self.write = x.out.write_now
+        self.observers = x.observers
+        self.rec = x.rec
+        self.gaps = x.observers.wants_gaps
+        self.strip_usage = strip_usage
+        self.first: float | None = None
+        self.last = 0.0
+        self.tail: deque[bytes] = deque(maxlen=4)
+        self.held = b""
+
+    def feed(self, chunk: bytes) -> bool:
+        """Relay one upstream chunk; True when the client is full (see ``UpstreamResponse.forward``)."""
+        if self.translator is not None:
+            try:
+                chunk = self.translator.feed(chunk)
+            except Exception as exc:  # whatever the translator raised: the runtime sent bytes it cannot read
+                raise TranslationError(f"{type(exc).__name__}: {exc}") from exc
+            if not chunk:
+                return False
+        timed = (self.first is None or self.gaps) and has_content(chunk)
+        now = _now() if timed else 0.0
+        self.tail.append(chunk)
+        if self.strip_usage and b'"choices":[]' in chunk:
+            chunk = _without_usage_events(chunk)
+        if chunk.endswith(_DONE):  # held back until the request is accounted for
+            self.held = chunk
+            full = False
+        else:
+            full = self.write(chunk if self.enc is None else self.enc.chunk(chunk))
+        if timed:  # the observers hear of it after the client got it
+            if self.first is None:
+                self.first = now
+                self.observers.first_token(self.rec, now)
+            else:
+                self.observers.token_gap(self.rec, now - self.last)
+            self.last = now
+        return full
 
 
 def _without_usage_events(chunk: bytes) -> bytes:

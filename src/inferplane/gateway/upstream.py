@@ -2,8 +2,9 @@
 
 One ``UpstreamPool`` per gateway holds, per upstream base URL, a stack of idle
 connections. A request is written in one ``transport.write``; the response's headers
-are awaited; its body is read whole (``read``) or chunk by chunk as it arrives
-(``chunks``), chunked transfer-encoding already decoded by httptools.
+are awaited; its body is read whole (``read``) or handed on as it arrives (``forward``:
+from the connection's data callback, one call per socket read, with no task switch per
+chunk), chunked transfer-encoding already decoded by httptools.
 
 Errors (all ``UpstreamError``):
 - ``StaleConnection``: a reused keep-alive connection was closed by the server before
@@ -15,9 +16,10 @@ Errors (all ``UpstreamError``):
   no body bytes for too long in the middle of a stream.
 - ``UpstreamTooLarge``: a body read whole grew past the pool's ``max_body_bytes``.
 
-Memory: a body read whole is capped (``max_body_bytes``); a streamed body is held back by
-pausing the socket while more than ``_HIGH_WATER`` bytes wait for a slow client, so an
-upstream cannot make the gateway buffer without bound either way.
+Memory: a body read whole is capped (``max_body_bytes``); a forwarded body is held back by
+pausing the socket while the consumer says its client is full (and while more than
+``_HIGH_WATER`` bytes wait), so an upstream cannot make the gateway buffer without bound
+either way.
 
 ``https://`` upstreams: TLS through the base URL's ``UpstreamAccess`` (its ``ssl.SSLContext``,
 the URL's host name checked and sent as SNI); its credential header, if any, is part of every
@@ -36,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -54,6 +56,9 @@ Connector = Callable[[Callable[[], asyncio.Protocol], str, int],
 
 _HIGH_WATER = 1 << 20
 """Streamed bytes waiting for the client above which the upstream socket is paused."""
+
+Sink = Callable[[bytes], bool]
+"""Takes forwarded body bytes; True: its client is full, send no more until it drained."""
 
 
 class UpstreamError(InferplaneError):
@@ -117,12 +122,15 @@ class _Conn(asyncio.Protocol):
         if self._resp is None:  # bytes while idle: the server is confused; drop the connection
             self.close()
             return
-        self._resp.got_bytes = True
+        resp = self._resp
+        resp.got_bytes = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._resp._fail(UpstreamBroken(f"malformed response: {exc}"))
+            resp._fail(UpstreamBroken(f"malformed response: {exc}"))
             self.close()
+        if resp._sink is not None and resp._buf:  # forwarding: this read's pieces go on now, joined
+            resp._forward()
 
     # parser callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -143,9 +151,13 @@ class _Conn(asyncio.Protocol):
         resp = self._resp
         if resp is not None:
             resp._body(body)
-            if resp._streaming and resp._buffered > _HIGH_WATER and not self.paused and self.transport is not None:
-                self.paused = True
-                self.transport.pause_reading()
+            if resp._sink is None and resp._streaming and resp._buffered > _HIGH_WATER:  # the client is full
+                self.pause()
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
 
     def resume(self) -> None:
         if self.paused and self.transport is not None and not self.closed:
@@ -176,16 +188,22 @@ class UpstreamResponse:
     (an exception, a cancellation) leaves the connection open and the runtime generating."""
 
     __slots__ = ("_buf", "_buffered", "_conn", "_done", "_error", "_headers_fut", "_keep_alive", "_last_data",
-                 "_max_body", "_streaming", "_waiter", "content_type", "got_bytes", "passed_headers", "status")
+                 "_max_body", "_now", "_reads", "_sink", "_sink_error", "_streaming", "_waiter", "content_type",
+                 "got_bytes", "passed_headers", "status")
 
     def __init__(self, conn: _Conn, max_body_bytes: int) -> None:
         self._conn: _Conn | None = conn
-        self._headers_fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._headers_fut: asyncio.Future[int] = loop.create_future()
+        self._now = loop.time
         self._buf: list[bytes] = []
         self._buffered = 0
         self._max_body = max_body_bytes
         self._last_data = 0.0
+        self._reads = 0
         self._streaming = False
+        self._sink: Sink | None = None
+        self._sink_error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
         self._keep_alive = False
@@ -212,8 +230,31 @@ class UpstreamResponse:
     def _body(self, data: bytes) -> None:
         self._buf.append(data)
         self._buffered += len(data)
-        self._last_data = -1.0  # "data came since the stall timer last looked"
-        self._wake()
+        if self._sink is None:  # when forwarding, the connection hands the pieces on after the read instead
+            self._wake()
+
+    def _forward(self) -> None:
+        """Hand what is buffered to the sink (in the connection's data callback, or in ``forward``)."""
+        buf = self._buf
+        data = buf[0] if len(buf) == 1 else b"".join(buf)
+        buf.clear()
+        self._buffered = 0
+        self._reads += 1
+        self._last_data = self._now()
+        sink = self._sink
+        assert sink is not None
+        try:
+            full = sink(data)
+        except Exception as exc:  # raised again by ``forward``, in the task that awaits it
+            self._sink = None
+            self._sink_error = exc
+            full = True
+        if full:  # no more for now: hold the socket until ``forward`` has drained the client
+            self._sink = None
+            conn = self._conn
+            if conn is not None:
+                conn.pause()
+            self._wake()
 
     def _complete(self, keep_alive: bool) -> None:
         self._done = True
@@ -281,47 +322,56 @@ class UpstreamResponse:
         self._buf.clear()
         return data
 
-    async def chunks(self, *, stall_s: float, idle_timeout_s: float,
-                     alive: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive (adjacent pieces joined).
+    async def forward(self, sink: Sink, *, drain: Callable[[], Awaitable[None]], stall_s: float,
+                      idle_timeout_s: float, alive: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """Hand the body to ``sink`` as it arrives; return when it ended.
+
+        ``sink`` is called from the connection's data callback, once per socket read (the
+        pieces it held joined), so a chunk reaches the client with no task switch; what came
+        before this call is handed on first, from here. When ``sink`` returns True (its client
+        is full) the socket is paused until ``await drain()`` returns. What ``sink`` raises is
+        raised here, and it is given nothing more.
 
         Raises UpstreamBroken on a cut, and UpstreamStalled when nothing arrived for
         ``idle_timeout_s``, or when, with nothing arriving, ``alive()`` (asked every
         ``stall_s``) says twice in a row that the replica is frozen: one slow probe on a
         starved machine must not cut a healthy stream (a queued request's stream is silent
-        until a slot frees). One timer per stream, re-armed lazily: a chunk only clears a flag.
+        until a slot frees). One timer per stream, re-armed lazily: a read only stamps its time.
         """
         loop = asyncio.get_running_loop()
         check = min(stall_s, idle_timeout_s)
-        idle_since = loop.time()
         stalled = False
         failed_probes = 0
+        probed_at = -1  # ``_reads`` when a probe last failed
+        self._last_data = loop.time()
+        seen = self._reads
         handle: asyncio.TimerHandle
 
         def tick() -> None:
-            nonlocal stalled, handle
-            if self._last_data < 0:  # data came: look again one period from now
-                self._last_data = 0.0
+            nonlocal stalled, handle, seen
+            if self._reads != seen or self._sink is None:  # data came (or the client is full): not stalled;
+                seen = self._reads  # look again one period from now
                 handle = loop.call_later(check, tick)
                 return
             stalled = True
             self._wake()
 
         handle = loop.call_later(check, tick)
-        self._last_data = 0.0
-        self._streaming = True  # a slow client now pauses the socket instead of growing the buffer
+        self._streaming = True  # a full client now pauses the socket instead of growing the buffer
+        self._sink = sink
         try:
             while True:
-                if self._buf:
-                    data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
-                    self._buf.clear()
-                    self._buffered = 0
+                if self._sink_error is not None:
+                    err, self._sink_error = self._sink_error, None  # no cycle through its traceback
+                    raise err
+                if self._sink is None:  # the client is full: wait until it read, then go on
+                    await drain()
+                    self._sink = sink
                     conn = self._conn
-                    if conn is not None and conn.paused:
+                    if conn is not None:
                         conn.resume()
-                    idle_since = loop.time()
-                    failed_probes = 0
-                    yield data
+                if self._buf:  # what came before forwarding began, or while the client was full
+                    self._forward()
                     continue
                 if self._done:
                     return
@@ -329,11 +379,14 @@ class UpstreamResponse:
                     raise self._error
                 if stalled:
                     stalled = False
-                    idle = loop.time() - idle_since
+                    idle = loop.time() - self._last_data
                     if idle >= idle_timeout_s:
                         raise UpstreamStalled(f"no data for {idle:.0f} s (stream idle timeout)")
+                    if self._reads != probed_at:
+                        failed_probes = 0
                     if alive is not None and not await alive():
                         failed_probes += 1
+                        probed_at = self._reads
                         if failed_probes >= 2:
                             raise UpstreamStalled(f"no data for {idle:.0f} s and the replica does not answer "
                                                   "its health probe")
@@ -344,6 +397,7 @@ class UpstreamResponse:
                 self._waiter = loop.create_future()
                 await self._waiter
         finally:
+            self._sink = None
             handle.cancel()
 
     def release(self) -> None:
