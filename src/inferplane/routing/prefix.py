@@ -186,8 +186,16 @@ def prefix_block_hashes(text: str | bytes, block_chars: int = DEFAULT_BLOCK_BYTE
 
 
 def _known(hashes: Sequence[int], n: int) -> Sequence[int]:
-    """The first ``n`` of ``hashes`` as a plain sequence (cheap to index)."""
-    return hashes.upto(n) if isinstance(hashes, PromptHashes) else hashes
+    """At least the first ``n`` of ``hashes`` as a plain sequence (cheap to index)."""
+    if type(hashes) is not PromptHashes:
+        return hashes
+    known = hashes._hashes
+    return known if len(known) >= n else hashes._extend(min(n, hashes._n))
+
+
+_FIRST_LOOK = 8
+"""Checkpoints hashed before the first lookup (all of them once these all matched)."""
+_NOBODY: tuple[str, ...] = ()
 
 
 class PrefixIndex:
@@ -212,7 +220,7 @@ class PrefixIndex:
     holder of a prefix it lost the middle of: the per-endpoint match then says so.
 
     Memory: at most ``capacity`` entries per endpoint (each entry covers >= 1 block), one
-    dict entry and one set membership each.
+    LRU entry and one place in a holders list each.
     """
 
     __slots__ = ("_capacity", "_holders", "_holes", "_lru", "_used", "max_blocks")
@@ -222,7 +230,7 @@ class PrefixIndex:
         if max_blocks <= 0:
             raise ValueError(f"max_blocks must be positive, got {max_blocks}")
         self.max_blocks = max_blocks
-        self._holders: dict[int, set[str]] = {}
+        self._holders: dict[int, list[str]] = {}  # a list: drawn from at random, smaller than a set
         self._lru: dict[str, OrderedDict[int, int]] = {}  # endpoint -> hash -> blocks it covers
         self._used: dict[str, int] = {}
         self._capacity: dict[str, int] = {}
@@ -230,46 +238,59 @@ class PrefixIndex:
 
     # -- reading --------------------------------------------------------------------------
 
-    def longest(self, hashes: Sequence[int]) -> tuple[int, set[str]]:
+    def longest(self, hashes: Sequence[int]) -> tuple[int, Sequence[str]]:
         """``(n, holders)``: the longest prefix (in checkpoints) any endpoint holds, and the
-        endpoints holding all of it (empty set when ``n == 0``). Reads ``hashes`` only up to
-        the first checkpoint nobody holds. O(n), independent of the number of endpoints.
+        endpoints holding all of it, each once (empty when ``n == 0``; do not modify it). Reads
+        ``hashes`` only up to the first checkpoint nobody holds (a few first, the rest once
+        those all matched). O(n), independent of the number of endpoints.
         """
-        holders_of = self._holders
-        best: set[str] = set()
-        n, total, step = 0, len(hashes), 8
-        while n < total:
-            known = _known(hashes, min(total, n + step))  # a few first; all once those matched
-            for k in range(n, len(known)):
-                holders = holders_of.get(known[k])
+        get = self._holders.get
+        total = len(hashes)
+        known = _known(hashes, total if total <= _FIRST_LOOK else _FIRST_LOOK)
+        best: Sequence[str] = _NOBODY
+        n = 0
+        for h in known:
+            holders = get(h)
+            if not holders:
+                return n, best
+            best = holders
+            n += 1
+        if n < total:
+            for h in _known(hashes, total)[n:]:
+                holders = get(h)
                 if not holders:
                     return n, best
                 best = holders
                 n += 1
-            step = total
         return n, best
 
-    def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None,
-              holders: set[str] | None = None) -> int:
+    @staticmethod
+    def prefix(hashes: Sequence[int], n: int) -> Sequence[int]:
+        """The first ``n`` of ``hashes`` (at least) as a plain, cheaply indexed sequence:
+        hashes them if they were not yet. Pass it to :meth:`match` in a loop."""
+        return _known(hashes, n)
+
+    def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None) -> int:
         """Checkpoints of ``hashes`` (at most ``limit``) held by ``endpoint_id``; read-only.
 
-        Pass ``limit, holders`` = what :meth:`longest` returned to read no hash beyond it and
-        to answer at once for the holders of the whole longest match.
+        Pass ``limit`` = the depth :meth:`longest` returned for the same hashes, to read no
+        hash beyond it: a holder of all of it (it holds the deepest, hence, by the invariant,
+        every one before) is then answered with one lookup, anyone else by a binary search.
         """
-        if holders is not None and limit and endpoint_id in holders and endpoint_id not in self._holes:
-            return limit
         lru = self._lru.get(endpoint_id)
         hi = len(hashes) if limit is None else min(limit, len(hashes))
         if not lru or hi == 0:
             return 0
         hashes = _known(hashes, hi)
-        if hashes[0] not in lru:
-            return 0
         if endpoint_id in self._holes:
-            n = 1
+            n = 0
             while n < hi and hashes[n] in lru:
                 n += 1
             return n
+        if limit is not None and hashes[hi - 1] in lru:  # a holder of all that longest() found
+            return hi
+        if hashes[0] not in lru:
+            return 0
         lo = 1  # hashes[lo - 1] is held; the answer is in [lo, hi]
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -333,9 +354,9 @@ class PrefixIndex:
             added += span
             holders = holders_of.get(h)
             if holders is None:
-                holders_of[h] = {endpoint_id}
+                holders_of[h] = [endpoint_id]
             else:
-                holders.add(endpoint_id)
+                holders.append(endpoint_id)  # not yet there: it was not in this endpoint's LRU
         if added:
             self._used[endpoint_id] = self._used.get(endpoint_id, 0) + added
             self._evict(endpoint_id, cap)
@@ -364,7 +385,7 @@ class PrefixIndex:
             for h in lru:
                 holders = holders_of.get(h)
                 if holders is not None:
-                    holders.discard(endpoint_id)
+                    holders.remove(endpoint_id)
                     if not holders:
                         del holders_of[h]
 
@@ -386,6 +407,6 @@ class PrefixIndex:
     def _unhold(self, endpoint_id: str, h: int) -> None:
         holders = self._holders.get(h)
         if holders is not None:
-            holders.discard(endpoint_id)
+            holders.remove(endpoint_id)
             if not holders:
                 del self._holders[h]
