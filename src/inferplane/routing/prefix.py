@@ -26,6 +26,8 @@ Everything here is pure, synchronous and not thread-safe.
 from __future__ import annotations
 
 import bisect
+import collections
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -67,6 +69,12 @@ CHECKPOINT_BLOCKS: tuple[int, ...] = _checkpoints(1 << 24)
 """Blocks covered by checkpoint ``k`` (strictly increasing; a constant table)."""
 
 _xxh3 = xxhash.xxh3_64_intdigest
+
+
+@functools.cache
+def _ends(block_bytes: int) -> tuple[int, ...]:
+    """Byte offset at which each checkpoint ends, for one block size (a constant table)."""
+    return tuple(blocks * block_bytes for blocks in CHECKPOINT_BLOCKS)
 
 
 def blocks_at(checkpoints: int) -> int:
@@ -144,12 +152,12 @@ class PromptHashes(Sequence[int]):
         return self._hashes if len(self._hashes) == n else self._hashes[:n]
 
     def _extend(self, n: int) -> list[int]:
-        hashes, view, block, done = self._hashes, self._view, self._block, self._done
+        hashes, view, done = self._hashes, self._view, self._done
         h = hashes[-1] if hashes else 0
-        for i in range(len(hashes), n):
-            end = CHECKPOINT_BLOCKS[i] * block
-            h = _xxh3(view[done:end], h)
-            hashes.append(h)
+        append, xxh3 = hashes.append, _xxh3
+        for end in _ends(self._block)[len(hashes):n]:  # the loop is most of the cost: keep it bare
+            h = xxh3(view[done:end], h)
+            append(h)
             done = end
         self._done = done
         return hashes
@@ -193,8 +201,9 @@ def _known(hashes: Sequence[int], n: int) -> Sequence[int]:
     return known if len(known) >= n else hashes._extend(min(n, hashes._n))
 
 
-_FIRST_LOOK = 8
-"""Checkpoints hashed before the first lookup (all of them once these all matched)."""
+_FIRST_LOOK = 16
+"""Checkpoints hashed before the first lookup (all of them once these all matched): the
+dense part, 16 blocks, so a prompt of up to 4 KB is hashed in one call."""
 _NOBODY: tuple[str, ...] = ()
 
 
@@ -247,22 +256,33 @@ class PrefixIndex:
         get = self._holders.get
         total = len(hashes)
         known = _known(hashes, total if total <= _FIRST_LOOK else _FIRST_LOOK)
-        best: Sequence[str] = _NOBODY
-        n = 0
-        for h in known:
-            holders = get(h)
-            if not holders:
-                return n, best
-            best = holders
-            n += 1
-        if n < total:
-            for h in _known(hashes, total)[n:]:
-                holders = get(h)
-                if not holders:
-                    return n, best
-                best = holders
-                n += 1
-        return n, best
+        found = list(map(get, known))  # C-speed lookups; a few past the first miss cost less than a loop
+        if None in found:
+            n = found.index(None)
+            return n, (found[n - 1] if n else _NOBODY)
+        if len(found) < total:  # all of the first look held: look at the rest
+            found += map(get, _known(hashes, total)[len(found):total])
+            if None in found:
+                n = found.index(None)
+                return n, found[n - 1]
+        return total, (found[total - 1] if total else _NOBODY)
+
+    def matches(self, endpoint_ids: Sequence[str], hashes: Sequence[int], limit: int) -> list[int]:
+        """:meth:`match` for each of ``endpoint_ids``, with ``limit`` = the depth :meth:`longest`
+        returned for ``hashes`` (> 0): one call for the candidates of a decision."""
+        hashes = _known(hashes, limit)
+        deepest = hashes[limit - 1]
+        lru_of, holes = self._lru, self._holes
+        out = []
+        for endpoint_id in endpoint_ids:
+            lru = lru_of.get(endpoint_id)
+            if lru is None or hashes[0] not in lru:
+                out.append(0)
+            elif deepest in lru and endpoint_id not in holes:
+                out.append(limit)  # it holds the deepest, hence (the invariant) every one before
+            else:
+                out.append(self.match(endpoint_id, hashes, limit))
+        return out
 
     @staticmethod
     def prefix(hashes: Sequence[int], n: int) -> Sequence[int]:
@@ -344,7 +364,11 @@ class PrefixIndex:
         holders_of = self._holders
         move = lru.move_to_end
         added = 0
-        for k in range(n - 1, -1, -1):  # deepest first: the shallow ones end up most recent
+        held = list(map(lru.__contains__, hashes[:n]))
+        d = held.index(False) if False in held else n
+        if d < n and True in held[d:]:  # not a prefix (a truncated endpoint): take them one by one
+            d = 0
+        for k in range(n - 1, d - 1, -1):  # deepest first: the shallow ones end up most recent
             h = hashes[k]
             if h in lru:
                 move(h)
@@ -357,6 +381,8 @@ class PrefixIndex:
                 holders_of[h] = [endpoint_id]
             else:
                 holders.append(endpoint_id)  # not yet there: it was not in this endpoint's LRU
+        if d:  # the held part, deepest first too, at C speed (a loop of move_to_end is most of an insert)
+            collections.deque(map(move, reversed(hashes[:d])), maxlen=0)
         if added:
             self._used[endpoint_id] = self._used.get(endpoint_id, 0) + added
             self._evict(endpoint_id, cap)

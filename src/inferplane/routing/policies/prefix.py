@@ -6,10 +6,16 @@ decision that does not grow with the fleet:
 
 1. The index answers, without visiting endpoints, how deep the request's longest cached
    prefix goes anywhere and who holds all of it (``PrefixIndex.longest``).
-2. It scores a bounded set of candidates: up to ``holder_sample`` of those holders,
-   ``random_sample`` drawn at random, and the least loaded one (every candidate when there are at most
-   ``exact_below``): ``matched`` = prefix blocks the index believes the candidate holds;
-   ``score = w_load * load_ratio - w_cache * matched/total``.
+2. It scores a constant number of candidates, whatever the fleet's size or the number of
+   holders (every candidate when there are at most ``exact_below``): the least loaded one
+   (the candidate set's heap top; ties taken in turn), ``holder_sample`` (2) of those
+   holders, a random run of the holders list (so a popular prefix's load spreads over all
+   of its holders, not the first few), and ``random_sample`` (0) members drawn at random.
+   ``matched`` = prefix blocks the index believes the candidate holds (one lookup for a
+   holder of the whole match, a binary search otherwise); ``score = w_load * load_ratio -
+   w_cache * matched/total``. Measured in ``benchmarks/routing_sim.py`` at 16 to 1,000
+   replicas: the least loaded member matters for the tail (the guard's yardstick, step 3),
+   a random one adds nothing there, so none is drawn by default.
 3. If the best-scoring candidate is badly overloaded compared to the least loaded one
    (``load - min_load > balance_abs_threshold`` and ``load > balance_rel_threshold *
    min_load``, loads in requests per slot), route by least load instead.
@@ -152,7 +158,7 @@ class PrefixPolicy:
         balance_rel_threshold: float = 1.5,
         max_blocks_per_endpoint: int = DEFAULT_MAX_BLOCKS,
         holder_sample: int = 2,
-        random_sample: int = 2,
+        random_sample: int = 0,
         exact_below: int = 8,
         home_share: float = 1.0,
         home_slack: float = 2.0,
@@ -172,8 +178,9 @@ class PrefixPolicy:
         """
         if min(w_load, w_cache, balance_abs_threshold, balance_rel_threshold) < 0:
             raise ValueError("weights and balance thresholds must be >= 0")
-        if holder_sample < 1 or random_sample < 1:
-            raise ValueError(f"holder_sample and random_sample must be >= 1, got {holder_sample}, {random_sample}")
+        if holder_sample < 1 or random_sample < 0:
+            raise ValueError(f"holder_sample must be >= 1 and random_sample >= 0, got {holder_sample}, "
+                             f"{random_sample}")
         self.w_load = w_load
         self.w_cache = w_cache
         self.balance_abs_threshold = balance_abs_threshold
@@ -201,19 +208,24 @@ class PrefixPolicy:
         self.ring = HomeRing()
 
     def _considered(self, cands: CandidateSet, holders: Sequence[str]) -> list[Candidate]:
-        """The candidates to score: every one of a small set; else at most ``holder_sample``
-        holders of the longest match, drawn at random, and ``random_sample`` members drawn at
-        random: a constant number, whatever the fleet's size or the number of holders."""
+        """The candidates to score (step 2 of the module docstring): every one of a small set;
+        else a constant number, whatever the fleet's size or the number of holders."""
         n = len(cands)
         rng = self._rng
         if n <= self.exact_below:
             return cands.sample(n, rng)  # all, in order
-        out = cands.sample(self.random_sample, rng)
+        least = cands.least_loaded()  # also the balance guard's yardstick; equals taken in turn
+        out = [least]
+        seen = [least.endpoint_id]
+        if self.random_sample:
+            for c in cands.sample(self.random_sample, rng):
+                if c.endpoint_id not in seen:
+                    out.append(c)
+                    seen.append(c.endpoint_id)
         m = len(holders)
         if m:
             get = cands.get
             want = self.holder_sample
-            seen = {c.endpoint_id for c in out}
             start = int(rng.random() * m)  # a random run of holders: load spreads over all of them
             for i in range(start, start + min(m, 2 * want + 2)):
                 endpoint_id = holders[i % m]
@@ -221,7 +233,7 @@ class PrefixPolicy:
                     c = get(endpoint_id)
                     if c is not None:
                         out.append(c)
-                        seen.add(endpoint_id)
+                        seen.append(endpoint_id)
                         want -= 1
                         if want == 0:
                             break
@@ -238,9 +250,11 @@ class PrefixPolicy:
         index = self.index
         depth, holders = index.longest(hashes) if hashes else (0, _NOBODY)
         considered = self._considered(cands, holders)
+        ids = []
         loads = []
         mine = theirs = 0
-        for c in considered:  # load_ratio, inline: this loop is most of a decision's arithmetic
+        for c in considered:  # load_ratio, inline: one pass over the few candidates
+            ids.append(c.endpoint_id)
             out = c.running + c.waiting
             mine += c.in_flight
             theirs += out
@@ -251,28 +265,26 @@ class PrefixPolicy:
         if hashes and self.peer_share > self.home_peers:
             home = self.ring.home(hashes[0], cands)
             if home is not None:
-                home_at = next((i for i, c in enumerate(considered) if c.endpoint_id == home.endpoint_id), -1)
-                if home_at < 0:
-                    considered.append(home)
+                if home.endpoint_id in ids:
+                    home_at = ids.index(home.endpoint_id)
+                else:
+                    home_at = len(ids)
+                    ids.append(home.endpoint_id)
                     loads.append(load_ratio(home))
-                    home_at = len(considered) - 1
         total = blocks_at(len(hashes))
         if depth:
-            known = index.prefix(hashes, depth)
-            match = index.match
-            matched = [blocks_at(match(c.endpoint_id, known, depth)) for c in considered]
-        else:
-            matched = [0] * len(considered)
-        credit = matched
-        if home_at >= 0 and depth and self.home_share and 0 < matched[home_at] < self.home_share * total:
-            credit = list(matched)  # other gateways sent the rest of it there too (step 5)
-            credit[home_at] = int(self.home_share * total)
-        if total:
+            matched = [blocks_at(m) for m in index.matches(ids, hashes, depth)]
+            credit = matched
+            if home_at >= 0 and self.home_share and 0 < matched[home_at] < self.home_share * total:
+                credit = list(matched)  # other gateways sent the rest of it there too (step 5)
+                credit[home_at] = int(self.home_share * total)
             w_load, w_frac = self.w_load, self.w_cache / total
             scores = [w_load * load - w_frac * m for load, m in zip(loads, credit, strict=True)]
         else:
-            scores = loads
-        best = self._ties.argmin(scores)
+            matched = [0] * len(ids)
+            scores = [self.w_load * load for load in loads] if total else loads
+        ties = self._ties
+        best = ties.argmin(scores)
         if home_at >= 0 and not depth and loads[home_at] - loads[best] <= self.home_slack:
             best = home_at  # a prefix nobody holds: its home on the ring, as load allows
         min_load = min(loads)
@@ -283,8 +295,7 @@ class PrefixPolicy:
         )
         if fell_back:
             scores = loads
-            best = self._ties.argmin(loads)
-        ids = [c.endpoint_id for c in considered]
+            best = ties.argmin(loads)
         decision = PrefixDecision(ids[best], self.name, dict(zip(ids, scores, strict=True)),
                                   dict(zip(ids, matched, strict=True)), total, fell_back)
         self._last = decision
