@@ -77,48 +77,55 @@ class HomeRing:
 
     Every gateway that knows the same ids builds the same ring (xxh3 of the id and a virtual
     node number, ``VNODES`` points per id), so the same key finds the same home everywhere;
-    adding or removing an id moves only the keys that id owned. Membership changes are
-    batched: ``add`` / ``remove`` are O(``VNODES``) and the ring is re-sorted once, at the
-    next ``home`` (registering 1,000 endpoints is one sort, not 1,000). Pure, not thread-safe.
+    adding or removing an id moves only the keys that id owned. A removed id's points stay on
+    the ring (``home`` skips whoever is not a candidate, so they change no answer) until they
+    outnumber the members' own: an endpoint that leaves and comes back (a failed probe, a
+    restart) costs nothing. A new id marks the ring for one sort at the next ``home``
+    (registering 1,000 endpoints is one sort, not 1,000). Pure, not thread-safe.
     """
 
     VNODES = 32
 
-    __slots__ = ("_dirty", "_members", "_owners", "_points")
+    __slots__ = ("_dirty", "_members", "_owners", "_placed", "_points")
 
     def __init__(self) -> None:
-        self._members: dict[str, list[tuple[int, str]]] = {}
+        self._members: set[str] = set()
+        self._placed: set[str] = set()  # ids with points on the ring (members and some who left)
         self._points: list[int] = []
         self._owners: list[str] = []
         self._dirty = False
 
     def add(self, endpoint_id: str) -> None:
-        if endpoint_id not in self._members:
-            self._members[endpoint_id] = [(xxhash.xxh3_64_intdigest(f"{endpoint_id}#{v}".encode()), endpoint_id)
-                                          for v in range(self.VNODES)]
+        self._members.add(endpoint_id)
+        if endpoint_id not in self._placed:
             self._dirty = True
 
     def remove(self, endpoint_id: str) -> None:
-        if self._members.pop(endpoint_id, None) is not None:
-            self._dirty = True
+        self._members.discard(endpoint_id)
+        if len(self._placed) > 2 * len(self._members) + 8:
+            self._dirty = True  # mostly leavers' points: compact at the next lookup
 
     def _settle(self) -> None:
-        points = sorted(p for own in self._members.values() for p in own)
+        points = sorted((xxhash.xxh3_64_intdigest(f"{eid}#{v}".encode()), eid)
+                        for eid in self._members for v in range(self.VNODES))
         self._points = [p for p, _ in points]
         self._owners = [eid for _, eid in points]
+        self._placed = set(self._members)
         self._dirty = False
 
     def home(self, key: int, candidates: CandidateSet) -> Candidate | None:
         """The home of ``key`` among ``candidates`` (None when no member is a candidate)."""
         if self._dirty:
             self._settle()
-        points, owners = self._points, self._owners
+        points, owners, members = self._points, self._owners, self._members
         n = len(points)
         start = bisect.bisect_left(points, key)
         for i in range(n):
-            c = candidates.get(owners[(start + i) % n])
-            if c is not None:
-                return c
+            owner = owners[(start + i) % n]
+            if owner in members:
+                c = candidates.get(owner)
+                if c is not None:
+                    return c
         return None
 
 
