@@ -110,6 +110,11 @@ class RunStats:
     """Coefficient of variation of requests per replica."""
     decision_us: float = math.nan
     """Router CPU per request (RouteInfo, pick, acquire/release, feedback), microseconds."""
+    throughput_rps: float = math.nan
+    """Requests completed per simulated second, over the measured window."""
+    inflight_max_over_mean: float = math.nan
+    """Load imbalance: the busiest replica's time-averaged in-flight count (running + queued)
+    over the mean replica's, over the measured window."""
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -190,12 +195,24 @@ def simulate(
                 ep.stats = EndpointStats(running=float(rep.running), waiting=float(len(rep.queue)))
 
     issued = 0
+    end_s = 0.0
     warmup = int(requests * params.warmup_fraction)
     ttfts: list[float] = []
     prompt_tokens = cached_tokens = predicted_tokens = 0
     token_per_block = params.block_chars / params.chars_per_token
     served_counted = [0] * replicas
     predicted_any = False
+    inflight = [0] * replicas  # running + queued, per replica
+    area = [0.0] * replicas  # integral of inflight over the measured window
+    since = [0.0] * replicas
+    window: list[float] = []  # [start, end] of the measured window, in simulated seconds
+    completed = 0
+
+    def moved(i: int, now: float, delta: int) -> None:
+        if window:
+            area[i] += inflight[i] * (now - since[i])
+            since[i] = now
+        inflight[i] += delta
 
     def start(job: _Job, now: float) -> None:
         nonlocal seq, cached_tokens, prompt_tokens
@@ -230,12 +247,16 @@ def simulate(
             router.succeeded(choice)
             cpu += clock() - t0
             counted = issued >= warmup
+            if counted and not window:
+                window.append(now)
+                since[:] = [now] * replicas
             new = _Job(request, info, choice, release, now, by_id[choice.endpoint.id], counted, router=router)
             predicted = choice.predicted_cached_blocks
             if counted and predicted is not None:
                 predicted_any = True
                 predicted_tokens += min(request.prompt_tokens, int(predicted * token_per_block))
             rep = reps[new.replica]
+            moved(new.replica, now, 1)
             rep.served += 1
             if counted:
                 served_counted[new.replica] += 1
@@ -250,6 +271,10 @@ def simulate(
             continue
         rep = reps[job.replica]  # completion
         rep.running -= 1
+        moved(job.replica, now, -1)
+        if job.counted:
+            completed += 1
+            end_s = now
         source.finished(job.request, now)
         t0 = clock()
         if params.feedback and job.router is not None:
@@ -261,6 +286,10 @@ def simulate(
 
     ttfts.sort()
     mean_served = statistics.fmean(served_counted) if served_counted else 0.0
+    span = end_s - window[0] if window and completed else 0.0
+    for i in range(replicas):
+        moved(i, end_s if completed else 0.0, 0)
+    mean_area = statistics.fmean(area) if area else 0.0
     return RunStats(
         requests=len(ttfts),
         hit_rate=cached_tokens / prompt_tokens if prompt_tokens else 0.0,
@@ -272,4 +301,6 @@ def simulate(
         max_over_mean=max(served_counted) / mean_served if mean_served else math.nan,
         cv=statistics.pstdev(served_counted) / mean_served if mean_served else math.nan,
         decision_us=cpu / max(issued, 1) * 1e6,
+        throughput_rps=completed / span if span else math.nan,
+        inflight_max_over_mean=max(area) / mean_area if mean_area else math.nan,
     )

@@ -1,4 +1,5 @@
-"""Request sources for the routing simulator: ShareGPT multi-turn and shared system prompts.
+"""Request sources for the routing simulator: ShareGPT multi-turn, synthetic groups of shared
+system prompts, and a mix of two shared system prompts and none over ShareGPT questions.
 
 A source hands out the next request at each arrival and learns when a request finished
 (multi-turn conversations only continue after the previous answer came back).
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import xxhash
 
-__all__ = ["ShareGPTSource", "SharedPromptSource", "SimRequest", "block_hashes", "load_sharegpt"]
+__all__ = ["ShareGPTSource", "SharedPromptSource", "SimRequest", "SystemMixSource", "block_hashes", "load_sharegpt"]
 
 
 def block_hashes(data: bytes, block_bytes: int) -> tuple[int, ...]:
@@ -244,6 +245,51 @@ class SharedPromptSource:
         text = (self._systems[group] + "\nuser: " + _words(rng, rng.randint(100, 400))).encode()
         return SimRequest(
             prompt_tokens=int(len(text) / self._cpt),
+            hashes=block_hashes(text, self._block_chars),
+            output_tokens=rng.randint(16, 256),
+            session_key=f"user-{rng.randrange(self._users)}",
+            prompt=memoryview(text),
+        )
+
+    def finished(self, request: SimRequest, now_s: float) -> None:
+        """Requests are independent."""
+
+
+class SystemMixSource:
+    """Two shared system prompts and prompts with none, over ShareGPT first questions (the
+    live benchmark's ``system-mix``): half the requests carry system prompt 0, a quarter
+    system prompt 1, a quarter none; each question is a random conversation's first one."""
+
+    def __init__(
+        self,
+        conversations: list[_Conversation],
+        rng: random.Random,
+        *,
+        system_chars: int,
+        block_chars: int,
+        chars_per_token: float,
+        users: int = 5000,
+    ) -> None:
+        self._rng = rng
+        self._block_chars = block_chars
+        self._cpt = chars_per_token
+        self._users = users
+        self._systems = [f"system {g}: You are assistant {g}. " + _words(rng, system_chars) for g in range(2)]
+        self._questions = [bytes(c.turns[0].prompt) for c in conversations if c.turns]
+
+    def mean_turn(self) -> tuple[float, float]:
+        """Mean (prompt_tokens, output_tokens) of this source's requests."""
+        system = 0.75 * sum(len(s) for s in self._systems) / len(self._systems)
+        question = sum(len(q) for q in self._questions) / max(len(self._questions), 1)
+        return (system + question) / self._cpt, 136.0
+
+    def next(self, now_s: float) -> SimRequest:
+        rng = self._rng
+        r = rng.random()
+        system = b"" if r >= 0.75 else (self._systems[0 if r < 0.5 else 1] + "\n").encode()
+        text = system + rng.choice(self._questions)
+        return SimRequest(
+            prompt_tokens=max(1, int(len(text) / self._cpt)),
             hashes=block_hashes(text, self._block_chars),
             output_tokens=rng.randint(16, 256),
             session_key=f"user-{rng.randrange(self._users)}",

@@ -8,10 +8,11 @@ acquire/release re-files its load. A tier keeps:
 - ``members`` + ``pos``: an array with O(1) add, swap-remove, random draw and rotation;
 - a lazy min-heap of ``(load_ratio, stamp, endpoint)``, built on first use: an entry is current while its stamp
   is the endpoint's latest; stale entries are dropped when they surface, and the heap is
-  rebuilt once it holds more than twice as many entries as members (amortised O(1)). A top
-  entry whose load moved without an acquire/release (a metrics scrape) is re-filed when
-  seen, and one member per question is re-filed in turn, so scraped loads are never staler
-  than one pass over the tier;
+  rebuilt once it holds more than twice as many entries as members (amortised O(1)). An
+  entry may be filed below its member's load (a release re-files at once, an acquire does
+  not; a metrics scrape moves loads either way): the top's load is checked when seen and
+  re-filed if it moved, and one member per question is re-filed in turn, so scraped loads
+  are never staler than one pass over the tier;
 - running totals of outstanding requests and capacity (the session policy's bound).
 
 :class:`TierView` is a tier seen by one request attempt: it implements
@@ -93,6 +94,27 @@ class Tier:
         self._filed.pop(ep.id, None)
         self.outstanding_total -= self._out.pop(ep.id, 0)
         self.capacity_total -= max(ep.capacity, 1)
+
+    def moved(self, ep: Endpoint) -> None:
+        """``ep``'s in-flight count changed (an acquire or a release): keep the totals, and
+        the heap where its load fell. Where it rose, the heap keeps an entry filed too low,
+        which is re-filed when it surfaces at the top (``least_loaded`` checks the top's
+        load): one heap push per request instead of two."""
+        heap = self._heap
+        if heap is None:
+            eid = ep.id
+            out = ep.in_flight + int(ep.stats.waiting or 0)
+            self.outstanding_total += out - self._out.get(eid, 0)
+            self._out[eid] = out
+            return
+        f = self._filed.get(ep.id)
+        if f is not None and _load(ep) >= f[1]:
+            eid = ep.id
+            out = ep.in_flight + int(ep.stats.waiting or 0)
+            self.outstanding_total += out - self._out.get(eid, 0)
+            self._out[eid] = out
+            return
+        self.refile(ep)
 
     def refile(self, ep: Endpoint) -> None:
         """File ``ep`` under its current load (after its load changed)."""
@@ -294,4 +316,4 @@ class CandidatePools:
     def load_changed(self, endpoint: Endpoint) -> None:
         where = self._where.get(endpoint.id)
         if where is not None:
-            where[2].refile(endpoint)
+            where[2].moved(endpoint)

@@ -26,6 +26,8 @@ Everything here is pure, synchronous and not thread-safe.
 from __future__ import annotations
 
 import bisect
+import collections
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -67,6 +69,12 @@ CHECKPOINT_BLOCKS: tuple[int, ...] = _checkpoints(1 << 24)
 """Blocks covered by checkpoint ``k`` (strictly increasing; a constant table)."""
 
 _xxh3 = xxhash.xxh3_64_intdigest
+
+
+@functools.cache
+def _ends(block_bytes: int) -> tuple[int, ...]:
+    """Byte offset at which each checkpoint ends, for one block size (a constant table)."""
+    return tuple(blocks * block_bytes for blocks in CHECKPOINT_BLOCKS)
 
 
 def blocks_at(checkpoints: int) -> int:
@@ -144,12 +152,12 @@ class PromptHashes(Sequence[int]):
         return self._hashes if len(self._hashes) == n else self._hashes[:n]
 
     def _extend(self, n: int) -> list[int]:
-        hashes, view, block, done = self._hashes, self._view, self._block, self._done
+        hashes, view, done = self._hashes, self._view, self._done
         h = hashes[-1] if hashes else 0
-        for i in range(len(hashes), n):
-            end = CHECKPOINT_BLOCKS[i] * block
-            h = _xxh3(view[done:end], h)
-            hashes.append(h)
+        append, xxh3 = hashes.append, _xxh3
+        for end in _ends(self._block)[len(hashes):n]:  # the loop is most of the cost: keep it bare
+            h = xxh3(view[done:end], h)
+            append(h)
             done = end
         self._done = done
         return hashes
@@ -186,8 +194,17 @@ def prefix_block_hashes(text: str | bytes, block_chars: int = DEFAULT_BLOCK_BYTE
 
 
 def _known(hashes: Sequence[int], n: int) -> Sequence[int]:
-    """The first ``n`` of ``hashes`` as a plain sequence (cheap to index)."""
-    return hashes.upto(n) if isinstance(hashes, PromptHashes) else hashes
+    """At least the first ``n`` of ``hashes`` as a plain sequence (cheap to index)."""
+    if type(hashes) is not PromptHashes:
+        return hashes
+    known = hashes._hashes
+    return known if len(known) >= n else hashes._extend(min(n, hashes._n))
+
+
+_FIRST_LOOK = 16
+"""Checkpoints hashed before the first lookup (all of them once these all matched): the
+dense part, 16 blocks, so a prompt of up to 4 KB is hashed in one call."""
+_NOBODY: tuple[str, ...] = ()
 
 
 class PrefixIndex:
@@ -212,7 +229,7 @@ class PrefixIndex:
     holder of a prefix it lost the middle of: the per-endpoint match then says so.
 
     Memory: at most ``capacity`` entries per endpoint (each entry covers >= 1 block), one
-    dict entry and one set membership each.
+    LRU entry and one place in a holders list each.
     """
 
     __slots__ = ("_capacity", "_holders", "_holes", "_lru", "_used", "max_blocks")
@@ -222,7 +239,7 @@ class PrefixIndex:
         if max_blocks <= 0:
             raise ValueError(f"max_blocks must be positive, got {max_blocks}")
         self.max_blocks = max_blocks
-        self._holders: dict[int, set[str]] = {}
+        self._holders: dict[int, list[str]] = {}  # a list: drawn from at random, smaller than a set
         self._lru: dict[str, OrderedDict[int, int]] = {}  # endpoint -> hash -> blocks it covers
         self._used: dict[str, int] = {}
         self._capacity: dict[str, int] = {}
@@ -230,46 +247,70 @@ class PrefixIndex:
 
     # -- reading --------------------------------------------------------------------------
 
-    def longest(self, hashes: Sequence[int]) -> tuple[int, set[str]]:
+    def longest(self, hashes: Sequence[int]) -> tuple[int, Sequence[str]]:
         """``(n, holders)``: the longest prefix (in checkpoints) any endpoint holds, and the
-        endpoints holding all of it (empty set when ``n == 0``). Reads ``hashes`` only up to
-        the first checkpoint nobody holds. O(n), independent of the number of endpoints.
+        endpoints holding all of it, each once (empty when ``n == 0``; do not modify it). Reads
+        ``hashes`` only up to the first checkpoint nobody holds (a few first, the rest once
+        those all matched). O(n), independent of the number of endpoints.
         """
-        holders_of = self._holders
-        best: set[str] = set()
-        n, total, step = 0, len(hashes), 8
-        while n < total:
-            known = _known(hashes, min(total, n + step))  # a few first; all once those matched
-            for k in range(n, len(known)):
-                holders = holders_of.get(known[k])
-                if not holders:
-                    return n, best
-                best = holders
-                n += 1
-            step = total
-        return n, best
+        get = self._holders.get
+        total = len(hashes)
+        known = _known(hashes, total if total <= _FIRST_LOOK else _FIRST_LOOK)
+        found = list(map(get, known))  # C-speed lookups; a few past the first miss cost less than a loop
+        if None in found:
+            n = found.index(None)
+            return n, (found[n - 1] if n else _NOBODY)
+        if len(found) < total:  # all of the first look held: look at the rest
+            found += map(get, _known(hashes, total)[len(found):total])
+            if None in found:
+                n = found.index(None)
+                return n, found[n - 1]
+        return total, (found[total - 1] if total else _NOBODY)
 
-    def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None,
-              holders: set[str] | None = None) -> int:
+    def matches(self, endpoint_ids: Sequence[str], hashes: Sequence[int], limit: int) -> list[int]:
+        """:meth:`match` for each of ``endpoint_ids``, with ``limit`` = the depth :meth:`longest`
+        returned for ``hashes`` (> 0): one call for the candidates of a decision."""
+        hashes = _known(hashes, limit)
+        deepest = hashes[limit - 1]
+        lru_of, holes = self._lru, self._holes
+        out = []
+        for endpoint_id in endpoint_ids:
+            lru = lru_of.get(endpoint_id)
+            if lru is None or hashes[0] not in lru:
+                out.append(0)
+            elif deepest in lru and endpoint_id not in holes:
+                out.append(limit)  # it holds the deepest, hence (the invariant) every one before
+            else:
+                out.append(self.match(endpoint_id, hashes, limit))
+        return out
+
+    @staticmethod
+    def prefix(hashes: Sequence[int], n: int) -> Sequence[int]:
+        """The first ``n`` of ``hashes`` (at least) as a plain, cheaply indexed sequence:
+        hashes them if they were not yet. Pass it to :meth:`match` in a loop."""
+        return _known(hashes, n)
+
+    def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None) -> int:
         """Checkpoints of ``hashes`` (at most ``limit``) held by ``endpoint_id``; read-only.
 
-        Pass ``limit, holders`` = what :meth:`longest` returned to read no hash beyond it and
-        to answer at once for the holders of the whole longest match.
+        Pass ``limit`` = the depth :meth:`longest` returned for the same hashes, to read no
+        hash beyond it: a holder of all of it (it holds the deepest, hence, by the invariant,
+        every one before) is then answered with one lookup, anyone else by a binary search.
         """
-        if holders is not None and limit and endpoint_id in holders and endpoint_id not in self._holes:
-            return limit
         lru = self._lru.get(endpoint_id)
         hi = len(hashes) if limit is None else min(limit, len(hashes))
         if not lru or hi == 0:
             return 0
         hashes = _known(hashes, hi)
-        if hashes[0] not in lru:
-            return 0
         if endpoint_id in self._holes:
-            n = 1
+            n = 0
             while n < hi and hashes[n] in lru:
                 n += 1
             return n
+        if limit is not None and hashes[hi - 1] in lru:  # a holder of all that longest() found
+            return hi
+        if hashes[0] not in lru:
+            return 0
         lo = 1  # hashes[lo - 1] is held; the answer is in [lo, hi]
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -323,7 +364,11 @@ class PrefixIndex:
         holders_of = self._holders
         move = lru.move_to_end
         added = 0
-        for k in range(n - 1, -1, -1):  # deepest first: the shallow ones end up most recent
+        held = list(map(lru.__contains__, hashes[:n]))
+        d = held.index(False) if False in held else n
+        if d < n and True in held[d:]:  # not a prefix (a truncated endpoint): take them one by one
+            d = 0
+        for k in range(n - 1, d - 1, -1):  # deepest first: the shallow ones end up most recent
             h = hashes[k]
             if h in lru:
                 move(h)
@@ -333,9 +378,11 @@ class PrefixIndex:
             added += span
             holders = holders_of.get(h)
             if holders is None:
-                holders_of[h] = {endpoint_id}
+                holders_of[h] = [endpoint_id]
             else:
-                holders.add(endpoint_id)
+                holders.append(endpoint_id)  # not yet there: it was not in this endpoint's LRU
+        if d:  # the held part, deepest first too, at C speed (a loop of move_to_end is most of an insert)
+            collections.deque(map(move, reversed(hashes[:d])), maxlen=0)
         if added:
             self._used[endpoint_id] = self._used.get(endpoint_id, 0) + added
             self._evict(endpoint_id, cap)
@@ -364,7 +411,7 @@ class PrefixIndex:
             for h in lru:
                 holders = holders_of.get(h)
                 if holders is not None:
-                    holders.discard(endpoint_id)
+                    holders.remove(endpoint_id)
                     if not holders:
                         del holders_of[h]
 
@@ -386,6 +433,6 @@ class PrefixIndex:
     def _unhold(self, endpoint_id: str, h: int) -> None:
         holders = self._holders.get(h)
         if holders is not None:
-            holders.discard(endpoint_id)
+            holders.remove(endpoint_id)
             if not holders:
                 del self._holders[h]

@@ -89,16 +89,8 @@ class Endpoint:
 
     def candidate(self) -> Candidate:
         s = self.stats
-        return Candidate(
-            endpoint_id=self.id,
-            in_flight=self.in_flight,
-            waiting=int(s.waiting or 0),
-            running=int(s.running or 0),
-            kv_cache_usage=s.kv_cache_usage,
-            capacity=self.capacity,
-            region=self.region,
-            priority=self.priority,
-        )
+        return Candidate(self.id, self.in_flight, int(s.waiting or 0), int(s.running or 0), s.kv_cache_usage,
+                         self.capacity, self.region, self.priority)
 
 
 class EndpointListener(Protocol):

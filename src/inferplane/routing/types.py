@@ -12,14 +12,19 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["Candidate", "CandidateSet", "Decision", "Policy", "RouteRequest"]
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """What a policy may know of one ready endpoint at decision time."""
+class Candidate(NamedTuple):
+    """What a policy may know of one ready endpoint at decision time.
+
+    An immutable snapshot, built for each endpoint a policy looks at in each decision: a
+    NamedTuple rather than a frozen dataclass because it is built on the hot path, and a
+    frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) costs about four
+    times as much (3 µs against 0.7 µs here).
+    """
 
     endpoint_id: str
     """Stable id of the endpoint (unique within the gateway)."""

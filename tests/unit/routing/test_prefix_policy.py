@@ -288,3 +288,21 @@ def test_removing_a_replica_moves_only_the_prefixes_it_was_home_for() -> None:
     moved = [k for k in keys if before[k] != after[k]]
     assert moved and all(before[k] == "e3" for k in moved)
     assert 500 / 8 / 3 < len(moved) < 500 / 8 * 3, "e3 owned about its share of the keys"
+
+
+def test_a_replica_that_leaves_and_comes_back_keeps_the_prefixes_it_was_home_for() -> None:
+    from inferplane.routing.policies._load import CandidateList
+    from inferplane.routing.policies.prefix import HomeRing
+
+    ring = HomeRing()
+    for i in range(8):
+        ring.add(f"e{i}")
+    everyone = CandidateList([Candidate(f"e{i}") for i in range(8)])
+    rest = CandidateList([Candidate(f"e{i}") for i in range(8) if i != 5])
+    keys = [k * 0x9E3779B97F4A7C15 % (1 << 64) for k in range(300)]
+    before = {k: ring.home(k, everyone).endpoint_id for k in keys}
+    ring.remove("e5")  # a failed probe: out of the pool for a while
+    gone = {k: ring.home(k, rest).endpoint_id for k in keys}
+    assert "e5" not in gone.values() and all(gone[k] == before[k] for k in keys if before[k] != "e5")
+    ring.add("e5")
+    assert {k: ring.home(k, everyone).endpoint_id for k in keys} == before

@@ -6,10 +6,16 @@ decision that does not grow with the fleet:
 
 1. The index answers, without visiting endpoints, how deep the request's longest cached
    prefix goes anywhere and who holds all of it (``PrefixIndex.longest``).
-2. It scores a bounded set of candidates: up to ``holder_sample`` of those holders,
-   ``random_sample`` drawn at random, and the least loaded one (every candidate when there are at most
-   ``exact_below``): ``matched`` = prefix blocks the index believes the candidate holds;
-   ``score = w_load * load_ratio - w_cache * matched/total``.
+2. It scores a constant number of candidates, whatever the fleet's size or the number of
+   holders (every candidate when there are at most ``exact_below``): the least loaded one
+   (the candidate set's heap top; ties taken in turn), ``holder_sample`` (2) of those
+   holders, a random run of the holders list (so a popular prefix's load spreads over all
+   of its holders, not the first few), and ``random_sample`` (0) members drawn at random.
+   ``matched`` = prefix blocks the index believes the candidate holds (one lookup for a
+   holder of the whole match, a binary search otherwise); ``score = w_load * load_ratio -
+   w_cache * matched/total``. Measured in ``benchmarks/routing_sim.py`` at 16 to 1,000
+   replicas: the least loaded member matters for the tail (the guard's yardstick, step 3),
+   a random one adds nothing there, so none is drawn by default.
 3. If the best-scoring candidate is badly overloaded compared to the least loaded one
    (``load - min_load > balance_abs_threshold`` and ``load > balance_rel_threshold *
    min_load``, loads in requests per slot), route by least load instead.
@@ -39,7 +45,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import xxhash
@@ -59,6 +65,8 @@ __all__ = ["HomeRing", "PrefixDecision", "PrefixPolicy"]
 _PENDING_LIMIT = 4096
 """Predictions kept for ``observe_cached``; older ones are dropped (never observed)."""
 
+_NOBODY: tuple[str, ...] = ()
+
 _PEER_ALPHA = 1 / 32
 """Weight of one decision in ``PrefixPolicy.peer_share`` (an exponential moving average)."""
 
@@ -69,40 +77,55 @@ class HomeRing:
 
     Every gateway that knows the same ids builds the same ring (xxh3 of the id and a virtual
     node number, ``VNODES`` points per id), so the same key finds the same home everywhere;
-    adding or removing an id moves only the keys that id owned. Pure, not thread-safe.
+    adding or removing an id moves only the keys that id owned. A removed id's points stay on
+    the ring (``home`` skips whoever is not a candidate, so they change no answer) until they
+    outnumber the members' own: an endpoint that leaves and comes back (a failed probe, a
+    restart) costs nothing. A new id marks the ring for one sort at the next ``home``
+    (registering 1,000 endpoints is one sort, not 1,000). Pure, not thread-safe.
     """
 
     VNODES = 32
 
+    __slots__ = ("_dirty", "_members", "_owners", "_placed", "_points")
+
     def __init__(self) -> None:
         self._members: set[str] = set()
+        self._placed: set[str] = set()  # ids with points on the ring (members and some who left)
         self._points: list[int] = []
         self._owners: list[str] = []
+        self._dirty = False
 
     def add(self, endpoint_id: str) -> None:
-        if endpoint_id not in self._members:
-            self._members.add(endpoint_id)
-            self._rebuild()
+        self._members.add(endpoint_id)
+        if endpoint_id not in self._placed:
+            self._dirty = True
 
     def remove(self, endpoint_id: str) -> None:
-        if endpoint_id in self._members:
-            self._members.discard(endpoint_id)
-            self._rebuild()
+        self._members.discard(endpoint_id)
+        if len(self._placed) > 2 * len(self._members) + 8:
+            self._dirty = True  # mostly leavers' points: compact at the next lookup
 
-    def _rebuild(self) -> None:
+    def _settle(self) -> None:
         points = sorted((xxhash.xxh3_64_intdigest(f"{eid}#{v}".encode()), eid)
                         for eid in self._members for v in range(self.VNODES))
         self._points = [p for p, _ in points]
         self._owners = [eid for _, eid in points]
+        self._placed = set(self._members)
+        self._dirty = False
 
     def home(self, key: int, candidates: CandidateSet) -> Candidate | None:
         """The home of ``key`` among ``candidates`` (None when no member is a candidate)."""
-        n = len(self._points)
-        start = bisect.bisect_left(self._points, key)
+        if self._dirty:
+            self._settle()
+        points, owners, members = self._points, self._owners, self._members
+        n = len(points)
+        start = bisect.bisect_left(points, key)
         for i in range(n):
-            c = candidates.get(self._owners[(start + i) % n])
-            if c is not None:
-                return c
+            owner = owners[(start + i) % n]
+            if owner in members:
+                c = candidates.get(owner)
+                if c is not None:
+                    return c
         return None
 
 
@@ -141,8 +164,8 @@ class PrefixPolicy:
         balance_abs_threshold: float = 1.0,
         balance_rel_threshold: float = 1.5,
         max_blocks_per_endpoint: int = DEFAULT_MAX_BLOCKS,
-        holder_sample: int = 4,
-        random_sample: int = 2,
+        holder_sample: int = 2,
+        random_sample: int = 0,
         exact_below: int = 8,
         home_share: float = 1.0,
         home_slack: float = 2.0,
@@ -162,8 +185,9 @@ class PrefixPolicy:
         """
         if min(w_load, w_cache, balance_abs_threshold, balance_rel_threshold) < 0:
             raise ValueError("weights and balance thresholds must be >= 0")
-        if holder_sample < 1:
-            raise ValueError(f"holder_sample must be >= 1, got {holder_sample}")
+        if holder_sample < 1 or random_sample < 0:
+            raise ValueError(f"holder_sample must be >= 1 and random_sample >= 0, got {holder_sample}, "
+                             f"{random_sample}")
         self.w_load = w_load
         self.w_cache = w_cache
         self.balance_abs_threshold = balance_abs_threshold
@@ -185,74 +209,91 @@ class PrefixPolicy:
         self.index = PrefixIndex(max_blocks_per_endpoint)
         self._rng = random.Random(seed)
         self._ties = RotatingTieBreak()
-        self._pending: OrderedDict[tuple[str, RouteRequest], int] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, int], tuple[RouteRequest, int]] = OrderedDict()
+        """(endpoint, id(request)) -> (request, predicted blocks), oldest first, for observe_cached."""
         self._last: PrefixDecision | None = None
         self.ring = HomeRing()
 
-    def _considered(self, cands: CandidateSet, holders: set[str]) -> dict[str, Candidate]:
+    def _considered(self, cands: CandidateSet, holders: Sequence[str]) -> list[Candidate]:
+        """The candidates to score (step 2 of the module docstring): every one of a small set;
+        else a constant number, whatever the fleet's size or the number of holders."""
         n = len(cands)
-        k = n if n <= self.exact_below else self.random_sample
-        out = {c.endpoint_id: c for c in cands.sample(k, self._rng)}  # k == n: all, in order
-        if holders and k < n:
+        rng = self._rng
+        if n <= self.exact_below:
+            return cands.sample(n, rng)  # all, in order
+        least = cands.least_loaded()  # also the balance guard's yardstick; equals taken in turn
+        out = [least]
+        seen = [least.endpoint_id]
+        if self.random_sample:
+            for c in cands.sample(self.random_sample, rng):
+                if c.endpoint_id not in seen:
+                    out.append(c)
+                    seen.append(c.endpoint_id)
+        m = len(holders)
+        if m:
+            get = cands.get
             want = self.holder_sample
-            for looked, endpoint_id in enumerate(holders, 1):  # a set: cheap to read the first few of
-                c = out.get(endpoint_id) or cands.get(endpoint_id)
-                if c is not None:
-                    out[endpoint_id] = c
-                    want -= 1
-                if want == 0 or looked >= 4 * self.holder_sample:
-                    break
-        if k < n:  # the least loaded one is the balance guard's yardstick
-            least = cands.least_loaded(rotate=False)
-            out.setdefault(least.endpoint_id, least)
+            start = int(rng.random() * m)  # a random run of holders: load spreads over all of them
+            for i in range(start, start + min(m, 2 * want + 2)):
+                endpoint_id = holders[i % m]
+                if endpoint_id not in seen:
+                    c = get(endpoint_id)
+                    if c is not None:
+                        out.append(c)
+                        seen.append(endpoint_id)
+                        want -= 1
+                        if want == 0:
+                            break
         return out
 
     def peers_seen(self) -> bool:
         """Whether other gateways (or clients) appear to send these runtimes part of their work."""
         return self.peer_share > self.home_peers
 
-    def _learn_peers(self, considered: Iterable[Candidate]) -> None:
-        mine = theirs = 0
-        for c in considered:
-            mine += c.in_flight
-            theirs += c.running + c.waiting
-        if mine or theirs:  # an idle fleet says nothing either way
-            self.peer_share += ((theirs - mine) / max(mine, theirs) - self.peer_share) * _PEER_ALPHA
-
     def choose(self, request: RouteRequest, candidates: CandidateSet | Sequence[Candidate]) -> PrefixDecision:
         """Return the candidate with the best cache-vs-load score. Requires >= 1 candidate."""
         cands = as_candidates(candidates)  # its least_loaded() must not turn our tie rotation
         hashes = request.prefix_hashes
-        depth, holders = self.index.longest(hashes) if hashes else (0, set())
-        chosen = self._considered(cands, holders)
-        self._learn_peers(chosen.values())
-        home = self.ring.home(hashes[0], cands) if hashes and self.peers_seen() else None
-        if home is not None:
-            chosen.setdefault(home.endpoint_id, home)
-        considered = list(chosen.values())
+        index = self.index
+        depth, holders = index.longest(hashes) if hashes else (0, _NOBODY)
+        considered = self._considered(cands, holders)
+        ids = []
+        loads = []
+        mine = theirs = 0
+        for c in considered:  # load_ratio, inline: one pass over the few candidates
+            ids.append(c.endpoint_id)
+            out = c.running + c.waiting
+            mine += c.in_flight
+            theirs += out
+            loads.append((c.in_flight if c.in_flight > out else out) / (c.capacity if c.capacity > 1 else 1))
+        if mine or theirs:  # an idle fleet says nothing either way (step 6)
+            self.peer_share += ((theirs - mine) / max(mine, theirs) - self.peer_share) * _PEER_ALPHA
+        home_at = -1
+        if hashes and self.peer_share > self.home_peers:
+            home = self.ring.home(hashes[0], cands)
+            if home is not None:
+                if home.endpoint_id in ids:
+                    home_at = ids.index(home.endpoint_id)
+                else:
+                    home_at = len(ids)
+                    ids.append(home.endpoint_id)
+                    loads.append(load_ratio(home))
         total = blocks_at(len(hashes))
-        loads = [load_ratio(c) for c in considered]
         if depth:
-            match = self.index.match
-            matched = [blocks_at(match(c.endpoint_id, hashes, depth, holders)) for c in considered]
-        else:
-            matched = [0] * len(considered)
-        credit = matched
-        if home is not None and depth and self.home_share:
-            i = next(i for i, c in enumerate(considered) if c.endpoint_id == home.endpoint_id)
-            if 0 < matched[i] < self.home_share * total:  # other gateways sent the rest there too
-                credit = list(matched)
-                credit[i] = int(self.home_share * total)
-        if total:
+            matched = [blocks_at(m) for m in index.matches(ids, hashes, depth)]
+            credit = matched
+            if home_at >= 0 and self.home_share and 0 < matched[home_at] < self.home_share * total:
+                credit = list(matched)  # other gateways sent the rest of it there too (step 5)
+                credit[home_at] = int(self.home_share * total)
             w_load, w_frac = self.w_load, self.w_cache / total
             scores = [w_load * load - w_frac * m for load, m in zip(loads, credit, strict=True)]
         else:
-            scores = loads
-        best = self._ties.argmin(scores)
-        if home is not None and not depth:  # a prefix nobody holds: its home on the ring, if load allows
-            i = next(i for i, c in enumerate(considered) if c.endpoint_id == home.endpoint_id)
-            if loads[i] - loads[best] <= self.home_slack:
-                best = i
+            matched = [0] * len(ids)
+            scores = [self.w_load * load for load in loads] if total else loads
+        ties = self._ties
+        best = ties.argmin(scores)
+        if home_at >= 0 and not depth and loads[home_at] - loads[best] <= self.home_slack:
+            best = home_at  # a prefix nobody holds: its home on the ring, as load allows
         min_load = min(loads)
         best_load = loads[best]
         fell_back = (
@@ -261,15 +302,9 @@ class PrefixPolicy:
         )
         if fell_back:
             scores = loads
-            best = self._ties.argmin(loads)
-        decision = PrefixDecision(
-            endpoint_id=considered[best].endpoint_id,
-            policy=self.name,
-            scores={c.endpoint_id: s for c, s in zip(considered, scores, strict=True)},
-            matched_blocks={c.endpoint_id: m for c, m in zip(considered, matched, strict=True)},
-            total_blocks=total,
-            fell_back=fell_back,
-        )
+            best = ties.argmin(loads)
+        decision = PrefixDecision(ids[best], self.name, dict(zip(ids, scores, strict=True)),
+                                  dict(zip(ids, matched, strict=True)), total, fell_back)
         self._last = decision
         return decision
 
@@ -284,14 +319,15 @@ class PrefixPolicy:
         else:
             predicted = blocks_at(self.index.match(endpoint_id, hashes))
         self._last = None
-        key = (endpoint_id, request)
         self.index.insert(endpoint_id, hashes)
         if isinstance(hashes, PromptHashes):
             hashes.freeze()  # the pending prediction must not keep the request body alive
-        self._pending[key] = predicted
-        self._pending.move_to_end(key)
-        if len(self._pending) > _PENDING_LIMIT:
-            self._pending.popitem(last=False)
+        pending = self._pending
+        key = (endpoint_id, id(request))  # the request is kept in the value: its id is not reused meanwhile
+        pending[key] = (request, predicted)
+        pending.move_to_end(key)
+        if len(pending) > _PENDING_LIMIT:
+            pending.popitem(last=False)
 
     def observe_cached(self, endpoint_id: str, request: RouteRequest, cached_blocks: int) -> None:
         """Correct the index from what the runtime reported for a request routed here.
@@ -306,7 +342,8 @@ class PrefixPolicy:
         hashes = request.prefix_hashes
         if not hashes:
             return
-        predicted = self._pending.pop((endpoint_id, request), blocks_at(len(hashes)))
+        kept = self._pending.pop((endpoint_id, id(request)), None)
+        predicted = kept[1] if kept is not None and kept[0] is request else blocks_at(len(hashes))
         if cached_blocks < predicted:
             self.index.truncate(endpoint_id, hashes, checkpoints_within(cached_blocks))
 

@@ -31,10 +31,12 @@ class HashRing:
     endpoint's arcs (a removed endpoint's keys go to their next owners, nothing else moves).
 
     Membership changes are batched: ``add`` / ``remove`` are O(vnodes) and the ring is
-    re-sorted once, at the next ``walk`` (one pass: the old points are already sorted).
+    re-sorted once, at the next ``walk`` (one pass: the old points are already sorted). A
+    removed endpoint's points stay (``walk`` skips them) until they outnumber the members':
+    an endpoint that leaves and comes back (a failed probe) re-sorts nothing.
     """
 
-    __slots__ = ("_dirty", "_members", "_points", "vnodes")
+    __slots__ = ("_dirty", "_members", "_placed", "_points", "vnodes")
 
     def __init__(self, vnodes: int = 128) -> None:
         """Raises ValueError when ``vnodes`` is not positive."""
@@ -43,6 +45,7 @@ class HashRing:
         self.vnodes = vnodes
         self._members: dict[str, list[tuple[int, str]]] = {}
         self._points: list[tuple[int, str]] = []
+        self._placed: set[str] = set()  # ids with points on the ring (members and some who left)
         self._dirty = False
 
     def __contains__(self, endpoint_id: object) -> bool:
@@ -56,12 +59,13 @@ class HashRing:
         if endpoint_id in self._members:
             return
         self._members[endpoint_id] = [(_hash64(f"{endpoint_id}#{i}"), endpoint_id) for i in range(self.vnodes)]
-        self._dirty = True
+        if endpoint_id not in self._placed:
+            self._dirty = True
 
     def remove(self, endpoint_id: str) -> None:
         """Take ``endpoint_id``'s virtual nodes off the ring (no-op if absent)."""
-        if self._members.pop(endpoint_id, None) is not None:
-            self._dirty = True
+        if self._members.pop(endpoint_id, None) is not None and len(self._placed) > 2 * len(self._members) + 8:
+            self._dirty = True  # mostly leavers' points: compact at the next walk
 
     def _settle(self) -> None:
         members = self._members
@@ -72,6 +76,7 @@ class HashRing:
                 points.extend(own)
         points.sort()
         self._points = points
+        self._placed = set(members)
         self._dirty = False
 
     def walk(self, key: str) -> Iterator[str]:
@@ -84,10 +89,11 @@ class HashRing:
             return
         start = bisect.bisect_left(points, (_hash64(key), ""))
         seen: set[str] = set()
-        want = len(self._members)
+        members = self._members
+        want = len(members)
         for k in range(n):
             owner = points[(start + k) % n][1]
-            if owner not in seen:
+            if owner not in seen and owner in members:
                 seen.add(owner)
                 yield owner
                 if len(seen) == want:
