@@ -14,7 +14,11 @@ the queue collector - what users run. A source tree that lacks a part (an older 
 the parts it has. ``--wiring bare`` (the default) is ``Gateway`` alone.
 
     python benchmarks/handler_cpu.py [--requests 20000] [--rounds 5] [--concurrency 1 32]
-        [--policy least_load] [--stream] [--wiring bare|server] [--compare-src PATH]
+        [--policy least_load] [--stream] [--wiring bare|server] [--compare-src PATH] [--profile N]
+
+``--profile N`` counts instead of timing: Python calls per request under cProfile (its
+counts do not depend on the machine's load; its times are inflated, so none are printed)
+and the N functions called most, per request, for each source tree.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def _gateway(dep: object, registry: object, wiring: str) -> object:
 
 
 async def run(upstream: str, policy: str, requests: int, concurrency: int, stream: bool,
-              wiring: str = "bare") -> float:
+              wiring: str = "bare", profile: int = 0) -> float:
     from inferplane.config import DeploymentConfig
     from inferplane.config.models import ReplicaTarget
     from inferplane.gateway.http_limits import HttpLimits, ServerState
@@ -108,11 +112,54 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
             await one()
 
     await asyncio.gather(*(worker(50) for _ in range(concurrency)))  # warm
+    done = requests // concurrency * concurrency
+    if profile:
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+        await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+        prof.disable()
+        gw.close()
+        return _print_profile(prof, done, profile)
     t0 = time.process_time()
     await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
     cpu = time.process_time() - t0
     gw.close()
-    return cpu / (requests // concurrency * concurrency) * 1e6
+    return cpu / done * 1e6
+
+
+def _print_profile(prof: Any, requests: int, top: int) -> float:
+    """Print the ``top`` functions by calls per request; return all calls per request.
+
+    cProfile's call counts are deterministic (its times are not, and it inflates them), so
+    two trees compare call by call whatever the machine's load.
+    """
+    counts: dict[str, int] = {}
+    for e in prof.getstats():  # per code object: pstats would merge every dataclass __init__ ("<string>":2)
+        code = e.code
+        if isinstance(code, str):
+            label = code
+        else:
+            owner = code.co_qualname if hasattr(code, "co_qualname") else code.co_name
+            f = Path(code.co_filename)
+            label = f"{owner}  {f.parent.name}/{f.name}:{code.co_firstlineno}"
+            if code.co_filename == "<string>":  # a dataclass's generated method: name its class
+                label = f"{owner}  <string> ({_dataclass_of(code)})"
+        counts[label] = counts.get(label, 0) + e.callcount
+    for label, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{n / requests:8.2f}  {label}")
+    return sum(counts.values()) / requests
+
+
+def _dataclass_of(code: Any) -> str:
+    import gc
+    for fn in gc.get_referrers(code):
+        for cls in gc.get_referrers(fn):
+            if isinstance(cls, dict):
+                for c in gc.get_referrers(cls):
+                    if isinstance(c, type) and c.__dict__.get("__init__") is fn:
+                        return c.__name__
+    return "?"
 
 
 def main() -> int:
@@ -125,12 +172,14 @@ def main() -> int:
     ap.add_argument("--wiring", choices=["bare", "server"], default="bare",
                     help="server: wire the gateway as `inferplane serve` does (admission, dashboard, feed)")
     ap.add_argument("--compare-src", help="a second source tree, run alternately")
-    ap.add_argument("--one", nargs=6, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream wiring
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="count Python calls per request (cProfile) and list the N most called, instead of timing")
+    ap.add_argument("--one", nargs=7, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream wiring profile
     args = ap.parse_args()
     if args.one:
         import uvloop
-        up, policy, n, c, s, wiring = args.one
-        print(uvloop.run(run(up, policy, int(n), int(c), s == "1", wiring)))
+        up, policy, n, c, s, wiring, top = args.one
+        print(uvloop.run(run(up, policy, int(n), int(c), s == "1", wiring, int(top))))
         return 0
     up_port = free_port()
     procs = [subprocess.Popen([sys.executable, str(HERE / "null_upstream.py"), str(up_port)])]
@@ -149,13 +198,17 @@ def main() -> int:
                         if src:
                             env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
                         out = subprocess.run([sys.executable, __file__, "--one", upstream, policy, str(args.requests),
-                                              str(c), "1" if args.stream else "0", args.wiring], env=env, check=True,
-                                             capture_output=True, text=True).stdout
+                                              str(c), "1" if args.stream else "0", args.wiring, str(args.profile)],
+                                             env=env, check=True, capture_output=True, text=True).stdout
+                        if args.profile:
+                            print(f"--- {label} ({policy}, c={c}): calls per request, most called first")
+                            print(out.rstrip())
                         results.setdefault((policy, label, c), []).append(float(out.strip().splitlines()[-1]))
-        print(f"{'policy':<12} {'conc':>4} {'src':>8} {'CPU us/req median':>18} {'min':>6}  all")
+        what = "calls/req median" if args.profile else "CPU us/req median"
+        print(f"{'policy':<12} {'conc':>4} {'src':>8} {what:>18} {'min':>6}  all")
         for (policy, label, c), xs in results.items():
             print(f"{policy:<12} {c:>4} {label:>8} {statistics.median(xs):>18.1f} {min(xs):>6.1f}  "
-                  + " ".join(f"{x:.0f}" for x in xs))
+                  + " ".join(f"{x:.1f}" if args.profile else f"{x:.0f}" for x in xs))
         print(f"load(1m) after={os.getloadavg()[0]:.2f}")
     finally:
         stop(procs)
