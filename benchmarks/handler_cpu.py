@@ -14,11 +14,16 @@ the queue collector - what users run. A source tree that lacks a part (an older 
 the parts it has. ``--wiring bare`` (the default) is ``Gateway`` alone.
 
     python benchmarks/handler_cpu.py [--requests 20000] [--rounds 5] [--concurrency 1 32]
-        [--policy least_load] [--stream] [--wiring bare|server] [--compare-src PATH] [--profile N]
+        [--policy least_load] [--stream] [--wiring bare|server] [--compare-src PATH]
+        [--profile N | --instructions]
+
+``--instructions`` counts CPU instructions per request under valgrind (callgrind), the one
+figure here that another process's load cannot move (slow: about a minute per run).
 
 ``--profile N`` counts instead of timing: Python calls per request under cProfile (its
-counts do not depend on the machine's load; its times are inflated, so none are printed)
-and the N functions called most, per request, for each source tree.
+counts do not depend on the machine's load) and the N functions called most, per request,
+for each source tree, with their own time under the profiler (wall time, inflated and
+load-dependent; ``HANDLER_CPU_PROFILE_SORT=time`` sorts by it).
 """
 
 from __future__ import annotations
@@ -135,6 +140,7 @@ def _print_profile(prof: Any, requests: int, top: int) -> float:
     two trees compare call by call whatever the machine's load.
     """
     counts: dict[str, int] = {}
+    own: dict[str, float] = {}
     for e in prof.getstats():  # per code object: pstats would merge every dataclass __init__ ("<string>":2)
         code = e.code
         if isinstance(code, str):
@@ -146,9 +152,27 @@ def _print_profile(prof: Any, requests: int, top: int) -> float:
             if code.co_filename == "<string>":  # a dataclass's generated method: name its class
                 label = f"{owner}  <string> ({_dataclass_of(code)})"
         counts[label] = counts.get(label, 0) + e.callcount
-    for label, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"{n / requests:8.2f}  {label}")
+        own[label] = own.get(label, 0.0) + e.inlinetime
+    by_time = os.environ.get("HANDLER_CPU_PROFILE_SORT") == "time"  # inflated, but shows where time goes
+    for label, n in sorted(counts.items(), key=lambda kv: -(own[kv[0]] if by_time else kv[1]))[:top]:
+        print(f"{n / requests:8.2f}  {own[label] / requests * 1e6:7.2f} us  {label}")
+    import pstats
+    merged = sum(v[1] for v in pstats.Stats(prof).stats.values())  # type: ignore[attr-defined]
+    print(f"(pstats, every dataclass __init__ merged into one entry: {merged / requests:.1f} calls per request)")
     return sum(counts.values()) / requests
+
+
+def _instructions(one: list[str], env: dict[str, str], requests: int) -> float:
+    """Thousands of instructions per request: one run under callgrind with ``requests`` and one
+    with twice as many, subtracted (start-up, imports and warm-up cancel out)."""
+    env = {**env, "PYTHONHASHSEED": "0"}
+    counts = []
+    for n in (requests, 2 * requests):
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                *one[:4], str(n), *one[5:]]
+        err = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stderr
+        counts.append(int(err.rsplit("Collected :", 1)[1].split()[0]))
+    return (counts[1] - counts[0]) / requests / 1e3
 
 
 def _dataclass_of(code: Any) -> str:
@@ -174,6 +198,9 @@ def main() -> int:
     ap.add_argument("--compare-src", help="a second source tree, run alternately")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="count Python calls per request (cProfile) and list the N most called, instead of timing")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count CPU instructions per request under valgrind's callgrind instead of timing "
+                         "(deterministic, whatever the load; slow: keep --requests near 1000)")
     ap.add_argument("--one", nargs=7, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream wiring profile
     args = ap.parse_args()
     if args.one:
@@ -197,18 +224,22 @@ def main() -> int:
                         env = dict(os.environ)
                         if src:
                             env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-                        out = subprocess.run([sys.executable, __file__, "--one", upstream, policy, str(args.requests),
-                                              str(c), "1" if args.stream else "0", args.wiring, str(args.profile)],
-                                             env=env, check=True, capture_output=True, text=True).stdout
+                        one = [__file__, "--one", upstream, policy, str(args.requests), str(c),
+                               "1" if args.stream else "0", args.wiring, str(args.profile)]
+                        if args.instructions:
+                            results.setdefault((policy, label, c), []).append(_instructions(one, env, args.requests))
+                            continue
+                        out = subprocess.run([sys.executable, *one], env=env, check=True, capture_output=True,
+                                             text=True).stdout
                         if args.profile:
                             print(f"--- {label} ({policy}, c={c}): calls per request, most called first")
                             print(out.rstrip())
                         results.setdefault((policy, label, c), []).append(float(out.strip().splitlines()[-1]))
-        what = "calls/req median" if args.profile else "CPU us/req median"
+        what = "calls/req median" if args.profile else "kinstr/req median" if args.instructions else "CPU us/req median"
         print(f"{'policy':<12} {'conc':>4} {'src':>8} {what:>18} {'min':>6}  all")
         for (policy, label, c), xs in results.items():
             print(f"{policy:<12} {c:>4} {label:>8} {statistics.median(xs):>18.1f} {min(xs):>6.1f}  "
-                  + " ".join(f"{x:.1f}" if args.profile else f"{x:.0f}" for x in xs))
+                  + " ".join(f"{x:.1f}" if args.profile or args.instructions else f"{x:.0f}" for x in xs))
         print(f"load(1m) after={os.getloadavg()[0]:.2f}")
     finally:
         stop(procs)

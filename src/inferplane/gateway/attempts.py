@@ -76,6 +76,8 @@ class Attempts:
         self.observers = observers
         self.first_byte_timeout_s = first_byte_timeout_s
         self.probe_after_s = probe_after_s
+        self._first_wait_s = min(probe_after_s, first_byte_timeout_s)
+        """The wait for a response status before the first liveness probe (most answers come within it)."""
         self.liveness = Liveness(pool, registry, timeout_s=probe_timeout_s)
         self.relay = Relay(liveness=self.liveness, failed=self._failed, probe_after_s=probe_after_s,
                            stream_idle_timeout_s=stream_idle_timeout_s)
@@ -110,7 +112,7 @@ class Attempts:
                 if choice is None:
                     break
                 ep = choice.endpoint
-                x.retries = len(tried)
+                x.retries = n  # each try before this one failed (and is in ``tried``)
                 try:
                     answered = await self._once(x, choice, tried, t_start)
                 except Failure as exc:
@@ -139,7 +141,8 @@ class Attempts:
                         x.observers.attempt(x.rec, _excused(a))
                     unproven.clear()
                 self.router.succeeded(choice)
-                self._report(x, choice, "ok", t_start, answered.status)
+                if x.observers.wants_ok_attempts:  # else no observer would read it: not even made
+                    self._report(x, choice, "ok", t_start, answered.status)
                 self._answering(x, choice)
                 if answered.status >= 400:
                     if fault is None:
@@ -206,7 +209,10 @@ class Attempts:
             except ConnectFailed as exc:
                 raise Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
             try:
-                await self._first_byte(resp, ep, tried)
+                try:
+                    await resp.headers(self._first_wait_s)  # most answers: the status within a probe period
+                except UpstreamTimeout:
+                    await self._first_byte(resp, ep, tried, self._first_wait_s)
                 return resp
             except StaleConnection:
                 # A kept-alive connection the server had already closed: the request got no
@@ -221,27 +227,26 @@ class Attempts:
                 raise
         raise Failure("disconnect", f"{ep.id} kept closing connections before answering")
 
-    async def _first_byte(self, resp: UpstreamResponse, ep: Endpoint, tried: set[str]) -> None:
-        """Wait for the response status; a probe-aware deadline (docs/reliability.md).
+    async def _first_byte(self, resp: UpstreamResponse, ep: Endpoint, tried: set[str], waited: float) -> None:
+        """Wait on for the response status after ``waited`` seconds without it (``_open`` waits
+        the first ``_first_wait_s`` itself); a probe-aware deadline (docs/reliability.md).
 
         Every ``probe_after_s`` without an answer, the replica is probed: a replica that
         answers is busy (a long prompt) and the wait goes on, up to ``first_byte_timeout_s``;
         one that does not is frozen, and the request moves on if another replica can take it.
         """
-        waited = 0.0
         total = self.first_byte_timeout_s
-        while True:
+        while waited < total:
+            if self._another_ready(ep, tried) and not await self.liveness.alive(ep):
+                raise Failure("frozen", f"{ep.id} sent no response for {waited:.0f} s and does not answer its "
+                                        "health probe")
             step = min(self.probe_after_s, total - waited)
             try:
                 await resp.headers(step)
                 return
-            except UpstreamTimeout as exc:
+            except UpstreamTimeout:
                 waited += step
-                if waited >= total:
-                    raise Failure("timeout", f"{ep.id} sent no response within {total:.0f} s") from exc
-            if self._another_ready(ep, tried) and not await self.liveness.alive(ep):
-                raise Failure("frozen", f"{ep.id} sent no response for {waited:.0f} s and does not answer its "
-                                        "health probe")
+        raise Failure("timeout", f"{ep.id} sent no response within {total:.0f} s")
 
     def _another_ready(self, ep: Endpoint, tried: set[str]) -> bool:
         return any(e is not ep and e.id not in tried for e in self.registry.ready(ep.deployment))
