@@ -60,10 +60,6 @@ log = logging.getLogger(__name__)
 _REPLICA_GONE = frozenset({"connect", "disconnect", "frozen"})
 """Failure kinds after which a replica may simply be down (restarting), not broken."""
 
-_STREAMED = object()
-"""What ``_once`` returns when it relayed a stream (answered and accounted)."""
-
-
 class Attempts:
     """Serves validated requests through replicas chosen by the router."""
 
@@ -121,9 +117,8 @@ class Attempts:
                     tried.add(ep.id)
                     last = exc
                     continue
-                if answered is _STREAMED:
+                if answered is None:  # a stream, relayed and accounted
                     return
-                assert isinstance(answered, Answered)
                 fault = None
                 if answered.status >= 500:
                     fault = describe(answered.status, answered.body, runtime=ep.runtime, managed=ep.managed)
@@ -157,9 +152,9 @@ class Attempts:
                 x.observers.attempt(x.rec, a)
         raise self._gave_up(x, tried, last)
 
-    async def _once(self, x: Exchange, choice: Choice, tried: set[str], t_start: float) -> Answered | object:
-        """Try one replica: the whole answer (not yet sent), or ``_STREAMED`` once a stream was
-        relayed. Raises Failure (another replica may do better) or Rejection."""
+    async def _once(self, x: Exchange, choice: Choice, tried: set[str], t_start: float) -> Answered | None:
+        """Try one replica: the whole answer (not yet sent), or None once a stream was relayed
+        (and accounted). Raises Failure (another replica may do better) or Rejection."""
         ep = choice.endpoint
         req = x.req
         dialect = ep.dialect
@@ -194,7 +189,7 @@ class Attempts:
                     x, resp, ep, strip_usage=strip_usage,
                     attempt=lambda outcome, detail: self._report(x, choice, outcome, t_start, 200, detail))
                 self.router.observed(choice, x.info, None if usage is None else usage.cached_tokens)
-                return _STREAMED
+                return None
         finally:
             release()
 
@@ -256,8 +251,7 @@ class Attempts:
         ep = choice.endpoint
         x.endpoint_id = ep.id
         x.runtime = ep.runtime
-        x.headers.append(("x-inferplane-endpoint", ep.id))
-        x.headers.append(("x-inferplane-policy", choice.policy))
+        x.headers += (("x-inferplane-endpoint", ep.id), ("x-inferplane-policy", choice.policy))
         if choice.fallback:
             x.headers.append(("x-inferplane-fallback", ep.deployment))
 

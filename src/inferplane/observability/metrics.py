@@ -319,7 +319,7 @@ class MetricsObserver:
         self._live.discard(rec)
         model = rec.model or ""
         m = self._m
-        mm = m.model(model)
+        mm = m._models.get(model) or m.model(model)  # m.model's lookup, without its call
         status = outcome.status
         key = (rec.route, status)
         done = mm.requests

@@ -44,6 +44,17 @@ def _check_common(body: dict[str, Any], max_n: int) -> RequestProblem | None:
         v = body.get(key)
         if v is not None and (type(v) is not int or v < 1):  # not _is_int(v), without the call
             return RequestProblem(f"'{key}' must be an integer >= 1, got {v!r}", key, "invalid_value")
+    if _OPTIONS.isdisjoint(body):  # most bodies set none of the rest: one set operation, not nine lookups
+        return None
+    return _check_options(body, stream, max_n)
+
+
+_OPTIONS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "n", "stop",
+                      "stream_options", "response_format"})
+"""The fields ``_check_options`` checks."""
+
+
+def _check_options(body: dict[str, Any], stream: Any, max_n: int) -> RequestProblem | None:
     for key, lo, hi in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0),
                         ("presence_penalty", -2.0, 2.0), ("frequency_penalty", -2.0, 2.0)):
         v = body.get(key)
@@ -125,12 +136,13 @@ def check_chat(body: dict[str, Any], *, max_n: int = 1, parts: frozenset[str] | 
         elif role in ("user", "system", "developer"):
             return RequestProblem(f"'messages[{i}].content' is required", f"messages[{i}].content",
                                   "missing_required_parameter")
-    lp = body.get("logprobs")
-    if lp is not None and not isinstance(lp, bool):
-        return RequestProblem("'logprobs' must be a boolean", "logprobs", "invalid_type")
-    tlp = body.get("top_logprobs")
-    if tlp is not None and (not _is_int(tlp) or not 0 <= tlp <= 20):
-        return RequestProblem("'top_logprobs' must be an integer in [0, 20]", "top_logprobs", "invalid_value")
+    if "logprobs" in body or "top_logprobs" in body:
+        lp = body.get("logprobs")
+        if lp is not None and not isinstance(lp, bool):
+            return RequestProblem("'logprobs' must be a boolean", "logprobs", "invalid_type")
+        tlp = body.get("top_logprobs")
+        if tlp is not None and (not _is_int(tlp) or not 0 <= tlp <= 20):
+            return RequestProblem("'top_logprobs' must be an integer in [0, 20]", "top_logprobs", "invalid_value")
     return _check_common(body, max_n)
 
 
