@@ -95,7 +95,7 @@ class Pipeline:
             t_routed = time.perf_counter()
             x = Exchange(rec, req, out, surface, surface.encoder(req), headers,
                          RouteInfo(model, req.session, req.body, tenant=principal.name,
-                                   priority=principal.priority_rank), observers, queued_s=t_routed - t_admit)
+                                   priority=principal.priority_rank), observers, t_routed - t_admit)
             await self.attempts.run(x, t_routed)
         except Rejection as rej:
             status, body, hs = surface.error(rej)
