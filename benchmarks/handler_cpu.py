@@ -15,10 +15,13 @@ the parts it has. ``--wiring bare`` (the default) is ``Gateway`` alone.
 
     python benchmarks/handler_cpu.py [--requests 20000] [--rounds 5] [--concurrency 1 32]
         [--policy least_load] [--stream] [--wiring bare|server] [--compare-src PATH]
-        [--profile N | --instructions]
+        [--profile N | --bytecodes N | --instructions]
 
 ``--instructions`` counts CPU instructions per request under valgrind (callgrind), the one
 figure here that another process's load cannot move (slow: about a minute per run).
+
+``--bytecodes N`` counts bytecodes executed per request (``sys.settrace`` opcode events), and
+lists the N functions that run the most of them: deterministic, and closer to CPU than calls.
 
 ``--profile N`` counts instead of timing: Python calls per request under cProfile (its
 counts do not depend on the machine's load) and the N functions called most, per request,
@@ -118,6 +121,14 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
 
     await asyncio.gather(*(worker(50) for _ in range(concurrency)))  # warm
     done = requests // concurrency * concurrency
+    if profile < 0:  # --bytecodes: count opcode events per function instead
+        counts = _count_bytecodes(worker, requests, concurrency)
+        await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+        sys.settrace(None)
+        gw.close()
+        for label, k in sorted(counts.items(), key=lambda kv: -kv[1])[:-profile]:
+            print(f"{k / done:8.1f}  {label}")
+        return sum(counts.values()) / done
     if profile:
         import cProfile
         prof = cProfile.Profile()
@@ -131,6 +142,27 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
     cpu = time.process_time() - t0
     gw.close()
     return cpu / done * 1e6
+
+
+def _count_bytecodes(worker: Any, requests: int, concurrency: int) -> dict[str, int]:
+    """Start counting bytecodes executed (``sys.settrace`` opcode events), per function, in every
+    frame made from now on; the caller stops it with ``sys.settrace(None)``."""
+    counts: dict[str, int] = {}
+
+    def tracer(frame: Any, _event: str, _arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        code = frame.f_code
+        f = Path(code.co_filename)
+        label = f"{getattr(code, 'co_qualname', code.co_name)}  {f.parent.name}/{f.name}"
+
+        def local(_frame: Any, event: str, _arg: Any) -> Any:
+            if event == "opcode":
+                counts[label] = counts.get(label, 0) + 1
+            return local
+        return local
+
+    sys.settrace(tracer)
+    return counts
 
 
 def _print_profile(prof: Any, requests: int, top: int) -> float:
@@ -198,11 +230,16 @@ def main() -> int:
     ap.add_argument("--compare-src", help="a second source tree, run alternately")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="count Python calls per request (cProfile) and list the N most called, instead of timing")
+    ap.add_argument("--bytecodes", type=int, default=0, metavar="N",
+                    help="count bytecodes executed per request (sys.settrace) and list the N functions that run "
+                         "the most, instead of timing (deterministic; slow: keep --requests near 1000)")
     ap.add_argument("--instructions", action="store_true",
                     help="count CPU instructions per request under valgrind's callgrind instead of timing "
                          "(deterministic, whatever the load; slow: keep --requests near 1000)")
     ap.add_argument("--one", nargs=7, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream wiring profile
     args = ap.parse_args()
+    if args.bytecodes:
+        args.profile = -args.bytecodes  # --one's last argument: < 0 counts bytecodes
     if args.one:
         import uvloop
         up, policy, n, c, s, wiring, top = args.one
@@ -232,10 +269,11 @@ def main() -> int:
                         out = subprocess.run([sys.executable, *one], env=env, check=True, capture_output=True,
                                              text=True).stdout
                         if args.profile:
-                            print(f"--- {label} ({policy}, c={c}): calls per request, most called first")
+                            what = "bytecodes" if args.profile < 0 else "calls"
+                            print(f"--- {label} ({policy}, c={c}): {what} per request, most first")
                             print(out.rstrip())
                         results.setdefault((policy, label, c), []).append(float(out.strip().splitlines()[-1]))
-        what = "calls/req median" if args.profile else "kinstr/req median" if args.instructions else "CPU us/req median"
+        what = "bytecodes/req median" if args.profile < 0 else "calls/req median" if args.profile else "kinstr/req median" if args.instructions else "CPU us/req median"
         print(f"{'policy':<12} {'conc':>4} {'src':>8} {what:>18} {'min':>6}  all")
         for (policy, label, c), xs in results.items():
             print(f"{policy:<12} {c:>4} {label:>8} {statistics.median(xs):>18.1f} {min(xs):>6.1f}  "
