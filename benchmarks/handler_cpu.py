@@ -15,6 +15,18 @@ the parts it has. ``--wiring bare`` (the default) is ``Gateway`` alone.
 
     python benchmarks/handler_cpu.py [--requests 20000] [--rounds 5] [--concurrency 1 32]
         [--policy least_load] [--stream] [--wiring bare|server] [--compare-src PATH]
+        [--profile N | --bytecodes N | --instructions]
+
+``--instructions`` counts CPU instructions per request under valgrind (callgrind), the one
+figure here that another process's load cannot move (slow: about a minute per run).
+
+``--bytecodes N`` counts bytecodes executed per request (``sys.settrace`` opcode events), and
+lists the N functions that run the most of them: deterministic, and closer to CPU than calls.
+
+``--profile N`` counts instead of timing: Python calls per request under cProfile (its
+counts do not depend on the machine's load) and the N functions called most, per request,
+for each source tree, with their own time under the profiler (wall time, inflated and
+load-dependent; ``HANDLER_CPU_PROFILE_SORT=time`` sorts by it).
 """
 
 from __future__ import annotations
@@ -79,7 +91,7 @@ def _gateway(dep: object, registry: object, wiring: str) -> object:
 
 
 async def run(upstream: str, policy: str, requests: int, concurrency: int, stream: bool,
-              wiring: str = "bare") -> float:
+              wiring: str = "bare", profile: int = 0) -> float:
     from inferplane.config import DeploymentConfig
     from inferplane.config.models import ReplicaTarget
     from inferplane.gateway.http_limits import HttpLimits, ServerState
@@ -108,11 +120,102 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
             await one()
 
     await asyncio.gather(*(worker(50) for _ in range(concurrency)))  # warm
+    done = requests // concurrency * concurrency
+    if profile < 0:  # --bytecodes: count opcode events per function instead
+        counts = _count_bytecodes(worker, requests, concurrency)
+        await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+        sys.settrace(None)
+        gw.close()
+        for label, k in sorted(counts.items(), key=lambda kv: -kv[1])[:-profile]:
+            print(f"{k / done:8.1f}  {label}")
+        return sum(counts.values()) / done
+    if profile:
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+        await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
+        prof.disable()
+        gw.close()
+        return _print_profile(prof, done, profile)
     t0 = time.process_time()
     await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
     cpu = time.process_time() - t0
     gw.close()
-    return cpu / (requests // concurrency * concurrency) * 1e6
+    return cpu / done * 1e6
+
+
+def _count_bytecodes(worker: Any, requests: int, concurrency: int) -> dict[str, int]:
+    """Start counting bytecodes executed (``sys.settrace`` opcode events), per function, in every
+    frame made from now on; the caller stops it with ``sys.settrace(None)``."""
+    counts: dict[str, int] = {}
+
+    def tracer(frame: Any, _event: str, _arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        code = frame.f_code
+        f = Path(code.co_filename)
+        label = f"{getattr(code, 'co_qualname', code.co_name)}  {f.parent.name}/{f.name}"
+
+        def local(_frame: Any, event: str, _arg: Any) -> Any:
+            if event == "opcode":
+                counts[label] = counts.get(label, 0) + 1
+            return local
+        return local
+
+    sys.settrace(tracer)
+    return counts
+
+
+def _print_profile(prof: Any, requests: int, top: int) -> float:
+    """Print the ``top`` functions by calls per request; return all calls per request.
+
+    cProfile's call counts are deterministic (its times are not, and it inflates them), so
+    two trees compare call by call whatever the machine's load.
+    """
+    counts: dict[str, int] = {}
+    own: dict[str, float] = {}
+    for e in prof.getstats():  # per code object: pstats would merge every dataclass __init__ ("<string>":2)
+        code = e.code
+        if isinstance(code, str):
+            label = code
+        else:
+            owner = code.co_qualname if hasattr(code, "co_qualname") else code.co_name
+            f = Path(code.co_filename)
+            label = f"{owner}  {f.parent.name}/{f.name}:{code.co_firstlineno}"
+            if code.co_filename == "<string>":  # a dataclass's generated method: name its class
+                label = f"{owner}  <string> ({_dataclass_of(code)})"
+        counts[label] = counts.get(label, 0) + e.callcount
+        own[label] = own.get(label, 0.0) + e.inlinetime
+    by_time = os.environ.get("HANDLER_CPU_PROFILE_SORT") == "time"  # inflated, but shows where time goes
+    for label, n in sorted(counts.items(), key=lambda kv: -(own[kv[0]] if by_time else kv[1]))[:top]:
+        print(f"{n / requests:8.2f}  {own[label] / requests * 1e6:7.2f} us  {label}")
+    import pstats
+    merged = sum(v[1] for v in pstats.Stats(prof).stats.values())  # type: ignore[attr-defined]
+    print(f"(pstats, every dataclass __init__ merged into one entry: {merged / requests:.1f} calls per request)")
+    return sum(counts.values()) / requests
+
+
+def _instructions(one: list[str], env: dict[str, str], requests: int) -> float:
+    """Thousands of instructions per request: one run under callgrind with ``requests`` and one
+    with twice as many, subtracted (start-up, imports and warm-up cancel out)."""
+    env = {**env, "PYTHONHASHSEED": "0"}
+    counts = []
+    for n in (requests, 2 * requests):
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                *one[:4], str(n), *one[5:]]
+        err = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stderr
+        counts.append(int(err.rsplit("Collected :", 1)[1].split()[0]))
+    return (counts[1] - counts[0]) / requests / 1e3
+
+
+def _dataclass_of(code: Any) -> str:
+    import gc
+    for fn in gc.get_referrers(code):
+        for cls in gc.get_referrers(fn):
+            if isinstance(cls, dict):
+                for c in gc.get_referrers(cls):
+                    if isinstance(c, type) and c.__dict__.get("__init__") is fn:
+                        return c.__name__
+    return "?"
 
 
 def main() -> int:
@@ -125,12 +228,22 @@ def main() -> int:
     ap.add_argument("--wiring", choices=["bare", "server"], default="bare",
                     help="server: wire the gateway as `inferplane serve` does (admission, dashboard, feed)")
     ap.add_argument("--compare-src", help="a second source tree, run alternately")
-    ap.add_argument("--one", nargs=6, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream wiring
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="count Python calls per request (cProfile) and list the N most called, instead of timing")
+    ap.add_argument("--bytecodes", type=int, default=0, metavar="N",
+                    help="count bytecodes executed per request (sys.settrace) and list the N functions that run "
+                         "the most, instead of timing (deterministic; slow: keep --requests near 1000)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count CPU instructions per request under valgrind's callgrind instead of timing "
+                         "(deterministic, whatever the load; slow: keep --requests near 1000)")
+    ap.add_argument("--one", nargs=7, help=argparse.SUPPRESS)  # upstream policy requests concurrency stream wiring profile
     args = ap.parse_args()
+    if args.bytecodes:
+        args.profile = -args.bytecodes  # --one's last argument: < 0 counts bytecodes
     if args.one:
         import uvloop
-        up, policy, n, c, s, wiring = args.one
-        print(uvloop.run(run(up, policy, int(n), int(c), s == "1", wiring)))
+        up, policy, n, c, s, wiring, top = args.one
+        print(uvloop.run(run(up, policy, int(n), int(c), s == "1", wiring, int(top))))
         return 0
     up_port = free_port()
     procs = [subprocess.Popen([sys.executable, str(HERE / "null_upstream.py"), str(up_port)])]
@@ -148,14 +261,23 @@ def main() -> int:
                         env = dict(os.environ)
                         if src:
                             env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-                        out = subprocess.run([sys.executable, __file__, "--one", upstream, policy, str(args.requests),
-                                              str(c), "1" if args.stream else "0", args.wiring], env=env, check=True,
-                                             capture_output=True, text=True).stdout
+                        one = [__file__, "--one", upstream, policy, str(args.requests), str(c),
+                               "1" if args.stream else "0", args.wiring, str(args.profile)]
+                        if args.instructions:
+                            results.setdefault((policy, label, c), []).append(_instructions(one, env, args.requests))
+                            continue
+                        out = subprocess.run([sys.executable, *one], env=env, check=True, capture_output=True,
+                                             text=True).stdout
+                        if args.profile:
+                            what = "bytecodes" if args.profile < 0 else "calls"
+                            print(f"--- {label} ({policy}, c={c}): {what} per request, most first")
+                            print(out.rstrip())
                         results.setdefault((policy, label, c), []).append(float(out.strip().splitlines()[-1]))
-        print(f"{'policy':<12} {'conc':>4} {'src':>8} {'CPU us/req median':>18} {'min':>6}  all")
+        what = "bytecodes/req median" if args.profile < 0 else "calls/req median" if args.profile else "kinstr/req median" if args.instructions else "CPU us/req median"
+        print(f"{'policy':<12} {'conc':>4} {'src':>8} {what:>18} {'min':>6}  all")
         for (policy, label, c), xs in results.items():
             print(f"{policy:<12} {c:>4} {label:>8} {statistics.median(xs):>18.1f} {min(xs):>6.1f}  "
-                  + " ".join(f"{x:.0f}" for x in xs))
+                  + " ".join(f"{x:.1f}" if args.profile or args.instructions else f"{x:.0f}" for x in xs))
         print(f"load(1m) after={os.getloadavg()[0]:.2f}")
     finally:
         stop(procs)

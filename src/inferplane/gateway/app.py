@@ -95,6 +95,8 @@ class Gateway:
                                  lookup=self.served.get)
         self.surfaces = tuple(surfaces) if surfaces is not None else _default_surfaces()
         self._surface_at: dict[str, tuple[Surface, Route]] = {}
+        self._surface_routes: dict[str, dict[str, Handler]] = {}
+        """The surfaces' routes alone (they authenticate in the pipeline): one lookup per request."""
         self._routes = self._build_routes()
         self._open_paths = _OPEN_PATHS
         self._mount_surface_routes()
@@ -124,6 +126,7 @@ class Gateway:
                 if r.method in methods:
                     raise ValueError(f"two handlers for {r.method} {r.path} (surface {surface.name})")
                 methods[r.method] = functools.partial(self.pipeline.serve, surface, r.route)
+                self._surface_routes.setdefault(r.path, {})[r.method] = methods[r.method]
                 self._surface_at[r.path] = (surface, r.route)
         return routes
 
@@ -167,13 +170,13 @@ class Gateway:
         drops the body).
         """
         path = request.path
-        methods = self._routes.get(path)
-        at = self._surface_at.get(path)
-        if at is not None and methods is not None:
+        methods = self._surface_routes.get(path)
+        if methods is not None:
             handler = methods.get(request.method)
             if handler is not None:
                 await handler(request, out)
                 return
+        methods = self._routes.get(path)
         owner = self._owner(path)  # answers (and takes keys) in that surface's API, not OpenAI's
         render = owner.error if owner is not None else openai_error
         if path not in self._open_paths:

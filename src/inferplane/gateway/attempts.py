@@ -70,10 +70,6 @@ log = logging.getLogger(__name__)
 _REPLICA_GONE = frozenset({"connect", "disconnect", "frozen"})
 """Failure kinds after which a replica may simply be down (restarting), not broken."""
 
-_STREAMED = object()
-"""What ``_once`` returns when it relayed a stream (answered and accounted)."""
-
-
 class Attempts:
     """Serves validated requests through replicas chosen by the router."""
 
@@ -86,6 +82,8 @@ class Attempts:
         self.observers = observers
         self.first_byte_timeout_s = first_byte_timeout_s
         self.probe_after_s = probe_after_s
+        self._first_wait_s = min(probe_after_s, first_byte_timeout_s)
+        """The wait for a response status before the first liveness probe (most answers come within it)."""
         self.liveness = Liveness(pool, registry, timeout_s=probe_timeout_s)
         self.relay = Relay(liveness=self.liveness, failed=self._failed, probe_after_s=probe_after_s,
                            stream_idle_timeout_s=stream_idle_timeout_s)
@@ -121,7 +119,7 @@ class Attempts:
                 if choice is None:
                     break
                 ep = choice.endpoint
-                x.retries = len(tried)
+                x.retries = n  # each try before this one failed (and is in ``tried``)
                 try:
                     answered = await self._once(x, choice, tried, t_start)
                 except Failure as exc:
@@ -130,9 +128,8 @@ class Attempts:
                     tried.add(ep.id)
                     last = exc
                     continue
-                if answered is _STREAMED:
+                if answered is None:  # a stream, relayed and accounted
                     return
-                assert isinstance(answered, Answered)
                 if answered.status in REFUSED_CREDENTIALS:
                     last = self._refused(x, choice, answered.status, t_start)
                     tried.add(ep.id)
@@ -154,7 +151,8 @@ class Attempts:
                         x.observers.attempt(x.rec, _excused(a))
                     unproven.clear()
                 self.router.succeeded(choice)
-                self._report(x, choice, "ok", t_start, answered.status)
+                if x.observers.wants_ok_attempts:  # else no observer would read it: not even made
+                    self._report(x, choice, "ok", t_start, answered.status)
                 self._answering(x, choice)
                 if answered.status >= 400:
                     if fault is None:
@@ -169,9 +167,9 @@ class Attempts:
                 x.observers.attempt(x.rec, a)
         raise self._gave_up(x, tried, last)
 
-    async def _once(self, x: Exchange, choice: Choice, tried: set[str], t_start: float) -> Answered | object:
-        """Try one replica: the whole answer (not yet sent), or ``_STREAMED`` once a stream was
-        relayed. Raises Failure (another replica may do better) or Rejection."""
+    async def _once(self, x: Exchange, choice: Choice, tried: set[str], t_start: float) -> Answered | None:
+        """Try one replica: the whole answer (not yet sent), or None once a stream was relayed
+        (and accounted). Raises Failure (another replica may do better) or Rejection."""
         ep = choice.endpoint
         req = x.req
         dialect = ep.dialect
@@ -206,7 +204,7 @@ class Attempts:
                     x, resp, ep, strip_usage=strip_usage,
                     attempt=lambda outcome, detail: self._report(x, choice, outcome, t_start, 200, detail))
                 self.router.observed(choice, x.info, None if usage is None else usage.cached_tokens)
-                return _STREAMED
+                return None
         finally:
             release()
 
@@ -221,7 +219,10 @@ class Attempts:
             except ConnectFailed as exc:
                 raise Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
             try:
-                await self._first_byte(resp, ep, tried)
+                try:
+                    await resp.headers(self._first_wait_s)  # most answers: the status within a probe period
+                except UpstreamTimeout:
+                    await self._first_byte(resp, ep, tried, self._first_wait_s)
                 return resp
             except StaleConnection:
                 # A kept-alive connection the server had already closed: the request got no
@@ -236,27 +237,26 @@ class Attempts:
                 raise
         raise Failure("disconnect", f"{ep.id} kept closing connections before answering")
 
-    async def _first_byte(self, resp: UpstreamResponse, ep: Endpoint, tried: set[str]) -> None:
-        """Wait for the response status; a probe-aware deadline (docs/reliability.md).
+    async def _first_byte(self, resp: UpstreamResponse, ep: Endpoint, tried: set[str], waited: float) -> None:
+        """Wait on for the response status after ``waited`` seconds without it (``_open`` waits
+        the first ``_first_wait_s`` itself); a probe-aware deadline (docs/reliability.md).
 
         Every ``probe_after_s`` without an answer, the replica is probed: a replica that
         answers is busy (a long prompt) and the wait goes on, up to ``first_byte_timeout_s``;
         one that does not is frozen, and the request moves on if another replica can take it.
         """
-        waited = 0.0
         total = self.first_byte_timeout_s
-        while True:
+        while waited < total:
+            if self._another_ready(ep, tried) and not await self.liveness.alive(ep):
+                raise Failure("frozen", f"{ep.id} sent no response for {waited:.0f} s and does not answer its "
+                                        "health probe")
             step = min(self.probe_after_s, total - waited)
             try:
                 await resp.headers(step)
                 return
-            except UpstreamTimeout as exc:
+            except UpstreamTimeout:
                 waited += step
-                if waited >= total:
-                    raise Failure("timeout", f"{ep.id} sent no response within {total:.0f} s") from exc
-            if self._another_ready(ep, tried) and not await self.liveness.alive(ep):
-                raise Failure("frozen", f"{ep.id} sent no response for {waited:.0f} s and does not answer its "
-                                        "health probe")
+        raise Failure("timeout", f"{ep.id} sent no response within {total:.0f} s")
 
     def _another_ready(self, ep: Endpoint, tried: set[str]) -> bool:
         return any(e is not ep and e.id not in tried for e in self.registry.ready(ep.deployment))
@@ -266,8 +266,7 @@ class Attempts:
         ep = choice.endpoint
         x.endpoint_id = ep.id
         x.runtime = ep.runtime
-        x.headers.append(("x-inferplane-endpoint", ep.id))
-        x.headers.append(("x-inferplane-policy", choice.policy))
+        x.headers += (("x-inferplane-endpoint", ep.id), ("x-inferplane-policy", choice.policy))
         if choice.fallback:
             x.headers.append(("x-inferplane-fallback", ep.deployment))
 

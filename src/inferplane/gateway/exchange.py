@@ -31,9 +31,12 @@ class Exchange:
     """Response headers so far: ``x-request-id``, admission's, then the endpoint's."""
     info: RouteInfo
     observers: Observers
+    queued_s: float
+    """Seconds held so far (admission; the attempt loop adds any wait for a replica). A field
+    without a default so the pipeline passes it by position: a keyword argument to a class
+    costs a dict made and unpacked per request."""
     retries: int = 0
     """Replicas tried before the current one."""
-    queued_s: float = 0.0
     endpoint_id: str | None = None
     runtime: str | None = None
     done: bool = False

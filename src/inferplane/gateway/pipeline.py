@@ -73,7 +73,7 @@ class Pipeline:
         observers = self.observers
         observers.started(rec)
         headers = [("x-request-id", rid)]
-        also = getattr(surface, "request_id_header", None)  # e.g. Anthropic's request-id, which its SDK reads
+        also = surface.request_id_header  # e.g. Anthropic's request-id, which its SDK reads
         if also:
             headers.append((also, rid))
         x: Exchange | None = None
@@ -84,7 +84,7 @@ class Pipeline:
             rec.priority = principal.priority
             scope = principal.deployments
             req = surface.parse(route, request, self.lookup if scope is None else _scoped(self.lookup, scope))
-            rec.model = model = req.model
+            rec.model = model = req.served.config.name  # req.model, less the property's call
             rec.stream = req.stream
             rec.max_tokens = req.max_tokens
             rec.session = req.session
@@ -95,7 +95,7 @@ class Pipeline:
             t_routed = time.perf_counter()
             x = Exchange(rec, req, out, surface, surface.encoder(req), headers,
                          RouteInfo(model, req.session, req.body, tenant=principal.name,
-                                   priority=principal.priority_rank), observers, queued_s=t_routed - t_admit)
+                                   priority=principal.priority_rank), observers, t_routed - t_admit)
             await self.attempts.run(x, t_routed)
         except Rejection as rej:
             status, body, hs = surface.error(rej)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from inferplane.observability.observer import Attempt, Outcome, RequestRecord
+from inferplane.observability.observer import Attempt, Outcome, RequestRecord, failed_attempts_only
 from inferplane.observability.stats import EndpointStats
 
 __all__ = ["EndpointSample", "GatewayMetrics", "MetricsObserver", "ModelMetrics", "RoutingSample"]
@@ -177,25 +177,6 @@ class _StateCollector(Collector):
         yield bound
 
 
-class FastCounter:
-    """A counter for the event-loop thread only: a plain add, no lock (rendered at scrape time)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
-class FastGauge(FastCounter):
-    __slots__ = ()
-
-    def dec(self, amount: float = 1.0) -> None:
-        self.value -= amount
-
-
 class FastHistogram:
     """A histogram for the event-loop thread only; ``counts[i]`` holds values <= ``bounds[i]``
     (the last slot: above every bound), made cumulative at scrape time."""
@@ -231,18 +212,14 @@ class ModelMetrics:
     __slots__ = ("completion_tokens", "e2e", "itl", "prompt_tokens", "requests", "ttft")
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], FastCounter] = {}
+        self.requests: dict[tuple[str, int], int] = {}
+        """Requests finished, by (route, status); plain numbers the observer adds to in place
+        (a counter object's method call per request costs more than the addition)."""
         self.ttft = FastHistogram(_LATENCY_BUCKETS)
         self.itl = FastHistogram(_ITL_BUCKETS)
         self.e2e = FastHistogram(_LATENCY_BUCKETS)
-        self.prompt_tokens = FastCounter()
-        self.completion_tokens = FastCounter()
-
-    def request_done(self, route: str, status: int) -> None:
-        c = self.requests.get((route, status))
-        if c is None:
-            c = self.requests[(route, status)] = FastCounter()
-        c.inc()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
 
 class _RequestCollector(Collector):
@@ -281,16 +258,16 @@ class _RequestCollector(Collector):
             if rec.model is not None:
                 live[rec.model] = live.get(rec.model, 0) + 1
         for model, mm in sorted(self._models.items()):
-            for (route, status), c in sorted(mm.requests.items()):
-                requests.add_metric([model, route, str(status)], c.value)
+            for (route, status), n in sorted(mm.requests.items()):
+                requests.add_metric([model, route, str(status)], float(n))
             if not model:  # requests refused before a model was known: counted, nothing else
                 continue
             in_flight.add_metric([model], float(live.get(model, 0)))
             for key, fam in hists.items():
                 h: FastHistogram = getattr(mm, key)
                 fam.add_metric([model], h.buckets(), h.sum)
-            prompt.add_metric([model], mm.prompt_tokens.value)
-            completion.add_metric([model], mm.completion_tokens.value)
+            prompt.add_metric([model], float(mm.prompt_tokens))
+            completion.add_metric([model], float(mm.completion_tokens))
         yield requests
         yield in_flight
         yield from hists.values()
@@ -319,10 +296,9 @@ class MetricsObserver:
     def started(self, rec: RequestRecord) -> None:
         self._live.add(rec)
 
+    @failed_attempts_only
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
         kind = attempt.outcome
-        if kind == "ok":
-            return
         model = rec.model or ""
         if kind == "stale_connection":
             self._m.retries.labels(model, kind).inc()
@@ -343,17 +319,19 @@ class MetricsObserver:
         self._live.discard(rec)
         model = rec.model or ""
         m = self._m
-        mm = m.model(model)
+        mm = m._models.get(model) or m.model(model)  # m.model's lookup, without its call
         status = outcome.status
-        mm.request_done(rec.route, status)
+        key = (rec.route, status)
+        done = mm.requests
+        done[key] = done.get(key, 0) + 1
         if status == 200:
             mm.e2e.observe(outcome.t_end - rec.t_start)
         usage = outcome.usage
         if usage is not None:
             if usage.prompt_tokens:
-                mm.prompt_tokens.inc(usage.prompt_tokens)
+                mm.prompt_tokens += usage.prompt_tokens
             if usage.completion_tokens:
-                mm.completion_tokens.inc(usage.completion_tokens)
+                mm.completion_tokens += usage.completion_tokens
         if outcome.retries and outcome.endpoint_id is not None:
             last = rec.notes.get("metrics")
             m.retries.labels(model, last[1] if last else "retry").inc()

@@ -27,7 +27,10 @@ Contract for implementations:
   (a span, a reservation) keyed by its own name, and ``rec.upstream_traceparent``, which
   the tracing observer sets in ``started`` for the pipeline to send on.
 - An event an observer has nothing to do on: mark its method ``@ignores`` (it is then never
-  called; the fan-out is per request, so empty calls add up).
+  called; the fan-out is per request, so empty calls add up). An ``attempt`` that has nothing
+  to do on an attempt that answered (outcome ``ok``): mark it ``@failed_attempts_only``; when
+  every ``attempt`` taker is marked so (or there is none), ``Observers.wants_ok_attempts`` is
+  False and the attempt loop does not even build the ``Attempt`` of an answering try.
 - Timestamps are ``time.perf_counter()`` seconds (``t_start`` and the ``t`` arguments);
   ``started_unix`` is wall-clock for logs.
 """
@@ -41,7 +44,8 @@ from typing import Any, Protocol, TypeVar
 
 from inferplane.protocol.routes import Route, SurfaceName
 
-__all__ = ["Attempt", "FinishedObserver", "Observers", "Outcome", "RequestObserver", "RequestRecord", "Usage", "ignores"]
+__all__ = ["Attempt", "FinishedObserver", "Observers", "Outcome", "RequestObserver", "RequestRecord", "Usage",
+           "failed_attempts_only", "ignores"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +175,15 @@ def ignores(method: F) -> F:
     return method
 
 
+def failed_attempts_only(method: F) -> F:
+    """Mark an observer's ``attempt`` as doing nothing for an attempt whose outcome is ``ok``:
+    ``Observers`` then calls it only for the others (failures, ``stale_connection``,
+    ``request_fault``). Every request that is answered has one ``ok`` attempt, so this spares
+    a call per request, and, when no observer takes ``ok`` attempts, the ``Attempt`` itself."""
+    method.__inferplane_failed_only__ = True  # type: ignore[attr-defined]
+    return method
+
+
 class FinishedObserver:
     """Base of an observer that needs only ``finished``: the other three events are marked
     ``@ignores`` here, so ``Observers`` never calls them (subclasses define ``finished``)."""
@@ -204,7 +217,8 @@ class Observers:
     (once per kind of error) and the others still run. An observer's methods marked
     ``@ignores`` are not called; an event no observer takes is a loop over an empty tuple."""
 
-    __slots__ = ("_all", "_attempt", "_finished", "_first_token", "_started", "_token_gap", "_warned")
+    __slots__ = ("_all", "_attempt", "_attempt_ok", "_finished", "_first_token", "_started", "_token_gap", "_warned",
+                 "wants_ok_attempts")
 
     def __init__(self, observers: tuple[RequestObserver, ...] = ()) -> None:
         self._warned: set[tuple[str, str]] = set()
@@ -214,6 +228,11 @@ class Observers:
         self._all = observers
         self._started = _handlers(observers, "started")
         self._attempt = _handlers(observers, "attempt")
+        self._attempt_ok = tuple(fn for fn in self._attempt if not getattr(fn, "__inferplane_failed_only__", False))
+        self.wants_ok_attempts = bool(self._attempt_ok)
+        """Whether any observer takes an ``attempt`` whose outcome is ``ok`` (the attempt loop
+        reads it per request, an attribute, and builds no ``Attempt`` for an answering try when
+        none does)."""
         self._first_token = _handlers(observers, "first_token")
         self._token_gap = _handlers(observers, "token_gap")
         self._finished = _handlers(observers, "finished")
@@ -237,7 +256,7 @@ class Observers:
                 self._broken(fn, "started", exc)
 
     def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
-        for fn in self._attempt:
+        for fn in self._attempt_ok if attempt.outcome == "ok" else self._attempt:
             try:
                 fn(rec, attempt)
             except Exception as exc:

@@ -4,23 +4,20 @@ The gateway forwards request bytes unchanged, so it does not build models of the
 checks just enough that a malformed request gets a clear 400 here instead of an
 obscure error (or a 500) from a runtime. Each check is O(number of fields), never
 O(prompt length).
+
+Hot path (every chat request): values come from a JSON parser, so they have exact types
+and ``type(v) is str`` stands in for ``isinstance`` where a check runs on every request
+(a comparison, not a call); the messages are walked once, content parts included.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from inferplane.protocol.parts import check_content
+from inferplane.protocol.problems import RequestProblem
+
 __all__ = ["RequestProblem", "check_chat", "check_completion"]
-
-
-@dataclass(frozen=True, slots=True)
-class RequestProblem:
-    """Why a request is invalid: an OpenAI ``invalid_request_error``."""
-
-    message: str
-    param: str | None = None
-    code: str | None = None
 
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -38,15 +35,26 @@ def _check_common(body: dict[str, Any], max_n: int) -> RequestProblem | None:
     model = body.get("model")
     if model is None:
         return RequestProblem("you must provide a model parameter", "model", "missing_required_parameter")
-    if not isinstance(model, str) or not model:
+    if type(model) is not str or not model:
         return RequestProblem("'model' must be a non-empty string", "model", "invalid_type")
     stream = body.get("stream", False)
-    if stream is not None and not isinstance(stream, bool):
+    if stream is not None and type(stream) is not bool:
         return RequestProblem("'stream' must be a boolean", "stream", "invalid_type")
     for key in ("max_tokens", "max_completion_tokens"):
         v = body.get(key)
-        if v is not None and (not _is_int(v) or v < 1):
+        if v is not None and (type(v) is not int or v < 1):  # not _is_int(v), without the call
             return RequestProblem(f"'{key}' must be an integer >= 1, got {v!r}", key, "invalid_value")
+    if _OPTIONS.isdisjoint(body):  # most bodies set none of the rest: one set operation, not nine lookups
+        return None
+    return _check_options(body, stream, max_n)
+
+
+_OPTIONS = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty", "seed", "n", "stop",
+                      "stream_options", "response_format"})
+"""The fields ``_check_options`` checks."""
+
+
+def _check_options(body: dict[str, Any], stream: Any, max_n: int) -> RequestProblem | None:
     for key, lo, hi in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0),
                         ("presence_penalty", -2.0, 2.0), ("frequency_penalty", -2.0, 2.0)):
         v = body.get(key)
@@ -91,37 +99,50 @@ def _check_common(body: dict[str, Any], max_n: int) -> RequestProblem | None:
     return None
 
 
-def check_chat(body: dict[str, Any], *, max_n: int = 1) -> RequestProblem | None:
-    """Problem with a ``/v1/chat/completions`` body, or None."""
+def check_chat(body: dict[str, Any], *, max_n: int = 1, parts: frozenset[str] | None = None,
+               runtime: str = "") -> RequestProblem | None:
+    """Problem with a ``/v1/chat/completions`` body, or None.
+
+    Content parts are checked on the same walk over the messages (``protocol/parts.py``
+    ``check_content``): ``parts`` are the part types the deployment's runtime takes (None:
+    any known type), ``runtime`` names it in the message.
+    """
     msgs = body.get("messages")
     if msgs is None:
         return RequestProblem("you must provide a 'messages' parameter", "messages", "missing_required_parameter")
-    if not isinstance(msgs, list) or not msgs:
+    if type(msgs) is not list or not msgs:
         return RequestProblem("'messages' must be a non-empty array", "messages", "invalid_value")
     for i, m in enumerate(msgs):
-        if not isinstance(m, dict):
+        if type(m) is not dict:
             return RequestProblem(f"'messages[{i}]' must be an object", f"messages[{i}]", "invalid_type")
         role = m.get("role")
-        if not isinstance(role, str) or role not in _ROLES:  # an unhashable role must not raise
+        if type(role) is not str or role not in _ROLES:  # an unhashable role must not raise
             return RequestProblem(
                 f"'messages[{i}].role' must be one of {', '.join(sorted(_ROLES))}; got {role!r}",
                 f"messages[{i}].role", "invalid_value",
             )
         content = m.get("content")
-        if content is not None and not isinstance(content, (str, list)):
+        if type(content) is str:
+            continue
+        if type(content) is list:
+            problem = check_content(i, content, parts, runtime)
+            if problem is not None:
+                return problem
+        elif content is not None:
             return RequestProblem(
                 f"'messages[{i}].content' must be a string or an array of content parts",
                 f"messages[{i}].content", "invalid_type",
             )
-        if content is None and role in ("user", "system", "developer"):
+        elif role in ("user", "system", "developer"):
             return RequestProblem(f"'messages[{i}].content' is required", f"messages[{i}].content",
                                   "missing_required_parameter")
-    lp = body.get("logprobs")
-    if lp is not None and not isinstance(lp, bool):
-        return RequestProblem("'logprobs' must be a boolean", "logprobs", "invalid_type")
-    tlp = body.get("top_logprobs")
-    if tlp is not None and (not _is_int(tlp) or not 0 <= tlp <= 20):
-        return RequestProblem("'top_logprobs' must be an integer in [0, 20]", "top_logprobs", "invalid_value")
+    if "logprobs" in body or "top_logprobs" in body:
+        lp = body.get("logprobs")
+        if lp is not None and not isinstance(lp, bool):
+            return RequestProblem("'logprobs' must be a boolean", "logprobs", "invalid_type")
+        tlp = body.get("top_logprobs")
+        if tlp is not None and (not _is_int(tlp) or not 0 <= tlp <= 20):
+            return RequestProblem("'top_logprobs' must be an integer in [0, 20]", "top_logprobs", "invalid_value")
     return _check_common(body, max_n)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from inferplane.protocol.openai import RequestProblem
+from inferplane.protocol.problems import RequestProblem
 
-__all__ = ["check_parts", "check_tools"]
+__all__ = ["check_content", "check_parts", "check_tools"]
 
 _KNOWN_PARTS = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -21,26 +21,36 @@ _TOOL_CHOICES = ("none", "auto", "required")
 
 
 def check_parts(body: dict[str, Any], accepted: frozenset[str] | None, runtime: str) -> RequestProblem | None:
-    """A content part the deployment cannot take (``accepted`` None: any known type)."""
+    """A content part the deployment cannot take (``accepted`` None: any known type).
+
+    ``protocol.openai.check_chat`` makes the same check on its own walk over the messages.
+    """
     msgs = body.get("messages")
     if not isinstance(msgs, list):
         return None
     for i, m in enumerate(msgs):
         content = m.get("content") if isinstance(m, dict) else None
-        if not isinstance(content, list):
-            continue
-        for j, part in enumerate(content):
-            where = f"messages[{i}].content[{j}]"
-            kind = part.get("type") if isinstance(part, dict) else None
-            if not isinstance(kind, str) or kind not in _KNOWN_PARTS:
-                return RequestProblem(f"'{where}.type' must be one of {', '.join(sorted(_KNOWN_PARTS))}; "
-                                      f"got {kind!r}", where + ".type", "invalid_value")
-            if kind == "text" and not isinstance(part.get("text"), str):
-                return RequestProblem(f"'{where}.text' must be a string", where + ".text", "invalid_type")
-            if accepted is not None and kind not in accepted and kind != "refusal":
-                return RequestProblem(
-                    f"'{where}' is a {kind!r} part, but this model's runtime ({runtime}) takes only "
-                    f"{', '.join(repr(a) for a in sorted(accepted))} parts", where + ".type", "unsupported_value")
+        if isinstance(content, list):
+            problem = check_content(i, content, accepted, runtime)
+            if problem is not None:
+                return problem
+    return None
+
+
+def check_content(i: int, content: list[Any], accepted: frozenset[str] | None, runtime: str) -> RequestProblem | None:
+    """A part of ``messages[i].content`` (an array of parts) the deployment cannot take."""
+    for j, part in enumerate(content):
+        where = f"messages[{i}].content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str) or kind not in _KNOWN_PARTS:
+            return RequestProblem(f"'{where}.type' must be one of {', '.join(sorted(_KNOWN_PARTS))}; "
+                                  f"got {kind!r}", where + ".type", "invalid_value")
+        if kind == "text" and not isinstance(part.get("text"), str):
+            return RequestProblem(f"'{where}.text' must be a string", where + ".text", "invalid_type")
+        if accepted is not None and kind not in accepted and kind != "refusal":
+            return RequestProblem(
+                f"'{where}' is a {kind!r} part, but this model's runtime ({runtime}) takes only "
+                f"{', '.join(repr(a) for a in sorted(accepted))} parts", where + ".type", "unsupported_value")
     return None
 
 

@@ -60,7 +60,8 @@ class Recorder:
 
 
 def memory_gateway(app: App, n: int = 1, *, runtime: str = "openai", max_attempts: int = 3,
-                   refuse: tuple[int, ...] = (), surfaces: tuple[Surface, ...] | None = None, **gateway: Any) -> tuple[Gateway, MemoryConnector, Recorder]:
+                   refuse: tuple[int, ...] = (), surfaces: tuple[Surface, ...] | None = None,
+                   recorder: Recorder | None = None, **gateway: Any) -> tuple[Gateway, MemoryConnector, Recorder]:
     """Deployment ``m`` with ``n`` endpoints; connections to endpoints whose index is in ``refuse`` fail."""
     urls = [f"http://up-{i}:80" for i in range(n)]
     dep = DeploymentConfig(name="m", runtime=runtime, replicas=0, policy="round_robin",
@@ -69,7 +70,7 @@ def memory_gateway(app: App, n: int = 1, *, runtime: str = "openai", max_attempt
                            breaker=BreakerConfig(failure_threshold=5, open_s=10))
     registry = EndpointRegistry()
     connector = MemoryConnector(app, refuse=[(f"up-{i}", 80) for i in refuse])
-    recorder = Recorder()
+    recorder = Recorder() if recorder is None else recorder
     gw = Gateway(GatewayConfig(port=0, **gateway), (dep,), registry, connect=connector, observers=(recorder,),
                  surfaces=surfaces)
     adapter = get_adapter(runtime)

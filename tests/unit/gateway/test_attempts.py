@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-from memory_gateway import call, chat, memory_gateway, sse
+from memory_gateway import Recorder, call, chat, memory_gateway, sse
 
 from inferplane.gateway.memory_transport import MemoryRequest, MemoryWire
+from inferplane.observability.observer import Attempt, RequestRecord, failed_attempts_only
 
 OK_BODY = (b'{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
            b'"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],'
@@ -52,6 +53,29 @@ def test_a_refused_connection_moves_on_to_the_next_replica() -> None:
         metrics = gw.metrics.render().decode()
         assert 'inferplane_upstream_errors_total{endpoint="m-1",kind="connect",model="m"} 1.0' in metrics
         assert 'inferplane_retries_total{model="m",reason="connect"} 1.0' in metrics
+    run(main())
+
+
+class FailuresRecorder(Recorder):
+    @failed_attempts_only
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
+        super().attempt(rec, attempt)
+
+
+def test_with_no_observer_taking_ok_attempts_the_failures_are_still_reported() -> None:
+    async def main() -> None:
+        gw, _, rec = memory_gateway(ok, 2, refuse=(0,), recorder=FailuresRecorder())
+        assert not gw.observers.wants_ok_attempts  # the metrics observer takes failed attempts only
+        reply = await call(gw, chat())
+        assert reply.status == 200 and reply.headers["x-inferplane-endpoint"] == "m-2"
+        assert rec.names() == ["started", "attempt", "finished"] and rec.attempts() == ["connect"]
+        out = rec.outcome()
+        assert (out.status, out.endpoint_id, out.retries) == (200, "m-2", 1)
+        metrics = gw.metrics.render().decode()
+        assert 'inferplane_upstream_errors_total{endpoint="m-1",kind="connect",model="m"} 1.0' in metrics
+        assert 'inferplane_retries_total{model="m",reason="connect"} 1.0' in metrics
+        assert 'inferplane_requests_total{model="m",route="chat",status="200"} 1.0' in metrics
+        assert 'inferplane_prompt_tokens_total{model="m"} 3.0' in metrics
     run(main())
 
 

@@ -1,5 +1,6 @@
-"""The per-request fan-outs skip what has nothing to do: ``@ignores`` observer methods, and
-registry listeners that take no load changes."""
+"""The per-request fan-outs skip what has nothing to do: ``@ignores`` observer methods,
+``@failed_attempts_only`` attempts for an attempt that answered, and registry listeners that
+take no load changes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import logging
 import pytest
 
 from inferplane.config import DeploymentConfig
-from inferplane.observability.observer import Attempt, Observers, Outcome, RequestRecord, ignores
+from inferplane.observability.observer import (
+    Attempt,
+    Observers,
+    Outcome,
+    RequestRecord,
+    failed_attempts_only,
+    ignores,
+)
 from inferplane.protocol.routes import Route, SurfaceName
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.runtimes.registry import get_adapter
@@ -75,6 +83,42 @@ def test_an_observer_added_later_is_called_too() -> None:
     obs.finished(_rec(), Outcome(200, 1.0))
     assert quiet.finished_with == [200]
     assert list(obs) == [quiet]
+
+
+class _Failures(_Quiet):
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: list[str] = []
+
+    @failed_attempts_only
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
+        self.outcomes.append(attempt.outcome)
+
+
+class _Every(_Failures):
+    def attempt(self, rec: RequestRecord, attempt: Attempt) -> None:
+        self.outcomes.append(attempt.outcome)
+
+
+def _attempt(outcome: str) -> Attempt:
+    return Attempt("e", "m", "openai", "least_load", "", outcome, 0.0, 1.0, 200 if outcome == "ok" else None)
+
+
+def test_failed_attempts_only_sees_no_ok_attempt_and_says_so_to_the_attempt_loop() -> None:
+    failures = _Failures()
+    obs = Observers((failures,))
+    assert not obs.wants_ok_attempts  # the attempt loop then builds no Attempt for an answering try
+    for outcome in ("connect", "ok", "stale_connection", "request_fault"):
+        obs.attempt(_rec(), _attempt(outcome))
+    assert failures.outcomes == ["connect", "stale_connection", "request_fault"]
+    every = _Every()
+    obs.add(every)  # one observer that takes every attempt: the loop reports ok ones again
+    assert obs.wants_ok_attempts
+    obs.attempt(_rec(), _attempt("ok"))
+    obs.attempt(_rec(), _attempt("timeout"))
+    assert every.outcomes == ["ok", "timeout"]
+    assert failures.outcomes == ["connect", "stale_connection", "request_fault", "timeout"]
+    assert not Observers((_Quiet(),)).wants_ok_attempts and not Observers().wants_ok_attempts
 
 
 class _Listener:

@@ -65,3 +65,27 @@ def test_completion_problems(body: dict, param: str) -> None:
 
 def test_valid_completion() -> None:
     assert check_completion({"model": "m", "prompt": ["a", "b"], "logprobs": 2}) is None
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+
+
+@pytest.mark.parametrize(("content", "parts", "param", "code"), [
+    ([{"type": "video"}], None, "messages[1].content[0].type", "invalid_value"),
+    ([{"type": "text", "text": "a"}, {"type": "text", "text": 5}], None, "messages[1].content[1].text", "invalid_type"),
+    ([{"type": "text", "text": "a"}, IMAGE], frozenset({"text"}), "messages[1].content[1].type", "unsupported_value"),
+])
+def test_chat_checks_content_parts_on_the_same_walk(content: list, parts: frozenset[str] | None, param: str,
+                                                    code: str) -> None:
+    body = {"model": "m", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": content}]}
+    problem = check_chat(body, parts=parts, runtime="embedded")
+    assert problem is not None and (problem.param, problem.code) == (param, code)
+    if code == "unsupported_value":  # names the runtime and what it takes
+        assert "embedded" in problem.message and "'text'" in problem.message
+        assert check_chat(body) is None  # any known part type, where the runtime's are not known
+
+
+def test_chat_takes_known_parts_and_assistant_turns_without_content() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, IMAGE]},
+                                       {"role": "assistant", "content": None, "tool_calls": []}]}
+    assert check_chat(body, parts=frozenset({"text", "image_url"}), runtime="vllm") is None

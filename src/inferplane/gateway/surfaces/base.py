@@ -199,6 +199,9 @@ class Surface(ABC):
     name: SurfaceName
     key_headers: tuple[str, ...] = ("authorization",)
     """Request headers that may carry the API key, in the order they are looked at."""
+    request_id_header: str | None = None
+    """A response header that repeats ``x-request-id`` under this API's own name (Anthropic's
+    ``request-id``, which its SDK reads); None: none."""
 
     @abstractmethod
     def routes(self) -> Iterable[SurfaceRoute]: ...

@@ -26,7 +26,7 @@ from inferplane.gateway.surfaces.base import (
 )
 from inferplane.gateway.surfaces.openai_routes import (
     check_deployment_kind,
-    check_tool_use,
+    check_tool_support,
     parse_embeddings,
     parse_responses,
     responses_encoder,
@@ -37,7 +37,10 @@ from inferplane.protocol.routes import Route, SurfaceName
 
 __all__ = ["OpenAISurface", "openai_error"]
 
-_CHECKS = {Route.CHAT: check_chat, Route.COMPLETIONS: check_completion}
+_CHAT, _EMBEDDINGS, _RESPONSES = Route.CHAT, Route.EMBEDDINGS, Route.RESPONSES
+"""Module names for the routes ``parse`` tells apart on every request: on Python 3.11 each
+``Route.X`` is a lookup through ``EnumType.__getattr__`` (about 0.1-0.3 us), a global is not."""
+
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -87,12 +90,17 @@ class OpenAISurface(Surface):
             raise Rejection(400, "request body must be a JSON object", code="invalid_json")
         model = data.get("model")
         s = served(model) if isinstance(model, str) else None
-        if route is Route.EMBEDDINGS:
+        if route is _EMBEDDINGS:
             return parse_embeddings(data, body, s)
-        if route is Route.RESPONSES:
+        if route is _RESPONSES:
             key = request.headers.get("x-session-id") or data.get("user")
             return parse_responses(data, body, s, key if isinstance(key, str) else None)
-        problem = _CHECKS[route](data, max_n=128 if s is None else s.capabilities.max_choices)
+        chat = route is _CHAT
+        if chat:  # one walk over the messages, their content parts included
+            problem = (check_chat(data, max_n=128) if s is None else
+                       check_chat(data, max_n=s.capabilities.max_choices, parts=s.parts, runtime=s.config.runtime))
+        else:
+            problem = check_completion(data, max_n=128 if s is None else s.capabilities.max_choices)
         if problem is not None:
             raise Rejection(400, problem.message, param=problem.param, code=problem.code)
         if s is None:
@@ -100,8 +108,8 @@ class OpenAISurface(Surface):
                             param="model", code="model_not_found")
         # chat and completions need a chat deployment (check_deployment_kind, asked only when it may refuse)
         problem = check_deployment_kind(route, s.config) if s.config.embeddings else None
-        if problem is None and route is Route.CHAT:
-            problem = check_tool_use(data, s)
+        if problem is None and chat and ("tools" in data or "tool_choice" in data):
+            problem = check_tool_support(data, s)
         if problem is not None:
             raise Rejection(400, problem.message, param=problem.param, code=problem.code)
         key = request.headers.get("x-session-id") or data.get("user")

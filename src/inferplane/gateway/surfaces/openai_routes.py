@@ -21,8 +21,8 @@ import orjson
 from inferplane.config import DeploymentConfig
 from inferplane.gateway.surfaces.base import InferenceRequest, Rejection, Served
 from inferplane.protocol.embeddings import check_embeddings
-from inferplane.protocol.openai import RequestProblem
 from inferplane.protocol.parts import check_parts, check_tools
+from inferplane.protocol.problems import RequestProblem
 from inferplane.protocol.responses import (
     ResponsesStream,
     check_responses,
@@ -32,8 +32,8 @@ from inferplane.protocol.responses import (
 )
 from inferplane.protocol.routes import Route
 
-__all__ = ["ResponsesEncoder", "check_deployment_kind", "check_tool_use", "model_object", "parse_embeddings",
-           "parse_responses", "responses_encoder"]
+__all__ = ["ResponsesEncoder", "check_deployment_kind", "check_tool_support", "check_tool_use", "model_object",
+           "parse_embeddings", "parse_responses", "responses_encoder"]
 
 
 def _refuse(problem: RequestProblem) -> Rejection:
@@ -54,13 +54,18 @@ def check_deployment_kind(route: Route, config: DeploymentConfig) -> RequestProb
 
 
 def check_tool_use(data: dict[str, Any], s: Served) -> RequestProblem | None:
-    """Content parts and tools of a chat request against what the deployment can honour."""
-    runtime = s.config.runtime
-    problem = check_parts(data, s.parts, runtime)
+    """Content parts and tools of a chat request against what the deployment can honour
+    (for a chat request made from another API's; ``check_chat`` checks a client's own parts)."""
+    problem = check_parts(data, s.parts, s.config.runtime)
     if problem is not None or ("tools" not in data and "tool_choice" not in data):
         return problem
+    return check_tool_support(data, s)
+
+
+def check_tool_support(data: dict[str, Any], s: Served) -> RequestProblem | None:
+    """``tools`` / ``tool_choice`` of a chat request against what the deployment can honour."""
     t = s.tools
-    return check_tools(data, t.tools, runtime, reason=t.reason, forced_choice=t.forced_choice,
+    return check_tools(data, t.tools, s.config.runtime, reason=t.reason, forced_choice=t.forced_choice,
                        forced_reason=t.forced_reason)
 
 
