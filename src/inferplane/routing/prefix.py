@@ -30,6 +30,7 @@ import collections
 import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import xxhash
 
@@ -256,7 +257,9 @@ class PrefixIndex:
         get = self._holders.get
         total = len(hashes)
         known = _known(hashes, total if total <= _FIRST_LOOK else _FIRST_LOOK)
-        found = list(map(get, known))  # C-speed lookups; a few past the first miss cost less than a loop
+        # C-speed lookups; a few past the first miss cost less than a loop. Before the first None
+        # every entry is a holders list (never empty: an emptied one is deleted).
+        found: list[Any] = list(map(get, known))
         if None in found:
             n = found.index(None)
             return n, (found[n - 1] if n else _NOBODY)

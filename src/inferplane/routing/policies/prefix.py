@@ -222,6 +222,8 @@ class PrefixPolicy:
         if n <= self.exact_below:
             return cands.sample(n, rng)  # all, in order
         least = cands.least_loaded()  # also the balance guard's yardstick; equals taken in turn
+        if least is None:  # cannot happen with n > exact_below >= 0 members
+            return []
         out = [least]
         seen = [least.endpoint_id]
         if self.random_sample:
@@ -237,9 +239,9 @@ class PrefixPolicy:
             for i in range(start, start + min(m, 2 * want + 2)):
                 endpoint_id = holders[i % m]
                 if endpoint_id not in seen:
-                    c = get(endpoint_id)
-                    if c is not None:
-                        out.append(c)
+                    held = get(endpoint_id)
+                    if held is not None:
+                        out.append(held)
                         seen.append(endpoint_id)
                         want -= 1
                         if want == 0:
