@@ -15,6 +15,7 @@ candidate meets the SLOs), 1 no candidate completed a run, 2 bad arguments or mo
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import time
@@ -115,9 +116,24 @@ def _facts(names: list[str], grids: dict[str, plan.Grid]) -> dict[str, compat.Ru
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C while measuring: the running candidate is stopped cleanly."""
-    def handler(_sig: int, _frame: FrameType | None) -> None:
+    """SIGTERM behaves like Ctrl-C while measuring: the running candidate is stopped cleanly.
+
+    With an event loop running (the load generator's uvloop), the interrupt is raised from a
+    callback the loop runs next, not from the handler itself: a signal handler runs wherever the
+    main thread happens to be, and an exception raised inside a protocol callback (aiohttp's
+    ``data_received``) is taken by uvloop for that transport's fatal error — the interrupt was
+    lost and the run went on (seen in CI: one request failed, the candidate finished "ok").
+    A loop callback's KeyboardInterrupt propagates out of the loop, as Ctrl-C's does.
+    """
+    def interrupt() -> None:
         raise KeyboardInterrupt
+
+    def handler(_sig: int, _frame: FrameType | None) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: nothing can swallow it
+            raise KeyboardInterrupt from None
+        loop.call_soon_threadsafe(interrupt)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
