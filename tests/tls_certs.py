@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,3 +52,10 @@ def make_certs(folder: Path) -> Certs:
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.pem", "-days", "2", "-extfile", "server.ext", cwd=folder)
     return Certs(folder / "ca.pem", folder / "server.pem", folder / "server.key", folder / "other_ca.pem")
+
+
+def server_context(certs: Certs) -> ssl.SSLContext:
+    """A TLS server context that presents ``certs``' server certificate (for an https fake upstream)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs.cert, certs.key)
+    return ctx

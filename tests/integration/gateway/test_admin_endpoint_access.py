@@ -10,7 +10,6 @@ answering 401 on /v1/* without ``Authorization: Bearer <key>`` (as vLLM's ``--ap
 from __future__ import annotations
 
 import json
-import ssl
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +23,7 @@ import yaml
 
 from helpers import ServeProcess, http_get, start_serve
 from inferplane.bench.fake_server import FakeOpenAIServer
-from tls_certs import Certs, make_certs
+from tls_certs import Certs, make_certs, server_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -39,9 +38,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture(scope="module")
 def upstream(certs: Certs) -> Iterator[FakeOpenAIServer]:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(certs.cert, certs.key)
-    srv = FakeOpenAIServer(ssl_context=ctx, api_key=KEY, model="fake", text=("jo", "ined"), ttft_s=0.0, itl_s=0.0)
+    srv = FakeOpenAIServer(ssl_context=server_context(certs), api_key=KEY, model="fake", text=("jo", "ined"), ttft_s=0.0, itl_s=0.0)
     with srv.in_thread():
         yield srv
 

@@ -23,7 +23,7 @@ import yaml
 
 from helpers import ServeProcess, free_port, http_get, start_serve
 from inferplane.bench.fake_server import FakeOpenAIServer
-from tls_certs import Certs, make_certs
+from tls_certs import Certs, make_certs, server_context
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -39,9 +39,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 @pytest.fixture(scope="module")
 def https_upstream(certs: Certs) -> Iterator[FakeOpenAIServer]:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(certs.cert, certs.key)
-    srv = FakeOpenAIServer(ssl_context=ctx, api_key=KEY, model="fake", text=("hel", "lo"), ttft_s=0.0, itl_s=0.0)
+    srv = FakeOpenAIServer(ssl_context=server_context(certs), api_key=KEY, model="fake", text=("hel", "lo"), ttft_s=0.0, itl_s=0.0)
     with srv.in_thread():
         yield srv
 
