@@ -350,8 +350,8 @@ class OpenAIToOllamaStream(TranslatingStream):
     ``clock`` returns nanoseconds (``time.perf_counter_ns``); ``t0_ns`` is when the request came in.
     """
 
-    __slots__ = ("_calls", "_clock", "_finish", "_first", "_kind", "_last", "_model", "_second",
-                 "_t0", "_timings", "_usage")
+    __slots__ = ("_calls", "_clock", "_finish", "_first", "_head", "_kind", "_last", "_mid", "_model", "_second",
+                 "_t0", "_tail", "_timings", "_usage")
 
     def __init__(self, kind: str, model: str, t0_ns: int, clock: Callable[[], int] = time.perf_counter_ns) -> None:
         super().__init__()
@@ -366,6 +366,13 @@ class OpenAIToOllamaStream(TranslatingStream):
         self._first = 0
         self._last = 0
         self._second: tuple[int, str] = (-1, "")
+        # A text line is orjson.dumps({"model", "created_at", "message": {"role", "content"} | "response",
+        # "done": false}) + "\n"; its bytes around the two values that change are made once per stream.
+        self._head = b'{"model":' + orjson.dumps(model) + b',"created_at":"'
+        if kind == "chat":
+            self._mid, self._tail = b'","message":{"role":"assistant","content":', b'},"done":false}\n'
+        else:
+            self._mid, self._tail = b'","response":', b',"done":false}\n'
 
     def _now(self) -> str:
         """``created_at`` for this moment; the date part formatted once a second (it is per chunk)."""
@@ -382,10 +389,7 @@ class OpenAIToOllamaStream(TranslatingStream):
         now = self._clock()
         self._first = self._first or now
         self._last = now
-        if self._kind == "chat":
-            return self._line({"model": self._model, "created_at": self._now(),
-                               "message": {"role": "assistant", "content": text}, "done": False})
-        return self._line({"model": self._model, "created_at": self._now(), "response": text, "done": False})
+        return b"".join((self._head, self._now().encode(), self._mid, orjson.dumps(text), self._tail))
 
     def _chunk(self, obj: dict[str, Any]) -> bytes:
         if "error" in obj:
