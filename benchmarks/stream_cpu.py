@@ -10,11 +10,12 @@ the cost of one relayed chunk (upstream read -> client write, translated on the 
 Ollama surfaces); the 1-chunk figure less one chunk is the cost of the request around it.
 
     python benchmarks/stream_cpu.py [--surface openai anthropic ollama] [--chunks 100] [--streams 200]
-        [--rounds 3] [--instructions] [--compare-src PATH]
+        [--rounds 3] [--instructions | --calls] [--compare-src PATH]
 
-``--instructions`` counts CPU instructions under valgrind's callgrind instead of timing (the one
-figure here another process's load cannot move; slow: keep ``--streams`` near 50). Without it,
-CPU time (``time.process_time``), best of ``--rounds``. ``--compare-src`` runs a second ``src``
+``--instructions`` counts CPU instructions under valgrind's callgrind instead of timing (a figure
+another process's load cannot move; slow: minutes per row, keep ``--streams`` near 20);
+``--calls`` counts Python calls (cProfile), deterministic and quick. Without either, CPU time
+(``time.process_time``), best of ``--rounds``. ``--compare-src`` runs a second ``src``
 tree too, alternating (e.g. ``git archive REF src | tar -x -C DIR``).
 """
 
@@ -43,8 +44,9 @@ _REQUESTS = {
 }
 
 
-async def _run(surface: str, chunks: int, streams: int) -> float:
-    """CPU seconds for ``streams`` streams of ``chunks`` chunks each (after a warm-up)."""
+async def _run(surface: str, chunks: int, streams: int, calls: bool = False) -> float:
+    """CPU seconds for ``streams`` streams of ``chunks`` chunks each (after a warm-up); with
+    ``calls``, the Python calls they made (cProfile's count: deterministic) instead."""
     from inferplane.config import DeploymentConfig, GatewayConfig
     from inferplane.config.models import ReplicaTarget
     from inferplane.gateway.app import Gateway
@@ -58,10 +60,10 @@ async def _run(surface: str, chunks: int, streams: int) -> float:
 
     async def app(_req: MemoryRequest, wire: MemoryWire) -> None:
         wire.start()
-        await asyncio.sleep(0)
-        for _ in range(chunks):
+        for _ in range(5):  # the head's read, the relay's task up to forwarding
+            await asyncio.sleep(0)
+        for _ in range(chunks):  # each delivery is its own loop callback: one read (data_received) per chunk
             wire.chunk(_CHUNK)
-            await asyncio.sleep(0)  # each chunk its own read
         wire.chunk(final)
         wire.end()
 
@@ -95,6 +97,14 @@ async def _run(surface: str, chunks: int, streams: int) -> float:
     await some(20)
     if wire.n < 20 * chunks * len(b" token"):
         raise RuntimeError(f"{surface}: the streams did not come through ({wire.n} bytes)")
+    if calls:
+        import cProfile
+        prof = cProfile.Profile()
+        prof.enable()
+        await some(streams)
+        prof.disable()
+        gw.close()
+        return float(sum(e.callcount for e in prof.getstats()))
     t0 = time.process_time()
     await some(streams)
     cpu = time.process_time() - t0
@@ -104,22 +114,23 @@ async def _run(surface: str, chunks: int, streams: int) -> float:
 
 def _one(argv: list[str]) -> None:
     import uvloop
-    surface, chunks, streams = argv[0], int(argv[1]), int(argv[2])
-    print(uvloop.run(_run(surface, chunks, streams)))
+    surface, chunks, streams, calls = argv[0], int(argv[1]), int(argv[2]), argv[3] == "calls"
+    print(uvloop.run(_run(surface, chunks, streams, calls)))
 
 
-def _measure(src: str | None, surface: str, chunks: int, streams: int, instructions: bool) -> float:
-    """CPU microseconds (or thousands of instructions) for one stream of ``chunks`` chunks."""
+def _measure(src: str | None, surface: str, chunks: int, streams: int, how: str) -> float:
+    """CPU microseconds (``time``), thousands of instructions (``instructions``) or Python calls
+    (``calls``) for one stream of ``chunks`` chunks."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     if src:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     one = [sys.executable, __file__, "--one", surface, str(chunks)]
-    if not instructions:
-        out = subprocess.run([*one, str(streams)], env=env, check=True, capture_output=True, text=True).stdout
-        return float(out.strip().splitlines()[-1]) / streams * 1e6
+    if how != "instructions":
+        out = subprocess.run([*one, str(streams), how], env=env, check=True, capture_output=True, text=True).stdout
+        return float(out.strip().splitlines()[-1]) / streams * (1 if how == "calls" else 1e6)
     counts = []
     for n in (streams, 2 * streams):  # subtracted: start-up, imports and the warm-up cancel out
-        err = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *one, str(n)],
+        err = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *one, str(n), how],
                              env=env, check=True, capture_output=True, text=True).stderr
         counts.append(int(err.rsplit("Collected :", 1)[1].split()[0]))
     return (counts[1] - counts[0]) / streams / 1e3
@@ -131,23 +142,29 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=100)
     ap.add_argument("--streams", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--instructions", action="store_true")
+    ap.add_argument("--instructions", action="store_true", help="callgrind instructions instead of CPU time")
+    ap.add_argument("--calls", action="store_true", help="Python calls (cProfile's count) instead of CPU time")
     ap.add_argument("--compare-src")
-    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         _one(args.one)
         return 0
     srcs: list[tuple[str, str | None]] = [("compare", str(Path(args.compare_src).resolve()))] if args.compare_src else []
     srcs.append(("this", None))
-    rounds = 1 if args.instructions else args.rounds
-    unit = "kinstr" if args.instructions else "CPU us"
+    how = "instructions" if args.instructions else "calls" if args.calls else "time"
+    rounds = args.rounds if how == "time" else 1
+    unit = {"instructions": "kinstr", "calls": "calls", "time": "CPU us"}[how]
     print(f"chunks={args.chunks} streams={args.streams} rounds={rounds} load(1m)={os.getloadavg()[0]:.2f}")
     print(f"{'surface':>9} {'src':>8} {unit + '/chunk':>13} {unit + '/request':>15}")
     for surface in args.surface:
-        for label, src in srcs:
-            many = min(_measure(src, surface, args.chunks, args.streams, args.instructions) for _ in range(rounds))
-            few = min(_measure(src, surface, 1, args.streams, args.instructions) for _ in range(rounds))
+        best: dict[str, list[float]] = {}
+        for _ in range(rounds):  # alternating the trees, round by round
+            for label, src in srcs:
+                m = best.setdefault(label, [float("inf"), float("inf")])
+                m[0] = min(m[0], _measure(src, surface, args.chunks, args.streams, how))
+                m[1] = min(m[1], _measure(src, surface, 1, args.streams, how))
+        for label, (many, few) in best.items():
             per_chunk = (many - few) / (args.chunks - 1)
             print(f"{surface:>9} {label:>8} {per_chunk:>13.2f} {few - per_chunk:>15.1f}", flush=True)
     print(f"load(1m) after={os.getloadavg()[0]:.2f}")
