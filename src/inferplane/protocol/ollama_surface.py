@@ -365,7 +365,7 @@ class OpenAIToOllamaStream(TranslatingStream):
         self._timings: Any = None
         self._first = 0
         self._last = 0
-        self._second: tuple[int, str] = (-1, "")
+        self._second: tuple[int, bytes] = (-1, b"")
         # A text line is orjson.dumps({"model", "created_at", "message": {"role", "content"} | "response",
         # "done": false}) + "\n"; its bytes around the two values that change are made once per stream.
         self._head = b'{"model":' + orjson.dumps(model) + b',"created_at":"'
@@ -375,12 +375,17 @@ class OpenAIToOllamaStream(TranslatingStream):
             self._mid, self._tail = b'","response":', b',"done":false}\n'
 
     def _now(self) -> str:
-        """``created_at`` for this moment; the date part formatted once a second (it is per chunk)."""
+        """``created_at`` for this moment (see ``_stamp``)."""
+        return self._stamp().decode()
+
+    def _stamp(self) -> bytes:
+        """``created_at`` for this moment, as bytes; the date part formatted once a second (it is per chunk)."""
         t = time.time()
         sec = int(t)
-        if sec != self._second[0]:
-            self._second = (sec, created_at(sec)[:19])
-        return f"{self._second[1]}.{int((t - sec) * 1e6):06d}Z"
+        second = self._second
+        if sec != second[0]:
+            second = self._second = (sec, created_at(sec)[:19].encode())
+        return b"%s.%06dZ" % (second[1], (t - sec) * 1e6)  # %d truncates the float, as int() would
 
     def _line(self, obj: dict[str, Any]) -> bytes:
         return orjson.dumps(obj) + b"\n"
@@ -389,7 +394,7 @@ class OpenAIToOllamaStream(TranslatingStream):
         now = self._clock()
         self._first = self._first or now
         self._last = now
-        return b"".join((self._head, self._now().encode(), self._mid, orjson.dumps(text), self._tail))
+        return b"".join((self._head, self._stamp(), self._mid, orjson.dumps(text), self._tail))
 
     def _chunk(self, obj: dict[str, Any]) -> bytes:
         if "error" in obj:

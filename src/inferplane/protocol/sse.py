@@ -24,6 +24,9 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The payloads of the events ``chunk`` completed, in order (an empty list if none)."""
+        if not self._buf and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 \
+                and chunk.endswith(b"\n\n") and chunk[6:7] != b" " and b"\r" not in chunk:
+            return [chunk[6:-2]]  # one event of one data line, alone in the chunk: most chunks of a stream
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n")
