@@ -25,6 +25,11 @@ between costs on this machine (its wake-ups and two more socket hops), the least
         [--streams 40] [--chunks 30] [--itl-ms 10] [--rounds 3] [--compare-ref REF | --compare-src PATH]
         [--floor]
 
+``--plain`` measures non-streamed requests instead (one connection, one at a time, ``--streams``
+x 5 per measurement), back to back and after ``--itl-ms`` of silence each: what the same gateway
+adds to a request's way up when its process was busy a moment ago and when it has been idle as
+long as between two chunks (the state a streamed request finds it in).
+
 Prints a row per concurrency, round, source and surface (with the 1-minute load average), then,
 as medians over the rounds: TTFC p50 and gap p99 direct / through the gateway / added, the
 added request leg and chunk relay time (p50, p99), and the gateway's CPU time per stream (from
@@ -57,6 +62,10 @@ _CHUNK = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model"
           b'"delta":{"content":"tok %019d %019d "},"finish_reason":null}]}\n\n')
 _DONE = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,' \
         b'"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+_ANSWER = (b'{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":'
+           b'{"role":"assistant","content":"tok %019d %019d "},"finish_reason":"stop"}],'
+           b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
+_PLAIN = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 _STAMPS = re.compile(rb"tok (\d{19}) (\d{19}) ")
 _REQUESTS = {
     "openai": (b"/v1/chat/completions", b"",
@@ -93,9 +102,15 @@ class _Upstream(asyncio.Protocol):
             if len(self.buf) < head_end + 4 + n:
                 return
             path = head.split(b" ", 2)[1]
+            streamed = b'"stream":true' in self.buf[head_end + 4 : head_end + 4 + n]
             self.buf = self.buf[head_end + 4 + n :]
             if path == b"/health" or path == b"/v1/models":
                 body = b'{"object":"list","data":[{"id":"m","object":"model"}]}'
+                self.t.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+                continue
+            if not streamed:  # --plain: the whole answer at once, stamped like a chunk
+                body = _ANSWER % (received, time.perf_counter_ns())
                 self.t.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                              % (len(body), body))
                 continue
@@ -237,6 +252,58 @@ class _Client(asyncio.Protocol):
             sample.relay.extend(t - int(m.group(2)) / 1e9 for m in _STAMPS.finditer(piece))
 
 
+    async def plain(self, host: bytes, idle_s: float, sample: Sample) -> None:
+        """One non-streamed OpenAI request after ``idle_s`` of silence; ``sample.ttfc`` gets its round trip."""
+        import httptools
+        await asyncio.sleep(idle_s)
+        self.parser = httptools.HttpResponseParser(self)
+        self.arrivals = []
+        self.done = asyncio.get_running_loop().create_future()
+        t0 = time.perf_counter()
+        self.t.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (host, len(_PLAIN), _PLAIN))
+        await self.done
+        stamp = _STAMPS.search(self.arrivals[0][1])
+        sample.ttfc.append(self.arrivals[0][0] - t0)
+        if stamp is not None:
+            sample.up.append(int(stamp.group(1)) / 1e9 - t0)
+
+
+async def measure_plain(url: str, requests: int, idle_s: float) -> Sample:
+    """``requests`` plain requests on one connection, one at a time, each after ``idle_s`` of silence."""
+    host, port = url.removeprefix("http://").split(":")
+    _, c = await asyncio.get_running_loop().create_connection(_Client, host, int(port))
+    sample, warm = Sample(), Sample()
+    for _ in range(10):
+        await c.plain(host.encode(), 0, warm)
+    for _ in range(requests):
+        await c.plain(host.encode(), idle_s, sample)
+    c.t.close()
+    return sample
+
+
+def run_plain(upstream: str, gateways: list[tuple[str, str, int, list[str]]], args: argparse.Namespace) -> None:
+    """``--plain``: a non-streamed request's round trip and way up, direct and through each gateway,
+    back to back and after ``--itl-ms`` of silence (what a streamed request meets after its
+    previous stream's last chunk): how much of a stream's added way up is the gateway's code
+    running on a cold (idle) process rather than anything streaming does."""
+    print(f"{'rnd':>3} {'src':>8} {'idle ms':>7} {'load':>5} {'RTT p50 d':>9} {'gw':>7} {'+ms':>7} {'up p50 +ms':>10}")
+    rows: dict[tuple[str, float], list[tuple[float, float]]] = {}
+    for r in range(args.rounds):
+        for idle in (0.0, args.itl_ms / 1e3):
+            for label, url, _pid, _ in gateways if r % 2 == 0 else gateways[::-1]:
+                d = asyncio.run(measure_plain(upstream, args.streams * 5, idle))
+                g = asyncio.run(measure_plain(url, args.streams * 5, idle))
+                row = (pct(g.ttfc, 0.5) - pct(d.ttfc, 0.5), pct(g.up, 0.5) - pct(d.up, 0.5))
+                rows.setdefault((label, idle), []).append(row)
+                print(f"{r + 1:>3} {label:>8} {idle * 1e3:>7.0f} {os.getloadavg()[0]:>5.2f} {pct(d.ttfc, 0.5):>9.3f} "
+                      f"{pct(g.ttfc, 0.5):>7.3f} {row[0]:>+7.3f} {row[1]:>+10.3f}", flush=True)
+    print(f"\nMedians over {args.rounds} rounds, ms added by the gateway (plain requests):")
+    for (label, idle), rs in sorted(rows.items()):
+        print(f"{label:>8} idle {idle * 1e3:>3.0f} ms: RTT {statistics.median(x[0] for x in rs):+.3f}  "
+              f"way up {statistics.median(x[1] for x in rs):+.3f}")
+
+
 async def measure(url: str, conc: int, streams: int, surface: str) -> Sample:
     """``streams`` streams per connection, ``conc`` connections at once (one warm-up stream each)."""
     host, port = url.removeprefix("http://").split(":")
@@ -322,6 +389,8 @@ def main() -> int:
     ap.add_argument("--compare-src", help="a second src tree to run a gateway from, alternating")
     ap.add_argument("--floor", action="store_true", help="also measure a byte relay that does nothing else "
                     "(uvloop, its own process): the least a process in between adds on this machine")
+    ap.add_argument("--plain", action="store_true", help="measure non-streamed requests instead, back to back and "
+                    "after --itl-ms of silence: the round trip and the way up, direct and through each gateway")
     ap.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--tcp-relay", type=int, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -349,6 +418,9 @@ def main() -> int:
             procs.append(subprocess.Popen([sys.executable, __file__, "--tcp-relay", str(port), str(up_port)]))
             wait_ok(f"http://127.0.0.1:{port}/health")
             gateways.append(("floor", f"http://127.0.0.1:{port}", procs[-1].pid, ["openai"]))
+        if args.plain:
+            run_plain(upstream, gateways, args)
+            return 0
         print(f"chunks={args.chunks} itl={args.itl_ms} ms streams/conn={args.streams} rounds={args.rounds} "
               f"cores={os.cpu_count()} load(1m)={os.getloadavg()[0]:.2f}")
         print(f"{'conc':>4} {'rnd':>3} {'src':>8} {'surface':>9} {'load':>5} " + " ".join(f"{c:>{max(len(c), 6)}}"

@@ -149,10 +149,13 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         resp = self._resp
-        if resp is not None:
-            resp._body(body)
-            if resp._sink is None and resp._streaming and resp._buffered > _HIGH_WATER:  # the client is full
-                self.pause()
+        if resp is not None:  # per chunk of a stream: UpstreamResponse's buffer filled here, one call less
+            resp._buf.append(body)
+            resp._buffered += len(body)
+            if resp._sink is None:  # when forwarding, ``data_received`` hands the pieces on after the read
+                resp._wake()
+                if resp._streaming and resp._buffered > _HIGH_WATER:  # the client is full
+                    self.pause()
 
     def pause(self) -> None:
         if not self.paused and self.transport is not None and not self.closed:
@@ -170,8 +173,10 @@ class _Conn(asyncio.Protocol):
             resp._complete(self.parser.should_keep_alive())
 
     def send(self, resp: UpstreamResponse, data: bytes) -> None:
+        """Write one request. The parser goes on from the last response: a connection is reused
+        only after a response that ended cleanly (``UpstreamResponse.release``), where llhttp
+        starts the next message as a new one."""
         self._resp = resp
-        self.parser = httptools.HttpResponseParser(self)
         assert self.transport is not None
         self.transport.write(data)
 
@@ -226,12 +231,6 @@ class UpstreamResponse:
         if not self._headers_fut.done():
             self._headers_fut.set_result(status)
         self._wake()
-
-    def _body(self, data: bytes) -> None:
-        self._buf.append(data)
-        self._buffered += len(data)
-        if self._sink is None:  # when forwarding, the connection hands the pieces on after the read instead
-            self._wake()
 
     def _forward(self) -> None:
         """Hand what is buffered to the sink (in the connection's data callback, or in ``forward``)."""
@@ -520,8 +519,14 @@ class UpstreamPool:
         they are (e.g. ``traceparent``). Await ``resp.headers()`` for the status. Raises
         ConnectFailed.
         """
-        h = self._host(base_url)
-        conn = await h.get(fresh)
+        h = self._hosts.get(base_url) or self._host(base_url)
+        idle = h.idle
+        conn = idle.pop() if idle and not fresh else None  # the common case, without a coroutine
+        if conn is not None and (conn.closed or time.monotonic() - conn.idle_since >= h.keepalive_s):
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = await h.get(fresh)
         resp = UpstreamResponse(conn, self.max_body_bytes)
         conn.send(resp, b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                         b"Accept: */*\r\n%sContent-Length: %d\r\n\r\n%s"

@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import orjson
+
 from inferplane.protocol.anthropic import message_id, sse_event, stop_reason, usage
 from inferplane.protocol.translating_stream import TranslatingStream
 
 __all__ = ["OpenAIToAnthropicStream"]
+
+# sse_event("content_block_delta", {"type": "content_block_delta", "index": i, "delta": {"type":
+# "text_delta", "text": t}}) as bytes around i and t: the event nearly every chunk of a stream becomes
+_TEXT_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_TEXT_DELTA_MID = b',"delta":{"type":"text_delta","text":'
 
 
 class OpenAIToAnthropicStream(TranslatingStream):
@@ -87,7 +94,7 @@ class OpenAIToAnthropicStream(TranslatingStream):
             if isinstance(text, str) and text:
                 if self._kind != "text":
                     out += self._open("text", {"type": "text", "text": ""})
-                out += self._delta(self._index, {"type": "text_delta", "text": text})
+                out += b"%s%d%s%s}}\n\n" % (_TEXT_DELTA, self._index, _TEXT_DELTA_MID, orjson.dumps(text))
             for call in delta.get("tool_calls") or ():
                 out += self._tool_delta(call)
             if choice.get("finish_reason"):

@@ -22,20 +22,32 @@ class SSEDecoder:
     def __init__(self) -> None:
         self._buf = b""
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The payloads of the events ``chunk`` completed, in order (an empty list if none)."""
+        if not self._buf and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 \
+                and chunk.endswith(b"\n\n") and chunk[6:7] != b" " and b"\r" not in chunk:
+            return [chunk[6:-2]]  # one event of one data line, alone in the chunk: most chunks of a stream
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n")
+        out: list[bytes] = []
         start = 0
+        find = buf.find
         while True:
-            end = buf.find(b"\n\n", start)
+            end = find(b"\n\n", start)
             if end < 0:
                 break
-            payload = _event_data(buf[start:end])
-            if payload is not None:
-                yield payload
+            # Nearly every event a runtime sends is one "data: <json>" line: take it without
+            # splitting the block into lines (the general parse below gives the same payload).
+            if buf.startswith(b"data: ", start) and find(b"\n", start, end) < 0 and buf[start + 6 : start + 7] != b" ":
+                out.append(buf[start + 6 : end])
+            else:
+                payload = _event_data(buf[start:end])
+                if payload is not None:
+                    out.append(payload)
             start = end + 2
-        self._buf = buf[start:]
+        self._buf = buf[start:] if start else buf
+        return out
 
     def flush(self) -> Iterator[bytes]:
         """Payload of a final event that was not terminated by a blank line."""

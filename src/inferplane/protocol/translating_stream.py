@@ -57,8 +57,11 @@ class TranslatingStream(ABC):
         """The target API's bytes for the OpenAI events ``chunk`` completed (b"" if none)."""
         if self._done:
             return b""
+        payloads = self._dec.feed(chunk)
+        if not payloads:
+            return b""
         out = []
-        for payload in self._dec.feed(chunk):
+        for payload in payloads:
             if payload == DONE:
                 out.append(self._finale())
                 break
@@ -72,7 +75,7 @@ class TranslatingStream(ABC):
                 out.append(self.error(f"the runtime sent a stream chunk this API cannot carry: {exc}"))
             if self._done:
                 break
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     @property
     def finished(self) -> bool:

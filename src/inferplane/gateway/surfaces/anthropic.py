@@ -16,7 +16,6 @@ which (``runtime`` / ``estimate``). ``GET /v1/models`` from a client that sends
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +107,9 @@ class AnthropicSurface(Surface):
         canonical = Request(request.method, "/v1/chat/completions", request.query, request.headers,
                             orjson.dumps(chat), request.keep_alive, request.http_version)
         req = self._openai.parse(Route.CHAT, canonical, served)  # the OpenAI surface's checks, as is
-        return dataclasses.replace(req, extra={"model": chat["model"], "stop": chat.get("stop"),
-                                               "estimate": estimate_tokens(body)})
+        # still being made here (a dataclasses.replace costs ~5 us)
+        req.extra = {"model": chat["model"], "stop": chat.get("stop"), "estimate": estimate_tokens(body)}
+        return req
 
     def encoder(self, req: InferenceRequest) -> AnthropicEncoder:
         return AnthropicEncoder(req.extra["model"], req.extra["stop"], req.extra["estimate"])

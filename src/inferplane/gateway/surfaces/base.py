@@ -174,11 +174,11 @@ class TranslatingEncoder(ABC):
                             code="upstream_invalid_response") from exc
 
     def chunk(self, data: bytes) -> bytes:
-        if self.stream.finished:
-            return b""
         try:
-            return self.stream.feed(data)
+            return self.stream.feed(data)  # b"" once the stream finished
         except UNTRANSLATABLE as exc:
+            if self.stream.finished:
+                return b""
             return self.stream.error(f"the runtime sent a stream chunk this API cannot carry: {exc}")
 
     def end(self) -> bytes:

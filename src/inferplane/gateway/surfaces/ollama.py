@@ -17,7 +17,6 @@ answers at once with ``done_reason: "load"``, as Ollama does (its way to load a 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import time
@@ -162,7 +161,8 @@ class OllamaSurface(Surface):
         canonical = Request(request.method, _PATHS[route], request.query, request.headers, orjson.dumps(openai),
                             request.keep_alive, request.http_version)
         req = self._openai.parse(route, canonical, served)  # the OpenAI surface's checks, as is
-        return dataclasses.replace(req, extra={"kind": kind, "model": model})
+        req.extra = {"kind": kind, "model": model}  # still being made here (a dataclasses.replace costs ~5 us)
+        return req
 
     def encoder(self, req: InferenceRequest) -> OllamaEncoder:
         return OllamaEncoder(req.extra["kind"], req.extra["model"])
