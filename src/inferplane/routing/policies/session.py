@@ -80,7 +80,7 @@ class HashRing:
 
     def _settle(self) -> None:
         members = self._members
-        points = [p for p in zip(self._hashes, self._owners) if p[1] in members]
+        points = [p for p in zip(self._hashes, self._owners, strict=True) if p[1] in members]
         present = {o for _, o in points}
         for endpoint_id, own in members.items():
             if endpoint_id not in present:
