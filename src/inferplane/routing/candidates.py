@@ -227,10 +227,12 @@ class TierView:
         n = len(members)
         if n <= k:
             return [e.candidate() for e in members if skip is None or not skip(e.id)]
-        if k == 2 and skip is None:  # power of two's draw: two distinct members, no retries, no dict
+        if k == 2 and skip is None:  # power of two's draw: the loop below's draws, without its dict
             i = int(rng.random() * n)
-            j = int(rng.random() * (n - 1))
-            return [members[i].candidate(), members[j + (j >= i)].candidate()]
+            j = int(rng.random() * n)
+            while j == i:  # 1 in n
+                j = int(rng.random() * n)
+            return [members[i].candidate(), members[j].candidate()]
         got: dict[str, Endpoint] = {}
         for _ in range(4 * k + 8):
             e = members[int(rng.random() * n)]
