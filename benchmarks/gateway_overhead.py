@@ -19,9 +19,21 @@ limits in a redis-server the benchmark starts). Every request carries the key.
 --compare-src PATH also runs each gateway from another source tree (PYTHONPATH=PATH, e.g.
 an unpacked `git archive` of the base commit's src/), alternating with this one in the same
 rounds: a before/after comparison measured side by side.
-Endpoints are probed every --scrape-interval-s (default 60 s, so that probing 1,000
-endpoints does not land inside the measured seconds; the gateway's own probes are not
-what this measures).
+Endpoints are probed every --scrape-interval-s (default 3,600 s: one round at start-up, before the
+measured seconds). A round costs about 0.74 M instructions per endpoint (0.25 s of CPU for 1,000),
+whatever the traffic: with the 60 s this used to default to, a cell with --compare-src and two
+concurrencies ran ~100 s, so a round fell into some 1,000-endpoint windows and none of the
+2-endpoint ones. What a round costs is counted on its own by --instructions.
+
+--instructions N counts the whole gateway's CPU instructions per request instead of timing it under
+wrk: `serve` runs under valgrind's callgrind, and windows of N and 2N requests from a bounded client
+are subtracted (start-up and warm-up cancel; see _gateway_callgrind.py). Deterministic, so it is the
+number to steer by on a loaded box; slow (keep N to a few hundred or thousand, one run at a time).
+--annotate adds, per policy, the functions whose instructions per request grew the most from the
+smallest to the largest --replicas.
+--distinct-urls gives every endpoint a base URL of its own (``http://127.0.0.1:PORT/rI``, the null
+upstream answers under any prefix), so the gateway keeps one connection pool per endpoint, as it does
+for a real fleet of separate hosts; without it every endpoint is the same URL and shares one pool.
 
 With --vllm-router (the Rust router from PyPI `vllm-router`, installed in any venv), the
 same upstream is also measured through it in the same rounds, for a like-for-like anchor.
@@ -45,6 +57,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+import _gateway_callgrind as callgrind  # noqa: E402
 from _procs import free_port, stop, wait_ok  # noqa: E402
 
 QUESTION = '{"role":"user","content":"Say hello in one short sentence, please."}'
@@ -122,9 +135,13 @@ def run_wrk(url: str, conns: int, duration: int, lua: Path, cpu_pid: int | None 
 
 def start_gateway(tmp: Path, upstream: str, *, policy: str, replicas: int, scrape_s: float,
                   src: str | None, upstream_model: str | None = None, tenants: str = "none",
-                  redis_url: str | None = None) -> tuple[subprocess.Popen, str]:
+                  redis_url: str | None = None, distinct_urls: bool = False,
+                  wrap: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``inferplane serve`` with ``replicas`` endpoints at ``upstream`` (each under a path of its own
+    with ``distinct_urls``); ``wrap``: a command to run it under (valgrind)."""
     gw_port = free_port()
-    endpoints = "\n".join(f"      - url: {upstream}" for _ in range(replicas))
+    endpoints = "\n".join(f"      - url: {upstream}/r{i}" if distinct_urls else f"      - url: {upstream}"
+                          for i in range(replicas))
     cfg = tmp / f"deploy-{gw_port}.yaml"
     cfg.write_text(
         f"gateway:\n  port: {gw_port}\n  scrape_interval_s: {scrape_s}\n{tenants_yaml(tenants, redis_url)}deployments:\n"
@@ -134,10 +151,17 @@ def start_gateway(tmp: Path, upstream: str, *, policy: str, replicas: int, scrap
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-m", "inferplane", "serve", "--config", str(cfg), "--log-dir", str(tmp)],
-                            stderr=subprocess.DEVNULL, env=env)
+    if wrap:
+        env["PYTHONHASHSEED"] = "0"
+        env["PYTHONPATH"] = str(HERE / "_callgrind_site") + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen([*(wrap or []), sys.executable, "-m", "inferplane", "serve", "--config", str(cfg),
+                             "--log-dir", str(tmp)], stderr=subprocess.DEVNULL, env=env)
     gateway = f"http://127.0.0.1:{gw_port}"
-    wait_ok(gateway + "/ready", timeout=120)
+    try:
+        wait_ok(gateway + "/ready", timeout=900 if wrap else 120)
+    except BaseException:
+        stop([proc])
+        raise
     return proc, gateway
 
 
@@ -149,15 +173,22 @@ def main() -> int:
     ap.add_argument("--policy", "--policies", dest="policies", nargs="+", default=["least_load"])
     ap.add_argument("--replicas", type=int, nargs="+", default=[1], help="endpoints in the pool (all the same upstream)")
     ap.add_argument("--prompt-chars", type=int, nargs="+", default=[0])
-    ap.add_argument("--scrape-interval-s", type=float, default=60.0)
+    ap.add_argument("--scrape-interval-s", type=float, default=3600.0)
     ap.add_argument("--compare-src", help="a second source tree to run each gateway from, alternating")
     ap.add_argument("--upstream-model", help="serve as 'client-m' and rewrite each request's model to this name "
                     "(the null upstream's name is 'm'): the cost of the rewrite")
     ap.add_argument("--vllm-router", help="path of a vllm-router executable to measure alongside")
     ap.add_argument("--tenants", nargs="+", default=["none"], choices=["none", "keys", "limits", "redis"],
                     help="admission configs to measure side by side (see the module docstring)")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="count instructions per request under callgrind (windows of N and 2N requests)")
+    ap.add_argument("--annotate", action="store_true", help="with --instructions: the functions that grew most")
+    ap.add_argument("--distinct-urls", action="store_true", help="a base URL (and connection pool) per endpoint")
     args = ap.parse_args()
-    if not shutil.which("wrk"):
+    if args.instructions and not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        print("valgrind not found: apt-get install valgrind", file=sys.stderr)
+        return 2
+    if not args.instructions and not shutil.which("wrk"):
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
@@ -184,6 +215,9 @@ def main() -> int:
               f"duration={args.duration}s rounds={args.rounds} cores={os.cpu_count()} "
               f"load(1m) before={os.getloadavg()[0]:.2f}"
               + (f" compare-src={srcs[0][1]}" if args.compare_src else ""))
+        if args.instructions:
+            count_instructions(args, upstream, tmp, procs, srcs)
+            return 0
         for prompt_chars in args.prompt_chars:
             script = tmp / f"post-{prompt_chars}.lua"
             script.write_text(lua(prompt_chars, "client-m" if args.upstream_model else "m"))
@@ -245,6 +279,48 @@ def measure_cell(args: argparse.Namespace, table: dict, upstream: str, tmp: Path
                 print(f"{c:>4} {r + 1:>5} {'vllm-rtr':>8} {d2[0]:>11.0f} {v[0]:>12.0f} {v[0] / d2[0]:>6.2f} "
                       f"{d2[1]:>10.3f} {v[1]:>8.3f} {v[1] - d2[1]:>8.3f} {v[2]:>8.3f}")
     stop(procs)
+
+
+def count_instructions(args: argparse.Namespace, upstream: str, tmp: Path, procs: list[subprocess.Popen],
+                       srcs: list[tuple[str, str | None, str]]) -> None:
+    """``--instructions``: thousands of instructions per request, by policy x replicas x prompt size."""
+    n = args.instructions
+    print(f"thousands of instructions per request, the whole gateway under callgrind (windows of {n} and "
+          f"{2 * n} requests subtracted, idle time's share taken out), "
+          f"{'a base URL per endpoint' if args.distinct_urls else 'every endpoint the same URL'}")
+    cols = [(p, r) for p in args.prompt_chars for r in args.replicas]
+    for c in args.concurrency:
+        print(f"\nconcurrency {c}:")
+        print(f"{'policy':<13} {'src':>8} " + " ".join(f"{f'{p}ch/{r}rep':>14}" for p, r in cols)
+              + "   (idle kinstr/s, largest fleet)", flush=True)
+        for policy in args.policies:
+            for label, src, mode in srcs:
+                cells, dumps, idle, rounds = [], {}, 0.0, {}
+                for p, r in cols:
+                    out_dir = Path(tempfile.mkdtemp(prefix="cg-", dir=tmp))
+                    proc, url = start_gateway(tmp, upstream, policy=policy, replicas=r, scrape_s=args.scrape_interval_s,
+                                              src=src, upstream_model=args.upstream_model, tenants=mode,
+                                              redis_url=getattr(args, "redis_url", None),
+                                              distinct_urls=args.distinct_urls, wrap=callgrind.valgrind_argv(out_dir))
+                    procs.append(proc)
+                    try:
+                        got = callgrind.measure(proc.pid, int(url.rsplit(":", 1)[1]), out_dir,
+                                                body(p, "client-m" if args.upstream_model else "m").encode(), n, c)
+                    finally:
+                        stop(procs)
+                    cells.append(f"{got['kinstr']:>13.1f}k")
+                    dumps[(p, r)] = got["dump"]
+                    rounds[r] = float(got["round_kinstr"])  # type: ignore[arg-type]
+                    idle = float(got["idle_kinstr_per_s"])  # type: ignore[arg-type]
+                print(f"{policy:<13} {label:>8} " + " ".join(cells) + f"   ({idle:.0f})", flush=True)
+                print(f"{'':<13} {'':>8} one health-check round: "
+                      + ", ".join(f"{r} endpoints {k / 1e3:.1f}M ({k / r:.0f}k each)" for r, k in sorted(rounds.items())),
+                      flush=True)
+                if args.annotate:
+                    lo, hi = min(args.replicas), max(args.replicas)
+                    for p in args.prompt_chars:
+                        callgrind.print_growth(callgrind.annotate(dumps[(p, lo)]), callgrind.annotate(dumps[(p, hi)]),
+                                               n, (f"{lo} replicas", f"{hi} replicas, {p} chars"))
 
 
 def print_table(table: dict, args: argparse.Namespace, srcs: list[tuple[str, str | None, str]]) -> None:

@@ -1,6 +1,10 @@
 """A trivial OpenAI upstream for overhead benchmarks: answers every POST with the same small
 chat completion, as fast as aiohttp on uvloop can. ``python benchmarks/null_upstream.py PORT [CERT KEY [API_KEY_ENV]]``
-(with CERT and KEY it serves HTTPS; with API_KEY_ENV it wants ``Authorization: Bearer <that variable>``)."""
+(with CERT and KEY it serves HTTPS; with API_KEY_ENV it wants ``Authorization: Bearer <that variable>``).
+
+Any path prefix works too (``/r17/v1/chat/completions``), so that a benchmark can give each of many
+endpoints a URL of its own (the gateway keeps one connection pool per base URL). ``GET /stats``: the
+completions answered and the distinct client connections they came on, so far."""
 
 from __future__ import annotations
 
@@ -16,9 +20,29 @@ BODY = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m",
         b'"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}}')
 
 
+SEEN = {"requests": 0}
+PEERS: set[object] = set()
+
+
 async def chat(request: web.Request) -> web.Response:
     await request.read()
+    SEEN["requests"] += 1
+    PEERS.add(request.transport.get_extra_info("peername") if request.transport else None)
     return web.Response(body=BODY, content_type="application/json")
+
+
+async def stats(_request: web.Request) -> web.Response:
+    return web.json_response({"requests": SEEN["requests"], "connections": len(PEERS)})
+
+
+async def prefixed(request: web.Request) -> web.Response:
+    """``/<anything>/v1/...``: the same answers under any base path."""
+    tail = request.match_info["tail"]
+    if request.method == "POST" and tail == "v1/chat/completions":
+        return await chat(request)
+    if request.method == "GET" and tail in ("v1/models", "health"):
+        return await ok(request)
+    raise web.HTTPNotFound()
 
 
 async def ok(_request: web.Request) -> web.Response:
@@ -45,6 +69,8 @@ def main() -> None:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", ok)
     app.router.add_get("/health", ok)
+    app.router.add_get("/stats", stats)
+    app.router.add_route("*", "/{base:[^/]+}/{tail:.*}", prefixed)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, ssl_context=tls)
 

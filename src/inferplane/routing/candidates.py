@@ -45,9 +45,17 @@ _NONE: list[Tier] = []
 
 
 def _load(ep: Endpoint) -> float:
+    """``max(in_flight, running + waiting) / max(capacity, 1)`` (as ``_load.load_ratio``), in the
+    fewest steps: it runs several times per request once a tier keeps its heap."""
     s = ep.stats
-    outstanding = max(ep.in_flight, int(s.running or 0) + int(s.waiting or 0))
-    return outstanding / max(ep.capacity, 1)
+    r, w = s.running, s.waiting
+    outstanding = ep.in_flight
+    if r or w:  # scraped: the runtime's view counts when it is the larger
+        q = int(r or 0) + int(w or 0)
+        if q > outstanding:
+            outstanding = q
+    c = ep.capacity
+    return outstanding / (c if c > 1 else 1)
 
 
 class Tier:
@@ -108,16 +116,18 @@ class Tier:
             self._out[eid] = out
             return
         f = self._filed.get(ep.id)
-        if f is not None and _load(ep) >= f[1]:
+        load = _load(ep)
+        if f is not None and load >= f[1]:
             eid = ep.id
             out = ep.in_flight + int(ep.stats.waiting or 0)
             self.outstanding_total += out - self._out.get(eid, 0)
             self._out[eid] = out
             return
-        self.refile(ep)
+        self.refile(ep, load)
 
-    def refile(self, ep: Endpoint) -> None:
-        """File ``ep`` under its current load (after its load changed)."""
+    def refile(self, ep: Endpoint, load: float | None = None) -> None:
+        """File ``ep`` under its current load (after its load changed); ``load``: that load, where
+        the caller has just computed it."""
         eid = ep.id
         out = ep.in_flight + int(ep.stats.waiting or 0)
         self.outstanding_total += out - self._out.get(eid, 0)
@@ -126,7 +136,8 @@ class Tier:
         if heap is None or eid not in self.pos:
             return
         self._seq += 1
-        load = _load(ep)
+        if load is None:
+            load = _load(ep)
         self._filed[eid] = (self._seq, load)
         heapq.heappush(heap, (load, self._seq, ep))
         if len(heap) > 2 * len(self.members) + 64:
@@ -164,31 +175,34 @@ class Tier:
         if self.members:  # re-file one member per question: scraped loads stay fresh
             self._refresh = (self._refresh + 1) % len(self.members)
             e = self.members[self._refresh]
-            if _load(e) != filed[e.id][1]:
-                self.refile(e)
+            now = _load(e)
+            if now != filed[e.id][1]:
+                self.refile(e, now)
                 heap = self._current_heap()
         skipped = []
         found = None
+        found_load = 0.0
         while heap:
             load, seq, ep = heap[0]
             f = filed.get(ep.id)
             if f is None or f[0] != seq:
                 heapq.heappop(heap)
                 continue
-            if _load(ep) != load:
+            now = _load(ep)
+            if now != load:
                 heapq.heappop(heap)
-                self.refile(ep)
+                self.refile(ep, now)
                 heap = self._current_heap()  # refile may have rebuilt it
                 continue
             if skip is not None and skip(ep.id):
                 skipped.append(heapq.heappop(heap))
                 continue
-            found = ep
+            found, found_load = ep, load
             break
         for item in skipped:
             heapq.heappush(heap, item)
         if found is not None and rotate:
-            self.refile(found)
+            self.refile(found, found_load)
         return found
 
     def scan(self, skip: Skip | None) -> list[Endpoint]:
@@ -213,6 +227,12 @@ class TierView:
         n = len(members)
         if n <= k:
             return [e.candidate() for e in members if skip is None or not skip(e.id)]
+        if k == 2 and skip is None:  # power of two's draw: the loop below's draws, without its dict
+            i = int(rng.random() * n)
+            j = int(rng.random() * n)
+            while j == i:  # 1 in n
+                j = int(rng.random() * n)
+            return [members[i].candidate(), members[j].candidate()]
         got: dict[str, Endpoint] = {}
         for _ in range(4 * k + 8):
             e = members[int(rng.random() * n)]
