@@ -148,7 +148,7 @@ class Attempts:
                         continue
                 if answered.status >= 400:  # a 5xx before it, for this request, was most likely the request too
                     for _, _, a in unproven:
-                        x.observers.attempt(x.rec, _excused(a))
+                        x.observers.attempt(x, _excused(a))
                     unproven.clear()
                 self.router.succeeded(choice)
                 if x.observers.wants_ok_attempts:  # else no observer would read it: not even made
@@ -164,7 +164,7 @@ class Attempts:
         finally:
             for ep, fault, a in unproven:  # not the request's fault after all: these replicas failed
                 self._failed(ep, "status_5xx", fault.message[:300])
-                x.observers.attempt(x.rec, a)
+                x.observers.attempt(x, a)
         raise self._gave_up(x, tried, last)
 
     async def _once(self, x: Exchange, choice: Choice, tried: set[str], t_start: float) -> Answered | None:
@@ -175,7 +175,7 @@ class Attempts:
         dialect = ep.dialect
         data, body = req.data, req.body
         upstream_name = ep.upstream_model or ep.deployment  # a fallback serves it under its own name
-        if upstream_name != x.rec.model:
+        if upstream_name != x.model:
             data = {**data, "model": upstream_name}
         strip_usage = req.stream and not req.include_usage and self._streams_usage(ep.runtime)
         if strip_usage:  # ask for usage anyway (for the token metrics); the client won't see it
@@ -211,7 +211,7 @@ class Attempts:
     async def _open(self, x: Exchange, choice: Choice, path: str, body: bytes, tried: set[str]) -> UpstreamResponse:
         """Send the request; return once the response status arrived. Raises Failure."""
         ep = choice.endpoint
-        tp = x.rec.upstream_traceparent  # set only when tracing is on
+        tp = x.upstream_traceparent  # set only when tracing is on
         extra = b"traceparent: %s\r\n" % tp.encode() if tp is not None and self._traces(ep.runtime) else b""
         for fresh in (False, True, True):
             try:
@@ -271,7 +271,7 @@ class Attempts:
             x.headers.append(("x-inferplane-fallback", ep.deployment))
 
     def _gave_up(self, x: Exchange, tried: set[str], last: Failure | None) -> Rejection:
-        model = x.rec.model or ""
+        model = x.model or ""
         if last is None:
             return Rejection(503, f"no ready replica for model {model!r}; try again shortly", code="model_not_ready",
                              headers=[("Retry-After", str(self._retry_after(model)))])
@@ -336,7 +336,7 @@ class Attempts:
                 detail: str = "") -> None:
         ep = choice.endpoint
         blocks = choice.predicted_cached_blocks
-        x.observers.attempt(x.rec, Attempt(ep.id, ep.deployment, ep.runtime, choice.policy,
+        x.observers.attempt(x, Attempt(ep.id, ep.deployment, ep.runtime, choice.policy,
                                            "" if blocks is None else f"prefix {blocks} blocks", outcome, t_start,
                                            time.perf_counter(), status, detail))
 

@@ -191,7 +191,7 @@ class Relay:
             message = f"the stream from {ep.id} could not be read: {exc}"
         usage = usage_of(b"".join(chunks.tail))
         first = chunks.first
-        ttft = None if first is None else first - x.rec.t_start
+        ttft = None if first is None else first - x.t_start
         if kind:
             self.failed(ep, kind, detail)
             code = "upstream_" + kind
@@ -223,7 +223,7 @@ class _Chunks:
         self.enc = x.encoder
         self.write = x.out.write_now
         self.observers = x.observers
-        self.rec = x.rec
+        self.rec = x
         self.gaps = x.observers.wants_gaps
         self.strip_usage = strip_usage
         self.first: float | None = None
