@@ -150,3 +150,18 @@ def test_registry_load_listeners() -> None:
     assert every.loads == [1, 0] and seen == [1, 0]
     assert routable_only.loads == []
     assert routable_only.routable == every.routable and every.routable
+
+
+def test_a_request_is_in_flight_from_started_to_finished_in_the_metrics() -> None:
+    from inferplane.observability.metrics import GatewayMetrics, MetricsObserver
+
+    metrics = GatewayMetrics(list)
+    obs = Observers((MetricsObserver(metrics),), live=metrics.live)
+    rec = _rec()
+    rec.model = "m"
+    obs.started(rec)
+    assert 'inferplane_requests_in_flight{model="m"} 1.0' in metrics.render().decode()
+    obs.finished(rec, Outcome(200, 1.0))
+    text = metrics.render().decode()
+    assert 'inferplane_requests_in_flight{model="m"} 0.0' in text
+    assert 'inferplane_requests_total{model="m",route="chat",status="200"} 1.0' in text
