@@ -157,11 +157,13 @@ def test_a_request_is_in_flight_from_started_to_finished_in_the_metrics() -> Non
 
     metrics = GatewayMetrics(list)
     obs = Observers((MetricsObserver(metrics),), live=metrics.live)
-    rec = _rec()
-    rec.model = "m"
-    obs.started(rec)
-    assert 'inferplane_requests_in_flight{model="m"} 1.0' in metrics.render().decode()
-    obs.finished(rec, Outcome(200, 1.0))
+    first, second = _rec(), _rec()
+    first.model = second.model = "m"
+    obs.started(first)
+    obs.started(second)
+    obs.finished(first, Outcome(200, 1.0))
     text = metrics.render().decode()
-    assert 'inferplane_requests_in_flight{model="m"} 0.0' in text
+    assert 'inferplane_requests_in_flight{model="m"} 1.0' in text
     assert 'inferplane_requests_total{model="m",route="chat",status="200"} 1.0' in text
+    obs.finished(second, Outcome(200, 1.0))
+    assert 'inferplane_requests_in_flight{model="m"} 0.0' in metrics.render().decode()
