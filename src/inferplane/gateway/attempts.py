@@ -157,7 +157,11 @@ class Attempts:
                 self.router.succeeded(choice)
                 if x.observers.wants_ok_attempts:  # else no observer would read it: not even made
                     self._report(x, choice, "ok", t_start, answered.status)
-                self._answering(x, choice)
+                x.endpoint_id = ep.id  # self._answering(x, choice), inlined on the path most requests take
+                x.runtime = ep.runtime
+                x.headers += (("x-inferplane-endpoint", ep.id), ("x-inferplane-policy", choice.policy))
+                if choice.fallback:
+                    x.headers.append(("x-inferplane-fallback", ep.deployment))
                 if answered.status >= 400:
                     if fault is None:
                         fault = describe(answered.status, answered.body, runtime=ep.runtime, managed=ep.managed)
