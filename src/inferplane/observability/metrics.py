@@ -187,18 +187,21 @@ class FastHistogram:
     """A histogram for the event-loop thread only; ``counts[i]`` holds values <= ``bounds[i]``
     (the last slot: above every bound), made cumulative at scrape time."""
 
-    __slots__ = ("bounds", "count", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
-        self.count = 0
+
+    @property
+    def count(self) -> int:
+        """Values observed (the counts added up: one addition fewer per observation)."""
+        return sum(self.counts)
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
-        self.count += 1
 
     def buckets(self) -> list[tuple[str, float]]:
         out, acc = [], 0
@@ -318,10 +321,15 @@ class MetricsObserver:
             self._m.upstream_errors.labels(model, attempt.endpoint_id, kind).inc()
 
     def first_token(self, rec: RequestRecord, t: float) -> None:
-        self._m.model(rec.model or "").ttft.observe(t - rec.t_start)
+        model = rec.model or ""
+        (self._models.get(model) or self._m.model(model)).ttft.observe(t - rec.t_start)
 
     def token_gap(self, rec: RequestRecord, gap_s: float) -> None:
-        self._m.model(rec.model or "").itl.observe(gap_s)
+        # per streamed chunk: the model's lookup and FastHistogram.observe inlined (two calls a chunk spared)
+        model = rec.model or ""
+        itl = (self._models.get(model) or self._m.model(model)).itl
+        itl.counts[bisect_left(itl.bounds, gap_s)] += 1
+        itl.sum += gap_s
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
         model = rec.model or ""
@@ -336,7 +344,6 @@ class MetricsObserver:
             v = outcome.t_end - rec.t_start
             e2e.counts[bisect_left(e2e.bounds, v)] += 1
             e2e.sum += v
-            e2e.count += 1
         usage = outcome.usage
         if usage is not None:
             if usage.prompt_tokens:
