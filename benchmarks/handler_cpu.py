@@ -52,6 +52,8 @@ class _Wire:
     def __init__(self, state: object) -> None:
         self.state = state
         self.n = 0
+        self.failed: dict[int, int] = {}
+        """Answers other than 200, by status: a run with any measured the wrong path."""
 
     def write(self, data: bytes) -> None:
         self.n += len(data)
@@ -112,8 +114,10 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
     headers = {"host": "x", "content-type": "application/json", "content-length": str(len(body))}
 
     async def one() -> None:
-        await gw.handle(Request("POST", "/v1/chat/completions", "", dict(headers), body, True),
-                        Responder(wire, True))  # type: ignore[arg-type]
+        out = Responder(wire, True)  # type: ignore[arg-type]
+        await gw.handle(Request("POST", "/v1/chat/completions", "", dict(headers), body, True), out)
+        if out.status != 200:
+            wire.failed[out.status] = wire.failed.get(out.status, 0) + 1
 
     async def worker(n: int) -> None:
         for _ in range(n):
@@ -126,6 +130,7 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
         await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
         sys.settrace(None)
         gw.close()
+        _check_answered(wire)
         for label, k in sorted(counts.items(), key=lambda kv: -kv[1])[:-profile]:
             print(f"{k / done:8.1f}  {label}")
         return sum(counts.values()) / done
@@ -136,12 +141,22 @@ async def run(upstream: str, policy: str, requests: int, concurrency: int, strea
         await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
         prof.disable()
         gw.close()
+        _check_answered(wire)
         return _print_profile(prof, done, profile)
     t0 = time.process_time()
     await asyncio.gather(*(worker(requests // concurrency) for _ in range(concurrency)))
     cpu = time.process_time() - t0
     gw.close()
+    _check_answered(wire)
     return cpu / done * 1e6
+
+
+def _check_answered(wire: _Wire) -> None:
+    """Refuse a run in which the gateway answered anything but 200: its count would be of the
+    error path (a stream answered with JSON, say: 502, then the breaker's 503s)."""
+    if wire.failed:
+        raise SystemExit(f"the gateway answered {wire.failed} (status: requests), not 200: not the path this "
+                         "benchmark measures")
 
 
 def _count_bytecodes(worker: Any, requests: int, concurrency: int) -> dict[str, int]:
@@ -198,6 +213,9 @@ def _instructions(one: list[str], env: dict[str, str], requests: int) -> float:
     """Thousands of instructions per request: one run under callgrind with ``requests`` and one
     with twice as many, subtracted (start-up, imports and warm-up cancel out)."""
     env = {**env, "PYTHONHASHSEED": "0"}
+    # once without valgrind first: a tree run for the first time compiles its modules in the
+    # shorter run only (a tree without __pycache__ yet), which the subtraction would not cancel
+    subprocess.run([sys.executable, *one[:4], "1", *one[5:]], env=env, check=True, capture_output=True)
     counts = []
     for n in (requests, 2 * requests):
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
@@ -224,7 +242,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--policy", nargs="+", default=["least_load"])
-    ap.add_argument("--stream", action="store_true", help="streamed requests (the null upstream answers whole)")
+    ap.add_argument("--stream", action="store_true", help="streamed requests (the null upstream streams its chunks, in one write)")
     ap.add_argument("--wiring", choices=["bare", "server"], default="bare",
                     help="server: wire the gateway as `inferplane serve` does (admission, dashboard, feed)")
     ap.add_argument("--compare-src", help="a second source tree, run alternately")

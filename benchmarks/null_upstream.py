@@ -1,5 +1,6 @@
 """A trivial OpenAI upstream for overhead benchmarks: answers every POST with the same small
-chat completion, as fast as aiohttp on uvloop can. ``python benchmarks/null_upstream.py PORT [CERT KEY [API_KEY_ENV]]``
+chat completion (a stream of its chunks when the body asks ``"stream":true``), as fast as
+aiohttp on uvloop can. ``python benchmarks/null_upstream.py PORT [CERT KEY [API_KEY_ENV]]``
 (with CERT and KEY it serves HTTPS; with API_KEY_ENV it wants ``Authorization: Bearer <that variable>``).
 
 Any path prefix works too (``/r17/v1/chat/completions``), so that a benchmark can give each of many
@@ -19,15 +20,29 @@ BODY = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m",
         b'"message":{"role":"assistant","content":"Hello there! How can I help?"},"finish_reason":"stop"}],'
         b'"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}}')
 
+_CHUNK = (b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+          b'"delta":{%s},"finish_reason":%s}]}\n\n')
+STREAM = b"".join((
+    _CHUNK % (b'"role":"assistant","content":""', b"null"),
+    *(_CHUNK % (b'"content":"%s"' % word, b"null") for word in (b"Hello", b" there!", b" How", b" can", b" I", b" help?")),
+    _CHUNK % (b"", b'"stop"'),
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+    b'"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}}\n\n',
+    b"data: [DONE]\n\n",
+))
+"""The answer to a streamed request: OpenAI's chunks, usage last, in one write (so a client reads
+it in the same number of socket reads every time: a deterministic count per request)."""
 
 SEEN = {"requests": 0}
 PEERS: set[object] = set()
 
 
 async def chat(request: web.Request) -> web.Response:
-    await request.read()
+    body = await request.read()
     SEEN["requests"] += 1
     PEERS.add(request.transport.get_extra_info("peername") if request.transport else None)
+    if b'"stream":true' in body:
+        return web.Response(body=STREAM, content_type="text/event-stream")
     return web.Response(body=BODY, content_type="application/json")
 
 

@@ -9,7 +9,9 @@ The pipeline calls an :class:`Admission` at two points of every inference reques
    Also called, with the OpenAI key header, for the gateway's other non-open paths
    (``/v1/models``, ``/admin/*``, an unknown path: a stranger must not learn which exist).
 2. ``await admit(rec, req, principal)`` - after the surface parsed and validated the
-   request, before routing. Returns extra response headers (rate-limit state, e.g.
+   request, before routing; only for a principal whose ``limited`` is True (for any other
+   the pipeline skips it: a coroutine per request that admits with no headers costs).
+   Returns extra response headers (rate-limit state, e.g.
    ``x-ratelimit-remaining-requests``), or raises ``Rejection`` (429 with ``Retry-After``).
    It may wait (a held request, in priority order); the time waited is the request's
    ``queued_s``. Anything it reserves (tokens, a concurrency slot) is settled by an
@@ -43,6 +45,9 @@ class Principal:
     other name - served or not, alike - so a key learns nothing of deployments it may not call."""
     priority_rank: int = 1
     """``priority`` as the held-request queue orders it (``config.tenants.PRIORITIES``: 0 first)."""
+    limited: bool = False
+    """Whether ``admit`` has anything to check for it (rate or concurrency limits). False: the
+    pipeline does not call ``admit`` for its requests (it would admit them with no headers)."""
 
 
 ANONYMOUS = Principal()

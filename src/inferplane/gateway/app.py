@@ -80,7 +80,7 @@ class Gateway:
         self.can_serve: Callable[[str], bool] | None = None
         """Whether a deployment with no ready replica will still answer (scaled to zero)."""
         self.metrics = GatewayMetrics(self._endpoint_samples, self._routing_sample)
-        self.observers = Observers((MetricsObserver(self.metrics), *observers))
+        self.observers = Observers((MetricsObserver(self.metrics), *observers), live=self.metrics.live)
         """Every request's life is reported here (started, attempt, first_token, finished)."""
         self.admission: Admission = admission if admission is not None else StaticKeys(config.api_keys)
         self.pool = UpstreamPool(connect_timeout_s=config.connect_timeout_s,

@@ -2,10 +2,12 @@
 
 For every request on a surface's route, in this order::
 
-    record       RequestRecord (id: the client's x-request-id or a fresh one); observers.started
+    record       Exchange, the request's RequestRecord (id: the client's x-request-id or a
+                 fresh one); observers.started
     authenticate admission.authenticate(headers, surface.key_headers) -> Principal | Rejection
     parse        surface.parse -> InferenceRequest (canonical, frozen) | Rejection
-    admit        await admission.admit(rec, req, principal) -> extra headers | Rejection
+    admit        await admission.admit(rec, req, principal) -> extra headers | Rejection,
+                 for a principal admission has limits to check (``Principal.limited``)
     attempts     Attempts.run: pick -> try once -> outcome, until answered (relay.py) | Rejection
     finish       observers.finished, exactly once: answered, rejected (in the surface's shape),
                  client gone (499) or a bug (500)
@@ -23,7 +25,7 @@ import logging
 import os
 import time
 
-from inferplane.gateway.admission import Admission
+from inferplane.gateway.admission import ANONYMOUS, Admission
 from inferplane.gateway.attempts import Attempts
 from inferplane.gateway.exchange import Exchange
 from inferplane.gateway.http_messages import Request, Responder
@@ -33,6 +35,8 @@ from inferplane.protocol.routes import Route
 from inferplane.routing.router import RouteInfo
 
 __all__ = ["Pipeline"]
+
+_now = time.perf_counter
 
 log = logging.getLogger(__name__)
 
@@ -57,74 +61,67 @@ class Pipeline:
         self.admission = admission
         self.lookup = lookup
         """Finds a served deployment by name (the gateway swaps its table on reload)."""
-        self._rid_prefix = os.urandom(6).hex() + "-"  # unique per gateway process; a counter after it
+        self._rid_format = os.urandom(6).hex() + "-%x"  # unique per gateway process; a counter after it
         self._rid_counter = itertools.count(1)
 
     def request_id(self, headers: dict[str, str]) -> str:
-        return headers.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
+        return headers.get("x-request-id") or self._rid_format % next(self._rid_counter)
 
     async def serve(self, surface: Surface, route: Route, request: Request, out: Responder) -> None:
         """Answer one request on ``surface``'s ``route``; always answers, reports it finished once."""
-        t_start = time.perf_counter()
+        t_start = _now()
         hdrs = request.headers
-        rid = hdrs.get("x-request-id") or f"{self._rid_prefix}{next(self._rid_counter):x}"
-        rec = RequestRecord(rid, surface.name, route, t_start, time.time(), request.path, request.body)
-        rec.traceparent = hdrs.get("traceparent")
-        observers = self.observers
-        observers.started(rec)
-        headers = [("x-request-id", rid)]
-        also = surface.request_id_header  # e.g. Anthropic's request-id, which its SDK reads
-        if also:
-            headers.append((also, rid))
-        x: Exchange | None = None
+        x = Exchange(hdrs.get("x-request-id") or self._rid_format % next(self._rid_counter), surface, route,
+                     request, out, self.observers, t_start)
+        self.observers.started(x)
         try:
             admission = self.admission
             principal = admission.authenticate(hdrs, surface.key_headers)
-            rec.tenant = principal.name
-            rec.priority = principal.priority
+            if principal is not ANONYMOUS:
+                x.tenant = principal.name
+                x.priority = principal.priority
             scope = principal.deployments
             req = surface.parse(route, request, self.lookup if scope is None else _scoped(self.lookup, scope))
-            rec.model = model = req.served.config.name  # req.model, less the property's call
-            rec.stream = req.stream
-            rec.max_tokens = req.max_tokens
-            rec.session = req.session
-            t_admit = time.perf_counter()
-            extra = await admission.admit(rec, req, principal)
-            if extra:
-                headers += extra
-            t_routed = time.perf_counter()
-            x = Exchange(rec, req, out, surface, surface.encoder(req), headers,
-                         RouteInfo(model, req.session, req.body, tenant=principal.name,
-                                   priority=principal.priority_rank), observers, t_routed - t_admit)
+            x.model = model = req.served.config.name  # req.model, less the property's call
+            x.stream = req.stream
+            x.max_tokens = req.max_tokens
+            x.session = req.session
+            x.req = req
+            x.encoder = surface.encoder(req)
+            # positional: a keyword argument to a class costs a dict made and unpacked per request
+            x.info = RouteInfo(model, req.session, req.body, None, principal.name, principal.priority_rank)
+            if principal.limited:  # else admission has nothing to check: no call, no coroutine
+                t_admit = _now()
+                extra = await admission.admit(x, req, principal)
+                if extra:
+                    x.headers += extra
+                t_routed = _now()
+                x.queued_s = t_routed - t_admit
+            else:
+                t_routed = _now()
             await self.attempts.run(x, t_routed)
         except Rejection as rej:
             status, body, hs = surface.error(rej)
-            self._finish(rec, x, status, rej.code)
+            x.finish(status, error_code=rej.code)
             if out.started:  # never happens: the attempt loop rejects only before answering
-                log.error("request %s rejected after its answer started: %s", rid, rej.message)
+                log.error("request %s rejected after its answer started: %s", x.request_id, rej.message)
                 raise
-            out.send(status, body, [*headers, *hs])
+            out.send(status, body, [*x.headers, *hs])
             return
         except (asyncio.CancelledError, ConnectionResetError, BrokenPipeError):
-            self._finish(rec, x, 499, "client_disconnected")
+            x.finish(499, error_code="client_disconnected")
             raise
         except BaseException:
-            self._finish(rec, x, 500, "internal_error")  # the server logs it and answers 500
+            x.finish(500, error_code="internal_error")  # the server logs it and answers 500
             raise
-        if x is None or not x.done:  # every answer reports itself; a path that did not is a bug
-            log.error("request %s ended without being accounted", rid)
-            self._finish(rec, x, out.status or 500, None)
-
-    def _finish(self, rec: RequestRecord, x: Exchange | None, status: int, code: str | None) -> None:
-        if x is not None:
-            x.finish(status, error_code=code)
-        else:
-            self.observers.finished(rec, Outcome(status, time.perf_counter(), code))
+        if not x.done:  # every answer reports itself; a path that did not is a bug
+            log.error("request %s ended without being accounted", x.request_id)
+            x.finish(out.status or 500)
 
     def refused(self, surface: Surface, route: Route, path: str, headers: dict[str, str], status: int,
                 code: str) -> None:
         """Report a request the HTTP server refused before the gateway saw it (413, a bad head...)."""
-        now = time.perf_counter()
+        now = _now()
         rec = RequestRecord(self.request_id(headers), surface.name, route, now, time.time(), path)
         self.observers.started(rec)
         self.observers.finished(rec, Outcome(status, now, code))

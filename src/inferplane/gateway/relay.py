@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter as _now
+from typing import Any
 
 import orjson
 
@@ -38,7 +39,7 @@ from inferplane.observability.observer import Usage
 from inferplane.routing.registry import Endpoint
 from inferplane.runtimes.base import StreamTranslator
 
-__all__ = ["Answered", "Failure", "Relay", "has_content", "usage_of"]
+__all__ = ["Answered", "Failure", "Relay", "has_content", "usage_in", "usage_of"]
 
 _PROMPT_TOKENS = re.compile(rb'"prompt_tokens":\s*(\d+)')
 _COMPLETION_TOKENS = re.compile(rb'"completion_tokens":\s*(\d+)')
@@ -73,6 +74,22 @@ def usage_of(data: bytes) -> Usage | None:
     return Usage(int(p.group(1)), int(c.group(1)) if c else None, int(k.group(1)) if k else None)
 
 
+def usage_in(obj: Any) -> Usage | None:
+    """``usage_of`` for an OpenAI body already parsed (``Relay.read`` parses every 2xx body to
+    check it): its ``usage`` object's token counts, read from the dict (three regex searches over
+    the bytes cost about 10k CPU instructions; these lookups a tenth of it)."""
+    u = obj.get("usage") if type(obj) is dict else None
+    if type(u) is not dict:
+        return None
+    p = u.get("prompt_tokens")
+    if type(p) is not int:
+        return None
+    c = u.get("completion_tokens")
+    details = u.get("prompt_tokens_details")
+    k = details.get("cached_tokens") if type(details) is dict else None
+    return Usage(p, c if type(c) is int else None, k if type(k) is int else None)
+
+
 class Failure(Exception):
     """One attempt failed in a way another replica may not (``kind`` names how)."""
 
@@ -89,6 +106,8 @@ class Answered:
     body: bytes
     content_type: str
     passed: list[tuple[str, str]]
+    usage: Usage | None
+    """What a 200's body reports it used (read from the body ``read`` parsed to check it)."""
 
 
 Failed = Callable[[Endpoint, str, str], None]
@@ -124,13 +143,16 @@ class Relay:
                 raise Failure("invalid_response", f"{ep.id} answered {status} with a body its dialect "
                                                   f"cannot read: {exc}") from exc
             ctype = "application/json"
+        usage = None
         if status < 300:
             try:
-                orjson.loads(data)
+                obj = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 raise Failure("invalid_response", f"{ep.id} answered {status} with a body that is not JSON "
                                                   f"({ctype}, {len(data)} bytes: {_preview(data)})") from exc
-        return Answered(status, data, ctype, resp.passed_headers)
+            if status == 200:
+                usage = usage_in(obj)
+        return Answered(status, data, ctype, resp.passed_headers, usage)
 
     def send(self, x: Exchange, answered: Answered) -> Usage | None:
         """Send a checked whole answer below 400; returns the usage it reports."""
@@ -143,7 +165,7 @@ class Relay:
             headers.append(("Content-Type", "application/json"))
         if answered.passed:
             headers += answered.passed
-        usage = usage_of(data) if status == 200 else None
+        usage = answered.usage
         x.finish(status, usage=usage)
         x.out.send(status, data if enc is None else enc.body(data), headers)
         return usage
@@ -191,7 +213,7 @@ class Relay:
             message = f"the stream from {ep.id} could not be read: {exc}"
         usage = usage_of(b"".join(chunks.tail))
         first = chunks.first
-        ttft = None if first is None else first - x.rec.t_start
+        ttft = None if first is None else first - x.t_start
         if kind:
             self.failed(ep, kind, detail)
             code = "upstream_" + kind
@@ -223,7 +245,7 @@ class _Chunks:
         self.enc = x.encoder
         self.write = x.out.write_now
         self.observers = x.observers
-        self.rec = x.rec
+        self.rec = x
         self.gaps = x.observers.wants_gaps
         self.strip_usage = strip_usage
         self.first: float | None = None

@@ -218,10 +218,15 @@ class Observers:
     ``@ignores`` are not called; an event no observer takes is a loop over an empty tuple."""
 
     __slots__ = ("_all", "_attempt", "_attempt_ok", "_finished", "_first_token", "_started", "_token_gap", "_warned",
-                 "wants_ok_attempts")
+                 "live", "wants_ok_attempts")
 
-    def __init__(self, observers: tuple[RequestObserver, ...] = ()) -> None:
+    def __init__(self, observers: tuple[RequestObserver, ...] = (), *, live: set[RequestRecord] | None = None) -> None:
         self._warned: set[tuple[str, str]] = set()
+        self.live: set[RequestRecord] = set() if live is None else live
+        """The requests started and not yet finished (in-flight gauges count them when read): kept
+        here, in ``started`` and ``finished``, rather than by an observer of its own, since every
+        request goes through both anyway (a ``started`` call per request spared). ``live``: the set
+        to keep them in (``GatewayMetrics.live``)."""
         self._set(tuple(observers))
 
     def _set(self, observers: tuple[RequestObserver, ...]) -> None:
@@ -249,6 +254,7 @@ class Observers:
         return iter(self._all)
 
     def started(self, rec: RequestRecord) -> None:
+        self.live.add(rec)
         for fn in self._started:
             try:
                 fn(rec)
@@ -277,6 +283,7 @@ class Observers:
                 self._broken(fn, "token_gap", exc)
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
+        self.live.discard(rec)
         for fn in self._finished:
             try:
                 fn(rec, outcome)

@@ -23,10 +23,11 @@ What is measured (``time.perf_counter()`` seconds, from the pipeline's record):
   mean, not the spread within a request.
 - e2e: ``Outcome.t_end - rec.t_start``, successful requests only.
 
-Hot path: ``finished`` does one dict lookup, a few integer adds and three bin counts
-(a ``math.log`` and a dict update each); ``benchmarks/recent_observer.py`` measures it. ``started``,
-``attempt`` and ``first_token`` do nothing. Runs on the gateway's event loop; not
-thread-safe.
+Hot path: ``finished`` does one dict lookup (the model's current bucket), one status count
+and one or two bin counts (a ``math.log`` and a dict update each); the bucket's totals
+(requests, ok, errors) are added up from its status counts when read, off the request path.
+``benchmarks/recent_observer.py`` measures it. ``started``, ``attempt`` and ``first_token``
+do nothing. Runs on the gateway's event loop; not thread-safe.
 """
 
 from __future__ import annotations
@@ -78,19 +79,22 @@ def _bin_value(i: int) -> float:
 class _Histogram:
     """Counts of values by log-spaced bin (see ``_GROWTH``)."""
 
-    __slots__ = ("counts", "n")
+    __slots__ = ("counts",)
 
     def __init__(self) -> None:
-        self.n = 0
         self.counts: dict[int, int] = {}
 
     def add(self, v: float) -> None:
-        self.n += 1
         i = int((_log(v) - _LOG_MIN) * _INV_LOG_GROWTH) if v > _MIN_S else 0  # _bin(v), inlined
         if i > _MAX_BIN:
             i = _MAX_BIN
         c = self.counts
         c[i] = c.get(i, 0) + 1
+
+    @property
+    def n(self) -> int:
+        """Values counted."""
+        return sum(self.counts.values())
 
     def weighted(self) -> list[tuple[float, float]]:
         """(bin value, count) pairs."""
@@ -109,12 +113,11 @@ class _Bucket:
     """``int(t // bucket_s)``: which bucket of the clock this is."""
     serial: int
     """Unique per bucket ever made (cache keys)."""
-    requests: int = 0
-    ok: int = 0
-    client_errors: int = 0
-    """4xx, the gateway's own rejections (400/401/403/404/413/429) and 499 (client gone) among them."""
-    server_errors: int = 0
+    t_end: float
+    """Where the next bucket starts (``(index + 1) * bucket_s``): a request finished before it
+    counts here."""
     statuses: dict[int, int] = field(default_factory=dict)
+    """Requests by status: the one count ``finished`` keeps (the totals below add it up)."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ttft: _Histogram = field(default_factory=_Histogram)
@@ -122,6 +125,23 @@ class _Bucket:
     e2e: _Histogram = field(default_factory=_Histogram)
     percentiles: tuple[int, dict[str, float | None]] | None = None
     """(requests when computed, the bucket's percentiles): a closed bucket is sorted once."""
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def ok(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s < 400)
+
+    @property
+    def client_errors(self) -> int:
+        """4xx, the gateway's own rejections (400/401/403/404/413/429) and 499 (client gone) among them."""
+        return sum(n for s, n in self.statuses.items() if 400 <= s < 500)
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s >= 500)
 
     def point_percentiles(self) -> dict[str, float | None]:
         cached = self.percentiles
@@ -173,31 +193,36 @@ class RecentRequests(FinishedObserver):
         self._rings: dict[str, collections.deque[_Bucket]] = {}
         self._serials = itertools.count()
         self._merge_cache: dict[str, tuple[tuple[tuple[int, int], ...], tuple[dict[int, int], ...]]] = {}
-        self.requests_total = 0
+        self._current: dict[str | None, _Bucket] = {}
+        """The newest bucket of each ``rec.model`` seen (None included): ``finished``'s one lookup."""
+        self._dropped = 0
+        """Requests in buckets that left the window (for ``requests_total``)."""
+
+    @property
+    def requests_total(self) -> int:
         """Every request this observer saw finish (never decreases; for 'is it moving' checks)."""
+        return self._dropped + sum(b.requests for ring in self._rings.values() for b in ring)
 
     # -- the observer ----------------------------------------------------------------------
 
     def finished(self, rec: RequestRecord, outcome: Outcome) -> None:
+        # Hot path (every request): one dict lookup, one status count, one latency bin (``_Histogram.add``
+        # inlined); the per-bucket totals are added up when read.
         t = outcome.t_end
-        ring = self._rings.get(rec.model or NO_DEPLOYMENT)
-        if ring and ring[-1].index >= int(t // self.bucket_s):  # the common case, as in _bucket
-            b = ring[-1]
-        else:
-            b = self._bucket(rec.model or NO_DEPLOYMENT, t)
-        self.requests_total += 1
-        b.requests += 1
+        b = self._current.get(rec.model)
+        if b is None or t >= b.t_end:
+            b = self._bucket(rec.model, t)
         status = outcome.status
-        b.statuses[status] = b.statuses.get(status, 0) + 1
-        if status >= 500:
-            b.server_errors += 1
-            return
+        statuses = b.statuses
+        statuses[status] = statuses.get(status, 0) + 1
         if status >= 400:
-            b.client_errors += 1
             return
-        b.ok += 1
         e2e = t - rec.t_start
-        b.e2e.add(e2e)
+        i = int((_log(e2e) - _LOG_MIN) * _INV_LOG_GROWTH) if e2e > _MIN_S else 0
+        c = b.e2e.counts
+        if i > _MAX_BIN:
+            i = _MAX_BIN
+        c[i] = c.get(i, 0) + 1
         ttft = outcome.ttft_s
         if ttft is not None:
             b.ttft.add(ttft)
@@ -209,18 +234,29 @@ class RecentRequests(FinishedObserver):
             if rec.stream and ttft is not None and ct > 1 and e2e > ttft:
                 b.itl.add((e2e - ttft) / (ct - 1))
 
-    def _bucket(self, name: str, t: float) -> _Bucket:
+    def _bucket(self, model: str | None, t: float) -> _Bucket:
+        """The bucket ``model``'s request finished at ``t`` counts in (made if new), now its current one."""
+        b = self._ring_bucket(model or NO_DEPLOYMENT, t)
+        current = self._current
+        if len(current) > self.max_deployments:  # names past the bound all count under (other)
+            current.clear()
+        current[model] = b
+        return b
+
+    def _ring_bucket(self, name: str, t: float) -> _Bucket:
         idx = int(t // self.bucket_s)
         ring = self._rings.get(name)
         if ring is None:
             if len(self._rings) >= self.max_deployments and name != OTHER_DEPLOYMENTS:
-                return self._bucket(OTHER_DEPLOYMENTS, t)
+                return self._ring_bucket(OTHER_DEPLOYMENTS, t)
             ring = self._rings[name] = collections.deque(maxlen=self.n_buckets)
         if ring:
             last = ring[-1]
-            if last.index >= idx:  # the common case; an earlier t (clock skew) counts in the newest bucket
+            if last.index >= idx:  # an earlier t (clock skew) counts in the newest bucket
                 return last
-        b = _Bucket(idx, next(self._serials))
+            if len(ring) == ring.maxlen:  # the oldest leaves the window as this one comes in
+                self._dropped += ring[0].requests
+        b = _Bucket(idx, next(self._serials), (idx + 1) * self.bucket_s)
         ring.append(b)
         return b
 
@@ -249,8 +285,10 @@ class RecentRequests(FinishedObserver):
         bs = self.bucket_s
         cur = int(now // bs)
         first = cur - self.n_buckets + 1
-        while ring and ring[0].index < first:
-            ring.popleft()
+        if ring and ring[0].index < first:
+            while ring and ring[0].index < first:
+                self._dropped += ring.popleft().requests
+            self._current.clear()  # a current bucket may have left: finished looks it up again
         by_index = {b.index: b for b in ring}
         series = []
         for idx in range(first, cur + 1):

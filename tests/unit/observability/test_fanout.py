@@ -150,3 +150,20 @@ def test_registry_load_listeners() -> None:
     assert every.loads == [1, 0] and seen == [1, 0]
     assert routable_only.loads == []
     assert routable_only.routable == every.routable and every.routable
+
+
+def test_a_request_is_in_flight_from_started_to_finished_in_the_metrics() -> None:
+    from inferplane.observability.metrics import GatewayMetrics, MetricsObserver
+
+    metrics = GatewayMetrics(list)
+    obs = Observers((MetricsObserver(metrics),), live=metrics.live)
+    first, second = _rec(), _rec()
+    first.model = second.model = "m"
+    obs.started(first)
+    obs.started(second)
+    obs.finished(first, Outcome(200, 1.0))
+    text = metrics.render().decode()
+    assert 'inferplane_requests_in_flight{model="m"} 1.0' in text
+    assert 'inferplane_requests_total{model="m",route="chat",status="200"} 1.0' in text
+    obs.finished(second, Outcome(200, 1.0))
+    assert 'inferplane_requests_in_flight{model="m"} 0.0' in metrics.render().decode()

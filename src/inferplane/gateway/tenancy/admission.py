@@ -75,7 +75,7 @@ class TenantAdmission:
         self.limiter = limiter
         self.observer = observer
         self._anonymous = not keys.required  # a KeyRing does not change once built
-        self._principals = {name: Principal(name, t.priority_name, t.deployments, t.priority)
+        self._principals = {name: Principal(name, t.priority_name, t.deployments, t.priority, limiter is not None)
                             for name, t in keys.tenants.items()}
 
     # -- the pipeline's Admission contract -------------------------------------------------
