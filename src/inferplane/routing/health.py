@@ -12,11 +12,13 @@ the proxy's pool uses). Why a check failed (``certificate verify failed: ...``, 
 in /admin/endpoints) and logged once each time it changes.
 
 A round is spread over the interval, not fired at once: the endpoints are taken in slices
-of ``batch`` (in the registry's order, so each keeps its place from round to round), slice
-``j`` of ``k`` starting ``j * interval / k`` into the round, with at most ``max_in_flight``
-checks running; a check costs the event loop about 0.25 ms of CPU, so 1,000 endpoints
-checked together stalled every request for ~0.25 s each round. A fleet of up to ``batch``
-endpoints is one slice: checked together, then ``interval_s`` of sleep, as before. An
+(in the registry's order, so each keeps its place from round to round), slice ``j`` of ``k``
+starting ``j * interval / k`` into the round, as many per slice as keeps the slices
+``MIN_GAP_S`` apart (one each up to ``interval / MIN_GAP_S`` endpoints), with at most
+``max_in_flight`` checks running; a check costs the event loop about 0.25 ms of CPU, so
+1,000 endpoints checked together stalled the requests being served for ~0.25 s each round.
+A fleet of up to ``batch`` endpoints is one slice: checked together, then ``interval_s`` of
+sleep, as before. An
 endpoint is checked once as soon as it joins (the registry tells the checker), without
 waiting for its slice; one that leaves before its slice is skipped.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 
 import aiohttp
@@ -40,6 +43,9 @@ __all__ = ["HealthChecker"]
 
 log = logging.getLogger(__name__)
 
+MIN_GAP_S = 0.005
+"""Slices of a round start at least this far apart (more endpoints: more per slice)."""
+
 
 class HealthChecker:
     def __init__(self, registry: EndpointRegistry, *, interval_s: float, timeout_s: float = 2.0,
@@ -52,7 +58,7 @@ class HealthChecker:
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.batch = batch
-        """Endpoints per slice of a round (a fleet this size or smaller is checked all at once)."""
+        """A fleet this size or smaller is checked all at once each round (one slice)."""
         self._adapters: dict[str, RuntimeAdapter] = {}
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -134,11 +140,12 @@ class HealthChecker:
         self._seen &= {e.id for e in eps}
         fresh = [e for e in eps if e.id not in self._seen]
         known = [e for e in eps if e.id in self._seen]
-        slices = max(1, -(-len(eps) // self.batch))
+        per = len(eps) if len(eps) <= self.batch else max(1, math.ceil(len(eps) * MIN_GAP_S / self.interval_s))
+        slices = max(1, math.ceil(len(eps) / max(per, 1)))
         gap = self.interval_s / slices
         tasks = self._launch(fresh)
         for j in range(slices):
-            part = known[j * self.batch:(j + 1) * self.batch]
+            part = known[j * per:(j + 1) * per]
             if j:
                 await asyncio.sleep(max(0.0, start + j * gap - loop.time()))
             tasks += self._launch([e for e in part if self.registry.get(e.id) is e])
