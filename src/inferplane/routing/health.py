@@ -116,6 +116,7 @@ class HealthChecker:
                     await task
                 except asyncio.CancelledError:
                     pass
+        self._task = None  # stopped: an endpoint that joins from now on is not checked
         if self._session is not None:
             await self._session.close()
 
@@ -146,8 +147,8 @@ class HealthChecker:
         tasks = self._launch(fresh)
         for j in range(slices):
             part = known[j * per:(j + 1) * per]
-            if j:
-                await asyncio.sleep(max(0.0, start + j * gap - loop.time()))
+            if j:  # on schedule; behind it (a stalled loop), still a slice's gap apart: no catch-up burst
+                await asyncio.sleep(max(min(gap, MIN_GAP_S), start + j * gap - loop.time()))
             tasks += self._launch([e for e in part if self.registry.get(e.id) is e])
         if tasks:
             await asyncio.wait(tasks)
