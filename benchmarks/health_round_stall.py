@@ -30,24 +30,17 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+import gateway_overhead  # noqa: E402
 from _procs import free_port, stop, wait_ok  # noqa: E402
 
 BODY = b'{"model":"m","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
 
 
 def start_gateway(tmp: Path, upstream: str, replicas: int, scrape_s: float, src: str | None) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    endpoints = "\n".join(f"      - url: {upstream}" for _ in range(replicas))
-    cfg = tmp / f"deploy-{port}.yaml"
-    cfg.write_text(f"gateway:\n  port: {port}\n  scrape_interval_s: {scrape_s}\ndeployments:\n  - name: m\n"
-                   f"    runtime: openai\n    replicas: 0\n    policy: round_robin\n    endpoints:\n{endpoints}\n")
-    env = dict(os.environ)
-    if src:
-        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.Popen([sys.executable, "-m", "inferplane", "serve", "--config", str(cfg), "--log-dir", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    wait_ok(f"http://127.0.0.1:{port}/ready", timeout=120)
-    return proc, port
+    """gateway_overhead.py's gateway (round robin over ``replicas`` endpoints), and its port."""
+    proc, url = gateway_overhead.start_gateway(tmp, upstream, policy="round_robin", replicas=replicas,
+                                               scrape_s=scrape_s, src=src)
+    return proc, int(url.rsplit(":", 1)[1])
 
 
 def sequential(port: int, duration_s: float, gap_s: float) -> list[float]:
