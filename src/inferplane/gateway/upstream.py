@@ -445,13 +445,23 @@ class _HostPool:
         conn.idle_since = time.monotonic()
         self.idle.append(conn)
 
+    def take_idle(self) -> _Conn | None:
+        """A pooled connection still fit to reuse, or None; stale ones are closed on the way.
+        Not a coroutine: the common case of ``UpstreamPool.post`` takes one without awaiting."""
+        idle = self.idle
+        if idle:
+            now = time.monotonic()
+            while idle:
+                conn = idle.pop()
+                if not conn.closed and now - conn.idle_since < self.keepalive_s:
+                    return conn
+                conn.close()
+        return None
+
     async def get(self, fresh: bool) -> _Conn:
-        now = time.monotonic()
-        while self.idle and not fresh:
-            conn = self.idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive_s:
-                return conn
-            conn.close()
+        if not fresh and (reused := self.take_idle()) is not None:
+            return reused
+        conn: _Conn
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
@@ -520,13 +530,9 @@ class UpstreamPool:
         ConnectFailed.
         """
         h = self._hosts.get(base_url) or self._host(base_url)
-        idle = h.idle
-        conn = idle.pop() if idle and not fresh else None  # the common case, without a coroutine
-        if conn is not None and (conn.closed or time.monotonic() - conn.idle_since >= h.keepalive_s):
-            conn.close()
-            conn = None
+        conn = None if fresh else h.take_idle()  # the common case, without a coroutine
         if conn is None:
-            conn = await h.get(fresh)
+            conn = await h.get(True)  # nothing idle was fit to reuse: a new connection
         resp = UpstreamResponse(conn, self.max_body_bytes)
         conn.send(resp, b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                         b"Accept: */*\r\n%sContent-Length: %d\r\n\r\n%s"
