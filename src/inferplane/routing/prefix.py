@@ -18,7 +18,7 @@ Index (:class:`PrefixIndex`): one map from checkpoint hash to the endpoints beli
 that prefix (the SGLang/vllm-router "which workers hold this prefix" tree, flattened into a
 hash map because chained hashes make every prefix one key), plus a per-endpoint LRU whose
 size is counted in blocks and bounded per endpoint. The longest match over the whole fleet
-is a walk down the request's checkpoints while the map has them: no endpoint is visited.
+is a binary search over the request's checkpoints in that map: no endpoint is visited.
 
 Everything here is pure, synchronous and not thread-safe.
 """
@@ -221,8 +221,8 @@ class PrefixIndex:
     every ``j < k``). It holds because one insert touches the deepest checkpoint first and
     the shallowest last, so the LRU never evicts a checkpoint before its descendants, and
     because ``holders[h]`` gains and loses an endpoint exactly when that endpoint's LRU does.
-    Consequences: the fleet-wide longest match is a walk down the checkpoints while
-    ``holders`` has them (:meth:`longest`); one endpoint's match is a binary search
+    Consequences: the fleet-wide longest match is a binary search for the last checkpoint
+    ``holders`` has (:meth:`longest`); one endpoint's match is a binary search
     (:meth:`match`), O(log checkpoints). Only :meth:`truncate` can break the invariant (it
     cuts the deeper part of one chain, which a longer chain on the same endpoint may
     extend), so a truncated endpoint is matched by a scan from the shallow end from then
@@ -251,14 +251,54 @@ class PrefixIndex:
     def longest(self, hashes: Sequence[int]) -> tuple[int, Sequence[str]]:
         """``(n, holders)``: the longest prefix (in checkpoints) any endpoint holds, and the
         endpoints holding all of it, each once (empty when ``n == 0``; do not modify it). Reads
-        ``hashes`` only up to the first checkpoint nobody holds (a few first, the rest once
-        those all matched). O(n), independent of the number of endpoints.
+        ``hashes`` only as far as it must: the first few (``_FIRST_LOOK``), the rest only once
+        the last of those is held. O(log n) lookups, independent of the number of endpoints.
+
+        By the class's invariant, "some endpoint holds checkpoint ``k``" holds for every ``k``
+        below the answer and for none from it on, so the answer is a binary search, and a
+        prompt held to its end anywhere (a repeated prompt, a shared prefix's own requests)
+        costs one lookup. A truncated endpoint can hold a checkpoint past one nobody holds, so
+        the search can stop past the first such checkpoint; it cannot when one of the holders
+        it stops at was never truncated (that one holds every checkpoint before), and where all
+        of them were, the checkpoints are walked from the first instead.
         """
         get = self._holders.get
         total = len(hashes)
-        known = _known(hashes, total if total <= _FIRST_LOOK else _FIRST_LOOK)
-        # C-speed lookups; a few past the first miss cost less than a loop. Before the first None
-        # every entry is a holders list (never empty: an emptied one is deleted).
+        first = total if total <= _FIRST_LOOK else _FIRST_LOOK
+        if first == 0:
+            return 0, _NOBODY
+        known = _known(hashes, first)
+        top = get(known[first - 1])
+        if top is not None:
+            lo = first
+            if first < total:
+                known = _known(hashes, total)
+                deepest = get(known[total - 1])
+                if deepest is not None:
+                    lo, top = total, deepest
+            hi = lo if lo == total else total - 1
+        else:
+            lo, hi = 0, first - 1
+        # checkpoint hi is held by nobody (unless hi == total), and lo - 1 (if lo) by ``top``
+        while lo < hi:
+            mid = (lo + hi) // 2
+            found = get(known[mid])
+            if found is None:
+                hi = mid
+            else:
+                lo, top = mid + 1, found
+        if not lo or top is None:
+            return 0, _NOBODY
+        holes = self._holes
+        if holes and holes.issuperset(top):
+            return self._walk(hashes, known, total)
+        return lo, top
+
+    def _walk(self, hashes: Sequence[int], known: Sequence[int], total: int) -> tuple[int, Sequence[str]]:
+        """:meth:`longest` without the invariant (some endpoint was truncated): the checkpoints
+        up to the first one nobody holds, looked up at C speed (a few past it cost less than a loop)."""
+        get = self._holders.get
+        # before the first None every entry is a holders list (never empty: an emptied one is deleted)
         found: list[Any] = list(map(get, known))
         if None in found:
             n = found.index(None)
@@ -268,7 +308,7 @@ class PrefixIndex:
             if None in found:
                 n = found.index(None)
                 return n, found[n - 1]
-        return total, (found[total - 1] if total else _NOBODY)
+        return total, found[total - 1]
 
     def matches(self, endpoint_ids: Sequence[str], hashes: Sequence[int], limit: int) -> list[int]:
         """:meth:`match` for each of ``endpoint_ids``, with ``limit`` = the depth :meth:`longest`
@@ -349,10 +389,14 @@ class PrefixIndex:
         self._capacity[endpoint_id] = blocks
         self._evict(endpoint_id, blocks)
 
-    def insert(self, endpoint_id: str, hashes: Sequence[int], upto: int | None = None) -> None:
+    def insert(self, endpoint_id: str, hashes: Sequence[int], upto: int | None = None,
+               held: int | None = None) -> None:
         """Record that ``endpoint_id`` now caches the prefix up to checkpoint ``upto``
         (default: all of ``hashes``), refreshing its recency; evict past the bound.
 
+        ``held``: how many leading checkpoints of ``hashes`` the endpoint holds already, where
+        the caller knows (the decision's :meth:`matches`); two lookups confirm it (the
+        invariant), else, and without it, every checkpoint is looked up.
         A prefix longer than the endpoint's whole capacity is recorded as far as it fits.
         """
         cap = self._capacity.get(endpoint_id, self.max_blocks)
@@ -367,10 +411,14 @@ class PrefixIndex:
         holders_of = self._holders
         move = lru.move_to_end
         added = 0
-        held = list(map(lru.__contains__, hashes[:n]))
-        d = held.index(False) if False in held else n
-        if d < n and True in held[d:]:  # not a prefix (a truncated endpoint): take them one by one
-            d = 0
+        if (held is not None and 0 <= held <= n and endpoint_id not in self._holes
+                and (held == 0 or hashes[held - 1] in lru) and (held == n or hashes[held] not in lru)):
+            d = held  # holding held - 1 implies holding every one before it; none from held on
+        else:
+            have = list(map(lru.__contains__, hashes[:n]))
+            d = have.index(False) if False in have else n
+            if d < n and True in have[d:]:  # not a prefix (a truncated endpoint): take them one by one
+                d = 0
         for k in range(n - 1, d - 1, -1):  # deepest first: the shallow ones end up most recent
             h = hashes[k]
             if h in lru:

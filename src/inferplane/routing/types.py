@@ -43,9 +43,10 @@ class Candidate(NamedTuple):
     """Tier: lower is preferred."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RouteRequest:
-    """What routing needs to know of one request."""
+    """What routing needs to know of one request. Read-only for policies; not ``frozen=True``
+    (one is made per request, and a frozen dataclass's ``__init__`` costs several times as much)."""
 
     model: str
     prefix_hashes: Sequence[int] = ()
@@ -55,9 +56,10 @@ class RouteRequest:
     """From ``x-session-id`` or the body's ``user`` field."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
-    """The chosen endpoint, and each candidate's score for explainability."""
+    """The chosen endpoint, and each candidate's score for explainability. Read-only for its
+    callers; not ``frozen=True`` for the reason ``RouteRequest`` is not."""
 
     endpoint_id: str
     policy: str

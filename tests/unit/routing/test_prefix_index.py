@@ -216,3 +216,64 @@ def test_match_equals_a_reference_lru_with_linear_scan(prefix_chars: int) -> Non
                 break
             expected += 1
         assert index.match("e1", hashes) == expected
+
+
+def _walk(index: PrefixIndex, hashes: tuple[int, ...]) -> tuple[int, set[str]]:
+    """The longest prefix any endpoint holds, by looking every checkpoint up in turn."""
+    held: set[str] = set()
+    for n, h in enumerate(hashes):
+        now = {e for e in index.endpoints() if h in index._lru[e]}
+        if not now:
+            return n, held
+        held = now
+    return len(hashes), held
+
+
+@pytest.mark.parametrize("truncate_every", [0, 7])
+def test_longest_equals_a_walk_over_every_checkpoint(truncate_every: int) -> None:
+    # several endpoints, small bounds (evictions), prompts that share prefixes of many lengths
+    import random
+
+    rng = random.Random(5)
+    index = PrefixIndex(max_blocks=120)
+    texts = ["".join(rng.choice("ab") for _ in range(rng.randint(0, 12))) * rng.randint(1, 40) for _ in range(60)]
+    for i in range(400):
+        hashes = prefix_block_hashes(rng.choice(texts), 4)
+        endpoint = f"e{rng.randrange(5)}"
+        if truncate_every and i % truncate_every == 0:
+            index.truncate(endpoint, hashes, rng.randrange(len(hashes) + 1))
+        else:
+            index.insert(endpoint, hashes)
+        probe = prefix_block_hashes(rng.choice(texts) + rng.choice(["", "tail"]), 4)
+        depth, holders = index.longest(probe)
+        want_depth, want_holders = _walk(index, probe)
+        assert (depth, set(holders)) == (want_depth, want_holders)
+
+
+@pytest.mark.parametrize("hint", ["right", "too_high", "too_low", "none"])
+def test_insert_with_a_held_count_ends_as_without_it(hint: str) -> None:
+    shared = prefix_block_hashes("s" * 100 + "one" * 30, 4)
+    again = prefix_block_hashes("s" * 100 + "two" * 30, 4)  # 25 blocks shared, then its own
+    with_hint, without = PrefixIndex(max_blocks=60), PrefixIndex(max_blocks=60)
+    for index in (with_hint, without):
+        index.insert("e1", prefix_block_hashes("z" * 40, 4))
+        index.insert("e1", shared)
+    right = with_hint.match("e1", again)
+    assert 0 < right < len(again)
+    held = {"right": right, "too_high": right + 3, "too_low": right - 2, "none": None}[hint]
+    with_hint.insert("e1", again, held=held)
+    without.insert("e1", again)
+    assert list(with_hint._lru["e1"].items()) == list(without._lru["e1"].items())
+    assert with_hint.size("e1") == without.size("e1")
+
+
+def test_longest_is_not_misled_by_a_truncated_endpoints_deeper_checkpoints() -> None:
+    x = prefix_block_hashes("a" * 48 + "x" * 40, 4)  # 22 blocks: 17 checkpoints
+    y = prefix_block_hashes("a" * 48 + "y" * 40, 4)  # shares x's first 12 checkpoints
+    index = PrefixIndex()
+    index.insert("A", x, upto=10)
+    index.insert("B", x)
+    index.truncate("B", y, 5)  # B loses x's checkpoints 5..11 (shared with y) but keeps 12..16
+    assert index.match("B", x) == 5
+    depth, holders = index.longest(x)
+    assert (depth, list(holders)) == (10, ["A"])  # not (17, ["B"]): nobody holds checkpoint 10

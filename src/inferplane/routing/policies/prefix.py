@@ -129,7 +129,7 @@ class HomeRing:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PrefixDecision(Decision):
     """A Decision that also says how many prompt blocks were predicted cached."""
 
@@ -318,10 +318,12 @@ class PrefixPolicy:
         last = self._last
         if last is not None and last.endpoint_id == endpoint_id:
             predicted = last.matched_blocks.get(endpoint_id, 0)
+            held = checkpoints_within(predicted)
         else:
-            predicted = blocks_at(self.index.match(endpoint_id, hashes))
+            held = self.index.match(endpoint_id, hashes)
+            predicted = blocks_at(held)
         self._last = None
-        self.index.insert(endpoint_id, hashes)
+        self.index.insert(endpoint_id, hashes, held=held)
         if isinstance(hashes, PromptHashes):
             hashes.freeze()  # the pending prediction must not keep the request body alive
         pending = self._pending
