@@ -8,8 +8,8 @@ to ``DENSE_BLOCKS``, then ``CHECKPOINTS_PER_DOUBLING`` per doubling of the lengt
 24, 28, 32, 40, 48, ... blocks). Checkpoint ``k`` covers ``CHECKPOINT_BLOCKS[k]`` blocks;
 its hash is xxh3-64 of the bytes since checkpoint ``k - 1``, seeded with that checkpoint's
 hash, so it identifies the whole prefix. A 64 KB prompt is 32 C calls over its bytes, once,
-and lazily: a lookup hashes only as far as it walks (it stops at the first checkpoint no
-endpoint holds); only teaching the index (:meth:`PrefixIndex.insert`) hashes the rest.
+and lazily: a lookup hashes the dense first 4 KB, and the rest only if the last of those is
+held; only teaching the index (:meth:`PrefixIndex.insert`) hashes the rest otherwise.
 What this gives up: a match is known to checkpoint precision (at most a quarter of the
 matched length is unaccounted for past 4 KB), which changes no routing decision that cache
 locality could make, since the runtimes' own caches are only estimated here anyway.
