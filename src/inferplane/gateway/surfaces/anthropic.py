@@ -108,11 +108,14 @@ class AnthropicSurface(Surface):
                             orjson.dumps(chat), request.keep_alive, request.http_version)
         req = self._openai.parse(Route.CHAT, canonical, served)  # the OpenAI surface's checks, as is
         # still being made here (a dataclasses.replace costs ~5 us)
-        req.extra = {"model": chat["model"], "stop": chat.get("stop"), "estimate": estimate_tokens(body)}
+        req.extra = {"model": chat["model"], "stop": chat.get("stop"), "body": body}
         return req
 
     def encoder(self, req: InferenceRequest) -> AnthropicEncoder:
-        return AnthropicEncoder(req.extra["model"], req.extra["stop"], req.extra["estimate"])
+        """The answer's encoder; the input estimate its ``message_start`` carries is made here,
+        once the answer is there, not on the request's way up."""
+        extra = req.extra
+        return AnthropicEncoder(extra["model"], extra["stop"], estimate_tokens(extra["body"]))
 
     def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
         hs = [*rejection.headers, _JSON]

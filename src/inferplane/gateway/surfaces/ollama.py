@@ -74,10 +74,12 @@ class OllamaEncoder(TranslatingEncoder):
     answer_as = "in Ollama's API"
     __slots__ = ("kind", "model", "t0")
 
-    def __init__(self, kind: str, model: str) -> None:
+    def __init__(self, kind: str, model: str, t0_ns: int | None = None) -> None:
+        """``t0_ns``: when the request came in (``time.perf_counter_ns()``; default: now), where
+        Ollama's durations start."""
         self.kind = kind  # "chat" | "generate" | "embed"
         self.model = model
-        self.t0 = time.perf_counter_ns()
+        self.t0 = time.perf_counter_ns() if t0_ns is None else t0_ns
         self.stream = OpenAIToOllamaStream(kind, model, self.t0)
 
     def _translate(self, obj: Any) -> Any:
@@ -161,11 +163,14 @@ class OllamaSurface(Surface):
         canonical = Request(request.method, _PATHS[route], request.query, request.headers, orjson.dumps(openai),
                             request.keep_alive, request.http_version)
         req = self._openai.parse(route, canonical, served)  # the OpenAI surface's checks, as is
-        req.extra = {"kind": kind, "model": model}  # still being made here (a dataclasses.replace costs ~5 us)
+        # still being made here (a dataclasses.replace costs ~5 us); the encoder is made once the
+        # answer is there, its durations from now
+        req.extra = {"kind": kind, "model": model, "t0_ns": time.perf_counter_ns()}
         return req
 
     def encoder(self, req: InferenceRequest) -> OllamaEncoder:
-        return OllamaEncoder(req.extra["kind"], req.extra["model"])
+        extra = req.extra
+        return OllamaEncoder(extra["kind"], extra["model"], extra["t0_ns"])
 
     def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
         hs = [*rejection.headers, _JSON]
