@@ -104,9 +104,7 @@ class AnthropicSurface(Surface):
             chat = messages_to_openai(body)
         except NotTranslatable as exc:
             raise Rejection(400, str(exc), param=exc.param) from exc
-        canonical = Request(request.method, "/v1/chat/completions", request.query, request.headers,
-                            orjson.dumps(chat), request.keep_alive, request.http_version)
-        req = self._openai.parse(Route.CHAT, canonical, served)  # the OpenAI surface's checks, as is
+        req = self._openai.check(Route.CHAT, chat, orjson.dumps(chat), request.headers, served)  # the OpenAI checks
         # still being made here (a dataclasses.replace costs ~5 us)
         req.extra = {"model": chat["model"], "stop": chat.get("stop"), "body": body}
         return req

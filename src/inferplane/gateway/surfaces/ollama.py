@@ -63,8 +63,6 @@ _JSON = ("Content-Type", "application/json; charset=utf-8")
 _FAR_FUTURE_S = 100 * 365 * 86400  # replicas do not unload on a timer: "expires" far ahead
 _ANSWERED = "ollama_answered"
 """Rejection code of a request the surface answers itself (200, ``done_reason: "load"``)."""
-_PATHS = {Route.CHAT: "/v1/chat/completions", Route.COMPLETIONS: "/v1/completions",
-          Route.EMBEDDINGS: "/v1/embeddings"}
 
 
 class OllamaEncoder(TranslatingEncoder):
@@ -160,9 +158,7 @@ class OllamaSurface(Surface):
         except NotTranslatable as exc:
             raise Rejection(400, str(exc), param=exc.param) from exc
         openai["model"] = s.config.name
-        canonical = Request(request.method, _PATHS[route], request.query, request.headers, orjson.dumps(openai),
-                            request.keep_alive, request.http_version)
-        req = self._openai.parse(route, canonical, served)  # the OpenAI surface's checks, as is
+        req = self._openai.check(route, openai, orjson.dumps(openai), request.headers, served)  # the OpenAI checks
         # still being made here (a dataclasses.replace costs ~5 us); the encoder is made once the
         # answer is there, its durations from now
         req.extra = {"kind": kind, "model": model, "t0_ns": time.perf_counter_ns()}
