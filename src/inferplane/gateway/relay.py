@@ -178,7 +178,8 @@ class Relay:
         """Relay an SSE stream (status 200 already received); returns the usage it reported.
         The surface's encoder (``x.encoder``) is made here, while the first chunk is awaited.
 
-        Reports the attempt (``attempt(outcome, detail)``: ``ok`` or how the stream failed) and
+        Reports the attempt (``attempt(outcome, detail)``: how the stream failed, or ``ok`` when an
+        observer takes answering attempts, ``Observers.wants_ok_attempts``) and
         then the request (``x.finish``), both before the final event. Releases the connection
         when the stream ended cleanly; otherwise the caller's ``with resp`` closes it, which
         frees the runtime's slot.
@@ -225,7 +226,8 @@ class Relay:
             x.finish(502, error_code=code, usage=usage, ttft_s=ttft)
             out.end(x.stream_error(message, code))
             return usage
-        attempt("ok", "")
+        if x.observers.wants_ok_attempts:  # else no observer would read it: not even made
+            attempt("ok", "")
         x.finish(200, usage=usage, ttft_s=ttft)
         if enc is not None:
             held = enc.chunk(held) + enc.end()
