@@ -153,7 +153,8 @@ class _Conn(asyncio.Protocol):
             resp._buf.append(body)
             resp._buffered += len(body)
             if resp._sink is None:  # when forwarding, ``data_received`` hands the pieces on after the read
-                resp._wake()
+                if resp._waiter is not None:  # ``_wake``'s call only for a reader waiting (a whole body's
+                    resp._wake()  # pieces mostly come in the read its headers came in, before ``read`` waits)
                 if resp._streaming and resp._buffered > _HIGH_WATER:  # the client is full
                     self.pause()
 
@@ -261,7 +262,8 @@ class UpstreamResponse:
     def _complete(self, keep_alive: bool) -> None:
         self._done = True
         self._keep_alive = keep_alive
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def _lost(self) -> None:
         if self._done:
