@@ -23,9 +23,9 @@ class Exchange(RequestRecord):
     than two (``benchmarks/handler_cpu.py --instructions``).
 
     The pipeline fills the record's fields as it learns them (``tenant`` once authenticated,
-    ``model`` once parsed), then sets ``req``, ``encoder`` and ``info`` before the attempt
-    loop runs (they are unset, and read by nothing, before that). The rest is the request's
-    progress, written by the attempt loop and read when it finishes.
+    ``model`` once parsed), then sets ``req`` and ``info`` before the attempt loop runs, and
+    the relay sets ``encoder`` as an answer starts (each is unset, and read by nothing, before
+    that). The rest is the request's progress, written by the attempt loop and read when it finishes.
     """
 
     __slots__ = ("api", "done", "encoder", "endpoint_id", "headers", "info", "observers", "out", "queued_s", "req",
@@ -34,7 +34,9 @@ class Exchange(RequestRecord):
     req: InferenceRequest
     """The validated request (set by the pipeline once the surface parsed it)."""
     encoder: Encoder | None
-    """None: the client speaks OpenAI and gets the runtime's bytes untouched (set with ``req``)."""
+    """None: the client speaks OpenAI and gets the runtime's bytes untouched (set by the relay
+    when the answer starts: made then, not before the upstream write, it adds nothing to the
+    request's way up)."""
     info: RouteInfo
     """What the router needs (set with ``req``)."""
 

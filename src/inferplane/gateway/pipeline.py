@@ -8,7 +8,8 @@ For every request on a surface's route, in this order::
     parse        surface.parse -> InferenceRequest (canonical, frozen) | Rejection
     admit        await admission.admit(rec, req, principal) -> extra headers | Rejection,
                  for a principal admission has limits to check (``Principal.limited``)
-    attempts     Attempts.run: pick -> try once -> outcome, until answered (relay.py) | Rejection
+    attempts     Attempts.run: pick -> try once -> outcome, until answered (relay.py, which makes
+                 the surface's encoder once an answer is there, not before the upstream write) | Rejection
     finish       observers.finished, exactly once: answered, rejected (in the surface's shape),
                  client gone (499) or a bug (500)
 
@@ -87,7 +88,6 @@ class Pipeline:
             x.max_tokens = req.max_tokens
             x.session = req.session
             x.req = req
-            x.encoder = surface.encoder(req)
             # positional: a keyword argument to a class costs a dict made and unpacked per request
             x.info = RouteInfo(model, req.session, req.body, None, principal.name, principal.priority_rank)
             if principal.limited:  # else admission has nothing to check: no call, no coroutine

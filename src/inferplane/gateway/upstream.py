@@ -153,7 +153,8 @@ class _Conn(asyncio.Protocol):
             resp._buf.append(body)
             resp._buffered += len(body)
             if resp._sink is None:  # when forwarding, ``data_received`` hands the pieces on after the read
-                resp._wake()
+                if resp._waiter is not None:  # ``_wake``'s call only for a reader waiting (a whole body's
+                    resp._wake()  # pieces mostly come in the read its headers came in, before ``read`` waits)
                 if resp._streaming and resp._buffered > _HIGH_WATER:  # the client is full
                     self.pause()
 
@@ -172,13 +173,16 @@ class _Conn(asyncio.Protocol):
         if resp is not None:
             resp._complete(self.parser.should_keep_alive())
 
-    def send(self, resp: UpstreamResponse, data: bytes) -> None:
-        """Write one request. The parser goes on from the last response: a connection is reused
-        only after a response that ended cleanly (``UpstreamResponse.release``), where llhttp
-        starts the next message as a new one."""
-        self._resp = resp
+    def send(self, data: bytes, max_body_bytes: int) -> UpstreamResponse:
+        """Write one request; returns its response. The write comes first, the response is made
+        after it: nothing of the answer can arrive before the caller yields to the event loop, and
+        the request reaches the upstream that much sooner. The parser goes on from the last
+        response: a connection is reused only after a response that ended cleanly
+        (``UpstreamResponse.release``), where llhttp starts the next message as a new one."""
         assert self.transport is not None
         self.transport.write(data)
+        resp = self._resp = UpstreamResponse(self, max_body_bytes)
+        return resp
 
     def close(self) -> None:
         self.closed = True
@@ -258,7 +262,8 @@ class UpstreamResponse:
     def _complete(self, keep_alive: bool) -> None:
         self._done = True
         self._keep_alive = keep_alive
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def _lost(self) -> None:
         if self._done:
@@ -533,11 +538,10 @@ class UpstreamPool:
         conn = None if fresh else h.take_idle()  # the common case, without a coroutine
         if conn is None:
             conn = await h.get(True)  # nothing idle was fit to reuse: a new connection
-        resp = UpstreamResponse(conn, self.max_body_bytes)
-        conn.send(resp, b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                        b"Accept: */*\r\n%sContent-Length: %d\r\n\r\n%s"
-                  % (h.prefix, path.encode("latin-1"), h.host_header, extra_headers, len(body), body))
-        return resp
+        return conn.send(b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                         b"Accept: */*\r\n%sContent-Length: %d\r\n\r\n%s"
+                         % (h.prefix, path.encode("latin-1"), h.host_header, extra_headers, len(body), body),
+                         self.max_body_bytes)
 
     async def probe(self, base_url: str, method: str, path: str, body: bytes | None, timeout_s: float) -> bool:
         """True when ``method path`` answers 2xx within ``timeout_s``, on a fresh connection
@@ -546,11 +550,11 @@ class UpstreamPool:
             h = self._host(base_url)
             async with asyncio.timeout(timeout_s):
                 conn = await h.get(fresh=True)
-                resp = UpstreamResponse(conn, 1 << 20)
                 payload = body or b""
-                conn.send(resp, b"%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                          % (method.encode(), h.prefix, path.encode("latin-1"), h.host_header, len(payload), payload))
+                resp = conn.send(b"%s %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                 % (method.encode(), h.prefix, path.encode("latin-1"), h.host_header, len(payload),
+                                    payload), 1 << 20)
                 try:
                     status = await resp.headers(timeout_s)
                 finally:

@@ -16,6 +16,15 @@ __all__ = ["OpenAIToAnthropicStream"]
 # "text_delta", "text": t}}) as bytes around i and t: the event nearly every chunk of a stream becomes
 _TEXT_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
 _TEXT_DELTA_MID = b',"delta":{"type":"text_delta","text":'
+# sse_event("message_start", ...) as bytes around the id, the model and the input estimate (made
+# as the stream is, so that its first chunk, the one a client waits for, only copies it)
+_MESSAGE_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":%s,"type":"message",'
+                  b'"role":"assistant","model":%s,"content":[],"stop_reason":null,"stop_sequence":null,'
+                  b'"usage":{"input_tokens":%d,"output_tokens":0}}}\n\n')
+_FIRST_TEXT_BLOCK = (sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                      "content_block": {"type": "text", "text": ""}})
+                     + sse_event("ping", {"type": "ping"}))
+"""What opening a text block as a stream's first block sends (nearly every stream's first chunk)."""
 
 
 class OpenAIToAnthropicStream(TranslatingStream):
@@ -30,15 +39,14 @@ class OpenAIToAnthropicStream(TranslatingStream):
     ``message_stop`` or an ``error`` event went out. The loop is ``TranslatingStream``'s.
     """
 
-    __slots__ = ("_block", "_finish", "_index", "_input_estimate", "_kind", "_model",
-                 "_started", "_stop_sequences", "_tools", "_usage", "id")
+    __slots__ = ("_block", "_finish", "_index", "_kind", "_message_start", "_started", "_stop_sequences", "_tools",
+                 "_usage", "id")
 
     def __init__(self, model: str, stop_sequences: list[str] | None = None, input_estimate: int = 0) -> None:
         super().__init__()
         self.id = message_id()
-        self._model = model
         self._stop_sequences = stop_sequences
-        self._input_estimate = input_estimate
+        self._message_start = _MESSAGE_START % (orjson.dumps(self.id), orjson.dumps(model), input_estimate)
         self._started = False
         self._index = -1  # index of the open block (-1: none open yet)
         self._kind: str | None = None  # "thinking" | "text" | "tool"
@@ -49,10 +57,7 @@ class OpenAIToAnthropicStream(TranslatingStream):
 
     def _start(self) -> bytes:
         self._started = True
-        msg: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self._model, "content": [],
-               "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": self._input_estimate, "output_tokens": 0}}
-        return sse_event("message_start", {"type": "message_start", "message": msg})
+        return self._message_start
 
     def _close(self) -> bytes:
         if self._kind is None:
@@ -70,6 +75,12 @@ class OpenAIToAnthropicStream(TranslatingStream):
         if self._index == 0:  # where Anthropic's own streams send their ping
             out += sse_event("ping", {"type": "ping"})
         return out
+
+    def _open_text(self) -> bytes:
+        if self._block == 0:  # the first block, as nearly every stream opens it: bytes made once
+            self._index, self._block, self._kind = 0, 1, "text"
+            return _FIRST_TEXT_BLOCK
+        return self._open("text", {"type": "text", "text": ""})
 
     def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
         return sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
@@ -93,7 +104,7 @@ class OpenAIToAnthropicStream(TranslatingStream):
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if self._kind != "text":
-                    out += self._open("text", {"type": "text", "text": ""})
+                    out += self._open_text()
                 out += b"%s%d%s%s}}\n\n" % (_TEXT_DELTA, self._index, _TEXT_DELTA_MID, orjson.dumps(text))
             for call in delta.get("tool_calls") or ():
                 out += self._tool_delta(call)
@@ -120,7 +131,7 @@ class OpenAIToAnthropicStream(TranslatingStream):
         self._done = True
         out = b"" if self._started else self._start()
         if self._block == 0:  # Anthropic answers have a content block even when nothing was generated
-            out += self._open("text", {"type": "text", "text": ""})
+            out += self._open_text()
         out += self._close()
         reason, sequence = self._finish
         usage = self._usage or {"output_tokens": 0}

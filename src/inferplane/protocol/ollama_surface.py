@@ -338,6 +338,11 @@ def openai_to_generate(obj: dict[str, Any], model: str, total_ns: int, now: floa
             **_metrics(obj.get("usage"), obj.get("timings"), total_ns)}
 
 
+def _second(sec: int) -> tuple[int, bytes]:
+    """``(sec, created_at(sec)[:19])``, without datetime's strftime (~10 us)."""
+    return sec, b"%04d-%02d-%02dT%02d:%02d:%02d" % time.gmtime(sec)[:6]
+
+
 class OpenAIToOllamaStream(TranslatingStream):
     """OpenAI SSE chunks (chat or completions, split anywhere) -> Ollama NDJSON. One per stream.
 
@@ -365,7 +370,7 @@ class OpenAIToOllamaStream(TranslatingStream):
         self._timings: Any = None
         self._first = 0
         self._last = 0
-        self._second: tuple[int, bytes] = (-1, b"")
+        self._second = _second(int(time.time()))  # made now, not on the first chunk (the one a client waits for)
         # A text line is orjson.dumps({"model", "created_at", "message": {"role", "content"} | "response",
         # "done": false}) + "\n"; its bytes around the two values that change are made once per stream.
         self._head = b'{"model":' + orjson.dumps(model) + b',"created_at":"'
@@ -384,8 +389,7 @@ class OpenAIToOllamaStream(TranslatingStream):
         sec = int(t)
         second = self._second
         if sec != second[0]:
-            # created_at(sec)[:19], without datetime's strftime (~10 us on the stream's first chunk)
-            second = self._second = (sec, b"%04d-%02d-%02dT%02d:%02d:%02d" % time.gmtime(sec)[:6])
+            second = self._second = _second(sec)
         return b"%s.%06dZ" % (second[1], (t - sec) * 1e6)  # %d truncates the float, as int() would
 
     def _line(self, obj: dict[str, Any]) -> bytes:

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 __all__ = ["DONE", "SSEDecoder"]
 
 DONE = b"[DONE]"
+_LF = ord("\n")
+_CR = ord("\r")  # an int: ``_CR in chunk`` is a byte lookup (~0.2k CPU instructions), while a bytes
+# operand of ``in`` is first tried as an int, raising and clearing a TypeError inside (~2.2k, Python 3.11)
 
 
 class SSEDecoder:
@@ -25,10 +28,10 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[bytes]:
         """The payloads of the events ``chunk`` completed, in order (an empty list if none)."""
         if not self._buf and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 \
-                and chunk.endswith(b"\n\n") and chunk[6:7] != b" " and b"\r" not in chunk:
+                and chunk[-1] == _LF and chunk[6:7] != b" " and _CR not in chunk:
             return [chunk[6:-2]]  # one event of one data line, alone in the chunk: most chunks of a stream
         buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
+        if _CR in buf:
             buf = buf.replace(b"\r\n", b"\n")
         out: list[bytes] = []
         start = 0

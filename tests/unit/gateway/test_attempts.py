@@ -253,3 +253,26 @@ def test_the_gateways_own_rejections_reach_the_observers_and_the_request_counter
             assert f'inferplane_requests_total{{model="",route="chat",status="{status}"}} 1.0' in metrics
         assert len(conn.requests) == 1
     run(main())
+
+
+def test_a_stream_that_did_not_ask_for_usage_is_sent_asking_for_it_and_the_client_sees_none() -> None:
+    usage = sse(None, usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5})
+
+    async def stream(req: MemoryRequest, wire: MemoryWire) -> None:
+        wire.start()
+        wire.chunk(sse({"content": "hi"}) + sse({}, "stop") + usage + b"data: [DONE]\n\n")
+        wire.end()
+
+    async def main() -> None:
+        for sent in (b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true} \n',
+                     b'{"model":"m","stream":true,"stream_options":null,"messages":[{"role":"user","content":"x"}]}',
+                     b'{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user",'
+                     b'"content":"x"}]}'):
+            gw, conn, rec = memory_gateway(stream)
+            reply = await call(gw, sent)
+            assert reply.status == 200 and b"usage" not in reply.body and b"data: [DONE]" in reply.body
+            upstream = conn.requests[-1].body
+            assert orjson.loads(upstream) == {**orjson.loads(sent), "stream_options": {"include_usage": True}}
+            assert upstream.count(b"stream_options") == 1
+            assert rec.outcome().usage is not None and rec.outcome().usage.completion_tokens == 2
+    run(main())

@@ -27,6 +27,7 @@ from inferplane.protocol.anthropic import (
     estimate_tokens,
     messages_to_openai,
     openai_to_message,
+    sse_event,
 )
 from inferplane.protocol.anthropic_stream import OpenAIToAnthropicStream
 from inferplane.protocol.errors import NotTranslatable
@@ -224,6 +225,20 @@ def test_an_error_event_mid_stream_becomes_anthropics_error_event_and_ends_the_s
     assert events[-1] == ("error", {"type": "error", "error": {"type": "api_error",
                                                                 "message": "the stream from ep broke off"}})
     assert tr.finished and tr.feed(b"data: [DONE]\n\n") == b""
+
+
+@pytest.mark.parametrize("model", ["m", 'a "quoted"/model', "modèle-ü"])
+def test_the_first_chunks_events_made_ahead_are_the_bytes_sse_event_makes(model: str) -> None:
+    tr = OpenAIToAnthropicStream(model, None, 42)
+    out = tr.feed(b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n')
+    message = {"id": tr.id, "type": "message", "role": "assistant", "model": model, "content": [],
+               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 42, "output_tokens": 0}}
+    assert out == (sse_event("message_start", {"type": "message_start", "message": message})
+                   + sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                       "content_block": {"type": "text", "text": ""}})
+                   + sse_event("ping", {"type": "ping"})
+                   + sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                       "delta": {"type": "text_delta", "text": "hi"}}))
 
 
 def test_an_empty_answer_still_has_one_text_block() -> None:

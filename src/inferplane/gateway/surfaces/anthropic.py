@@ -104,15 +104,16 @@ class AnthropicSurface(Surface):
             chat = messages_to_openai(body)
         except NotTranslatable as exc:
             raise Rejection(400, str(exc), param=exc.param) from exc
-        canonical = Request(request.method, "/v1/chat/completions", request.query, request.headers,
-                            orjson.dumps(chat), request.keep_alive, request.http_version)
-        req = self._openai.parse(Route.CHAT, canonical, served)  # the OpenAI surface's checks, as is
+        req = self._openai.check(Route.CHAT, chat, orjson.dumps(chat), request.headers, served)  # the OpenAI checks
         # still being made here (a dataclasses.replace costs ~5 us)
-        req.extra = {"model": chat["model"], "stop": chat.get("stop"), "estimate": estimate_tokens(body)}
+        req.extra = {"model": chat["model"], "stop": chat.get("stop"), "body": body}
         return req
 
     def encoder(self, req: InferenceRequest) -> AnthropicEncoder:
-        return AnthropicEncoder(req.extra["model"], req.extra["stop"], req.extra["estimate"])
+        """The answer's encoder; the input estimate its ``message_start`` carries is made here,
+        once the answer is there, not on the request's way up."""
+        extra = req.extra
+        return AnthropicEncoder(extra["model"], extra["stop"], estimate_tokens(extra["body"]))
 
     def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
         hs = [*rejection.headers, _JSON]

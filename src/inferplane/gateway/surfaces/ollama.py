@@ -63,8 +63,6 @@ _JSON = ("Content-Type", "application/json; charset=utf-8")
 _FAR_FUTURE_S = 100 * 365 * 86400  # replicas do not unload on a timer: "expires" far ahead
 _ANSWERED = "ollama_answered"
 """Rejection code of a request the surface answers itself (200, ``done_reason: "load"``)."""
-_PATHS = {Route.CHAT: "/v1/chat/completions", Route.COMPLETIONS: "/v1/completions",
-          Route.EMBEDDINGS: "/v1/embeddings"}
 
 
 class OllamaEncoder(TranslatingEncoder):
@@ -74,10 +72,12 @@ class OllamaEncoder(TranslatingEncoder):
     answer_as = "in Ollama's API"
     __slots__ = ("kind", "model", "t0")
 
-    def __init__(self, kind: str, model: str) -> None:
+    def __init__(self, kind: str, model: str, t0_ns: int | None = None) -> None:
+        """``t0_ns``: when the request came in (``time.perf_counter_ns()``; default: now), where
+        Ollama's durations start."""
         self.kind = kind  # "chat" | "generate" | "embed"
         self.model = model
-        self.t0 = time.perf_counter_ns()
+        self.t0 = time.perf_counter_ns() if t0_ns is None else t0_ns
         self.stream = OpenAIToOllamaStream(kind, model, self.t0)
 
     def _translate(self, obj: Any) -> Any:
@@ -158,14 +158,15 @@ class OllamaSurface(Surface):
         except NotTranslatable as exc:
             raise Rejection(400, str(exc), param=exc.param) from exc
         openai["model"] = s.config.name
-        canonical = Request(request.method, _PATHS[route], request.query, request.headers, orjson.dumps(openai),
-                            request.keep_alive, request.http_version)
-        req = self._openai.parse(route, canonical, served)  # the OpenAI surface's checks, as is
-        req.extra = {"kind": kind, "model": model}  # still being made here (a dataclasses.replace costs ~5 us)
+        req = self._openai.check(route, openai, orjson.dumps(openai), request.headers, served)  # the OpenAI checks
+        # still being made here (a dataclasses.replace costs ~5 us); the encoder is made once the
+        # answer is there, its durations from now
+        req.extra = {"kind": kind, "model": model, "t0_ns": time.perf_counter_ns()}
         return req
 
     def encoder(self, req: InferenceRequest) -> OllamaEncoder:
-        return OllamaEncoder(req.extra["kind"], req.extra["model"])
+        extra = req.extra
+        return OllamaEncoder(extra["kind"], extra["model"], extra["t0_ns"])
 
     def error(self, rejection: Rejection) -> tuple[int, bytes, list[tuple[str, str]]]:
         hs = [*rejection.headers, _JSON]

@@ -12,6 +12,7 @@ Errors are OpenAI's envelope ``{"error": {"message", "type", "param", "code"}}``
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -88,12 +89,19 @@ class OpenAISurface(Surface):
             raise Rejection(400, f"request body is not valid JSON: {exc}", code="invalid_json") from exc
         if not isinstance(data, dict):
             raise Rejection(400, "request body must be a JSON object", code="invalid_json")
+        return self.check(route, data, body, request.headers, served)
+
+    def check(self, route: Route, data: dict[str, Any], body: bytes, headers: dict[str, str],
+              served: Lookup) -> InferenceRequest:
+        """``parse`` after the JSON decode: the canonical request for ``data``, the OpenAI request
+        ``body`` holds. The Anthropic and Ollama surfaces check the OpenAI request they translated
+        with it, as it is (its bytes are not decoded again). Raises ``Rejection``."""
         model = data.get("model")
         s = served(model) if isinstance(model, str) else None
         if route is _EMBEDDINGS:
             return parse_embeddings(data, body, s)
         if route is _RESPONSES:
-            key = request.headers.get("x-session-id") or data.get("user")
+            key = headers.get("x-session-id") or data.get("user")
             return parse_responses(data, body, s, key if isinstance(key, str) else None)
         chat = route is _CHAT
         if chat:  # one walk over the messages, their content parts included
@@ -112,7 +120,7 @@ class OpenAISurface(Surface):
             problem = check_tool_support(data, s)
         if problem is not None:
             raise Rejection(400, problem.message, param=problem.param, code=problem.code)
-        key = request.headers.get("x-session-id") or data.get("user")
+        key = headers.get("x-session-id") or data.get("user")
         opts = data.get("stream_options")
         limit = data.get("max_completion_tokens") or data.get("max_tokens")
         return InferenceRequest(route, s, data, body, data.get("stream") is True,

@@ -1,0 +1,238 @@
+"""Where a streamed request's CPU instructions go, leg by leg: its way up, its first chunk's way down,
+each later chunk, its end.
+
+One process drives the real HTTP server protocol (``HttpServerProtocol``, fed the client's request
+bytes, writing into an in-memory client transport) in front of a gateway wired as ``serve`` wires
+it (``handler_cpu.py --wiring server``), against an in-process upstream (``MemoryConnector``) that
+answers each request with its headers, then ``--chunks`` content chunks, each delivered in its own
+loop callback as a runtime's chunks 10 ms apart arrive, then the usage chunk and ``data: [DONE]``.
+Under valgrind's callgrind, its counters are dumped at each leg's boundary (``CALLGRIND_DUMP_STATS_AT``
+from a ten-line C helper built with ``cc`` against ``valgrind/callgrind.h``), and each dump's count,
+less one dump's own cost (measured: dumps in a row), is added to its leg:
+
+- ``up``: the client's bytes handed to the server -> the gateway's write to the upstream (what the
+  gateway adds to time to first chunk before the upstream even has the request);
+- ``between``: that write -> the first content chunk read (the in-process upstream's own work and
+  the answer's head; the gateway's part of it happens while a runtime generates, on neither leg);
+- ``first``: the first content chunk read -> its bytes written to the client (the other leg of
+  time to first chunk); ``first_after``: the rest of that read (the observers, after the write);
+- ``chunk``: one later content chunk, read to written and observed (per chunk);
+- ``end``: the final read to the request's end (accounting, the final event, the connection back).
+
+Deterministic: another process's load changes nothing but how long it takes, and the cyclic garbage
+collector is off while streams are measured (it would run in whichever leg crossed its threshold).
+
+    python benchmarks/stream_phases.py [--surface openai anthropic ollama] [--streams 20] [--chunks 10]
+        [--compare-src PATH] [--keep DIR]
+
+``--keep DIR`` keeps the dumps (``DIR/<src>-<surface>/cg.out.N``, the leg in each one's trigger line)
+for ``callgrind_annotate --inclusive=yes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+_HELPER = b'#include <valgrind/callgrind.h>\nvoid dump(const char *s) { CALLGRIND_DUMP_STATS_AT(s); }\n'
+_LEGS = ("up", "between", "first", "first_after", "chunk", "end")
+_CHUNK = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+          b'"delta":{"content":" token"},"finish_reason":null}]}\n\n')
+_FINAL = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+          b'"delta":{},"finish_reason":"stop"}]}\n\n'
+          b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+          b'"usage":{"prompt_tokens":5,"completion_tokens":%d,"total_tokens":%d}}\n\ndata: [DONE]\n\n')
+_REQUESTS = {
+    "openai": (b"/v1/chat/completions", b"", b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'),
+    "anthropic": (b"/v1/messages", b"anthropic-version: 2023-06-01\r\n",
+                  b'{"model":"m","max_tokens":256,"messages":[{"role":"user","content":"hi"}],"stream":true}'),
+    "ollama": (b"/api/chat", b"", b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'),
+}
+
+
+async def _run(surface: str, streams: int, chunks: int, helper: str) -> None:
+    """Serve ``streams`` streams (after a warm-up), dumping callgrind's counters at each leg's end."""
+    import handler_cpu
+
+    from inferplane.config import DeploymentConfig
+    from inferplane.config.models import ReplicaTarget
+    from inferplane.gateway import app as app_module
+    from inferplane.gateway import memory_transport
+    from inferplane.gateway.http1 import HttpServerProtocol
+    from inferplane.gateway.http_limits import ServerState
+    from inferplane.routing.registry import Endpoint, EndpointRegistry
+    from inferplane.runtimes.registry import get_adapter
+
+    dump = ctypes.CDLL(helper).dump
+    dump.argtypes = [ctypes.c_char_p]
+    on = False
+    reads = 0  # the current stream's upstream reads so far (0: its head)
+    seen_first = False
+    done: asyncio.Future[None] | None = None
+
+    def mark(leg: bytes) -> None:
+        if on:
+            dump(leg)
+
+    final = _FINAL % (chunks, chunks + 5)
+
+    async def upstream(_req: memory_transport.MemoryRequest, wire: memory_transport.MemoryWire) -> None:
+        wire.start()
+        for _ in range(5):  # the head's read, the relay's task up to forwarding
+            await asyncio.sleep(0)
+        for _ in range(chunks):  # each delivery is its own loop callback: one read per chunk
+            wire.chunk(_CHUNK)
+        wire.chunk(final)
+        wire.end()
+
+    write, feed = memory_transport._MemoryTransport.write, memory_transport._MemoryTransport._feed
+
+    def upstream_write(self: Any, data: bytes) -> None:
+        mark(b"up")
+        write(self, data)
+
+    def upstream_read(self: Any, data: bytes) -> None:
+        nonlocal reads
+        k = reads
+        reads += 1
+        if k == 1:
+            mark(b"between")
+        feed(self, data)
+        if k == 1:
+            mark(b"first_after")
+        elif 1 < k <= chunks:
+            mark(b"chunk")
+
+    memory_transport._MemoryTransport.write = upstream_write  # type: ignore[method-assign]
+    memory_transport._MemoryTransport._feed = upstream_read  # type: ignore[method-assign]
+
+    class Client(asyncio.Transport):
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            nonlocal seen_first
+            if not seen_first and bytes(data).find(b"token") >= 0:
+                seen_first = True
+                mark(b"first")
+            if bytes(data).endswith(b"0\r\n\r\n") and done is not None:
+                asyncio.get_running_loop().call_soon(done.set_result, None)
+
+        def is_closing(self) -> bool:
+            return False
+
+    dep = DeploymentConfig(name="m", runtime="openai", replicas=0, endpoints=(ReplicaTarget(url="http://up:80"),))
+    registry = EndpointRegistry()
+    init = app_module.Gateway.__init__
+
+    def with_upstream(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**kwargs, "connect": memory_transport.MemoryConnector(upstream)})
+
+    app_module.Gateway.__init__ = with_upstream  # type: ignore[method-assign]
+    gw: Any = handler_cpu._gateway(dep, registry, "server")
+    ep = Endpoint(id=registry.new_id("m"), deployment="m", runtime="openai", url="http://up:80",
+                  dialect=get_adapter("openai").dialect_for(dep), capacity=64, managed=False)
+    registry.add(ep)
+    registry.set_ready(ep, True)
+    proto = HttpServerProtocol(gw.handle, ServerState(gw.http_limits()))
+    proto.connection_made(Client())
+    path, extra, body = _REQUESTS[surface]
+    raw = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
+           % (path, extra, len(body), body))
+
+    async def one() -> None:
+        nonlocal done, reads, seen_first
+        done = asyncio.get_running_loop().create_future()
+        reads, seen_first = 0, False
+        mark(b"idle")
+        proto.data_received(raw)
+        await done
+        mark(b"end")
+
+    for _ in range(200):  # warm: every path taken, every cache filled
+        await one()
+    gc.collect()
+    gc.disable()  # serve runs it every 20,000 allocations (server.py): the process's cost, not a leg's
+    on = True
+    mark(b"start")
+    for _ in range(20):
+        mark(b"calib")  # a dump's own cost, from the end of one to the end of the next
+    for _ in range(streams):
+        await one()
+    on = False
+    gc.enable()
+    gw.close()
+
+
+def _legs(out_dir: Path, streams: int, chunks: int) -> dict[str, float]:
+    """Thousands of instructions per stream (``chunk``: per chunk) for each leg, from the dumps."""
+    total: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for f in out_dir.glob("cg.out.*"):
+        head = f.read_text(errors="replace")[:4000]
+        leg = re.search(r"Client Request: (\S+)", head)
+        n = re.search(r"^summary: (\d+)", head, re.M)
+        if leg and n:
+            total[leg.group(1)] = total.get(leg.group(1), 0) + int(n.group(1))
+            count[leg.group(1)] = count.get(leg.group(1), 0) + 1
+    per_dump = total["calib"] / count["calib"]
+    out = {leg: (total[leg] - count[leg] * per_dump) / streams / 1e3 for leg in _LEGS}
+    out["chunk"] /= chunks - 1
+    return out
+
+
+def _measure(src: str | None, surface: str, streams: int, chunks: int, helper: str, out_dir: Path) -> dict[str, float]:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if src:
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("cg.out*"):
+        old.unlink()
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir / 'cg.out'}", sys.executable,
+                    __file__, "--one", surface, str(streams), str(chunks), helper],
+                   env=env, check=True, capture_output=True)
+    return _legs(out_dir, streams, chunks)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--surface", nargs="+", default=["openai", "anthropic", "ollama"], choices=sorted(_REQUESTS))
+    ap.add_argument("--streams", type=int, default=20)
+    ap.add_argument("--chunks", type=int, default=10)
+    ap.add_argument("--compare-src", help="a second src tree, measured too")
+    ap.add_argument("--keep", help="keep the callgrind dumps under this folder")
+    ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        import uvloop
+        surface, streams, chunks, helper = args.one
+        uvloop.run(_run(surface, int(streams), int(chunks), helper))
+        return 0
+    srcs: list[tuple[str, str | None]] = [("compare", str(Path(args.compare_src).resolve()))] if args.compare_src else []
+    srcs.append(("this", None))
+    with tempfile.TemporaryDirectory() as tmp:
+        helper = str(Path(tmp) / "libcgdump.so")
+        (Path(tmp) / "cgdump.c").write_bytes(_HELPER)
+        subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", helper, str(Path(tmp) / "cgdump.c")], check=True)
+        keep = Path(args.keep) if args.keep else Path(tmp)
+        print(f"streams={args.streams} chunks={args.chunks}; thousands of instructions per stream "
+              "(chunk: per chunk)")
+        print(f"{'surface':>9} {'src':>8} " + " ".join(f"{leg:>11}" for leg in _LEGS))
+        for surface in args.surface:
+            for label, src in srcs:
+                legs = _measure(src, surface, args.streams, args.chunks, helper, keep / f"{label}-{surface}")
+                print(f"{surface:>9} {label:>8} " + " ".join(f"{legs[leg]:>11.1f}" for leg in _LEGS), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
