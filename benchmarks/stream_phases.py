@@ -45,15 +45,10 @@ from typing import Any
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+from stream_cpu import _CHUNK, _FINAL  # noqa: E402  (the same runtime stream stream_cpu.py relays)
 
 _HELPER = b'#include <valgrind/callgrind.h>\nvoid dump(const char *s) { CALLGRIND_DUMP_STATS_AT(s); }\n'
 _LEGS = ("up", "between", "first", "first_after", "chunk", "end")
-_CHUNK = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
-          b'"delta":{"content":" token"},"finish_reason":null}]}\n\n')
-_FINAL = (b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
-          b'"delta":{},"finish_reason":"stop"}]}\n\n'
-          b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
-          b'"usage":{"prompt_tokens":5,"completion_tokens":%d,"total_tokens":%d}}\n\ndata: [DONE]\n\n')
 _REQUESTS = {
     "openai": (b"/v1/chat/completions", b"", b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'),
     "anthropic": (b"/v1/messages", b"anthropic-version: 2023-06-01\r\n",
