@@ -21,8 +21,10 @@ _TEXT_DELTA_MID = b',"delta":{"type":"text_delta","text":'
 _MESSAGE_START = (b'event: message_start\ndata: {"type":"message_start","message":{"id":%s,"type":"message",'
                   b'"role":"assistant","model":%s,"content":[],"stop_reason":null,"stop_sequence":null,'
                   b'"usage":{"input_tokens":%d,"output_tokens":0}}}\n\n')
+_TEXT_BLOCK: dict[str, Any] = {"type": "text", "text": ""}
+"""The content block a text block starts as (read, never changed)."""
 _FIRST_TEXT_BLOCK = (sse_event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                      "content_block": {"type": "text", "text": ""}})
+                                                      "content_block": _TEXT_BLOCK})
                      + sse_event("ping", {"type": "ping"}))
 """What opening a text block as a stream's first block sends (nearly every stream's first chunk)."""
 
@@ -70,17 +72,13 @@ class OpenAIToAnthropicStream(TranslatingStream):
         self._index = self._block
         self._block += 1
         self._kind = kind
+        if self._index == 0 and kind == "text":  # nearly every stream's first block: its bytes made once
+            return out + _FIRST_TEXT_BLOCK
         out += sse_event("content_block_start",
                          {"type": "content_block_start", "index": self._index, "content_block": block})
         if self._index == 0:  # where Anthropic's own streams send their ping
             out += sse_event("ping", {"type": "ping"})
         return out
-
-    def _open_text(self) -> bytes:
-        if self._block == 0:  # the first block, as nearly every stream opens it: bytes made once
-            self._index, self._block, self._kind = 0, 1, "text"
-            return _FIRST_TEXT_BLOCK
-        return self._open("text", {"type": "text", "text": ""})
 
     def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
         return sse_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
@@ -104,7 +102,7 @@ class OpenAIToAnthropicStream(TranslatingStream):
             text = delta.get("content")
             if isinstance(text, str) and text:
                 if self._kind != "text":
-                    out += self._open_text()
+                    out += self._open("text", _TEXT_BLOCK)
                 out += b"%s%d%s%s}}\n\n" % (_TEXT_DELTA, self._index, _TEXT_DELTA_MID, orjson.dumps(text))
             for call in delta.get("tool_calls") or ():
                 out += self._tool_delta(call)
@@ -131,7 +129,7 @@ class OpenAIToAnthropicStream(TranslatingStream):
         self._done = True
         out = b"" if self._started else self._start()
         if self._block == 0:  # Anthropic answers have a content block even when nothing was generated
-            out += self._open_text()
+            out += self._open("text", _TEXT_BLOCK)
         out += self._close()
         reason, sequence = self._finish
         usage = self._usage or {"output_tokens": 0}
