@@ -49,7 +49,7 @@ _WORDS = ("river", "stone", "light", "paper", "garden", "window", "signal", "cop
 def _info_factory():
     """Builds a RouteInfo from a parsed body the way this tree's gateway does."""
     try:
-        from inferplane.routing.prefix import PromptHashes  # noqa: F401  (the body-bytes API)
+        from inferplane.routing.prefix import prompt_view  # noqa: F401  (the body-bytes API)
     except ImportError:  # the earlier API: a callable returning the rendered prompt text
         from inferplane.gateway.app import _prompt_text
 

@@ -140,7 +140,7 @@ def _cache_lookup_and_fill(replica: _Replica, hashes: tuple[int, ...], limit: in
 
 
 try:
-    from inferplane.routing.prefix import PromptHashes  # noqa: F401  (routing reads the bytes)
+    from inferplane.routing.prefix import prompt_view  # noqa: F401  (routing reads the bytes)
 
     def _route_info(model: str, request: SimRequest) -> RouteInfo:
         return RouteInfo(model, request.session_key, request.prompt)

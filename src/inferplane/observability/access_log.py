@@ -50,7 +50,7 @@ from inferplane.observability.observer import (
     Outcome,
     RequestRecord,
 )
-from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, PromptHashes, prompt_view
+from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, checkpoint_hashes, prompt_view
 
 __all__ = ["PREFIX_BLOCK_BYTES", "AccessLog", "LineWriter", "prompt_fingerprint"]
 
@@ -66,7 +66,7 @@ def prompt_fingerprint(body: bytes) -> tuple[int, str]:
     One xxh3 pass over the prompt's bytes, in place; a body under one block gives ``""``.
     """
     view = prompt_view(body)
-    hashes = PromptHashes(view, PREFIX_BLOCK_BYTES)
+    hashes = checkpoint_hashes(view, PREFIX_BLOCK_BYTES)
     return len(view), ".".join(["%08x" % (h >> 32) for h in hashes])
 
 

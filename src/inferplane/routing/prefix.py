@@ -1,15 +1,13 @@
 """Prompt-prefix hashing and a global, bounded index of which endpoint caches which prefix.
 
-Hashing (:class:`PromptHashes`): the gateway hands over the request's original bytes; the
+Hashing (:func:`checkpoint_hashes`): the gateway hands over the request's original bytes; the
 prompt is the part from the ``"messages"`` (or ``"prompt"``) key on, hashed in place
 through a memoryview (never decoded or re-encoded). A prompt is cut into blocks of
 ``block_bytes``, but only the prefixes ending at *checkpoints* get a hash: every block up
 to ``DENSE_BLOCKS``, then ``CHECKPOINTS_PER_DOUBLING`` per doubling of the length (16, 20,
 24, 28, 32, 40, 48, ... blocks). Checkpoint ``k`` covers ``CHECKPOINT_BLOCKS[k]`` blocks;
 its hash is xxh3-64 of the bytes since checkpoint ``k - 1``, seeded with that checkpoint's
-hash, so it identifies the whole prefix. A 64 KB prompt is 32 C calls over its bytes, once,
-and lazily: a lookup hashes the dense first 4 KB, and the rest only if the last of those is
-held; only teaching the index (:meth:`PrefixIndex.insert`) hashes the rest otherwise.
+hash, so it identifies the whole prefix. A 64 KB prompt is 32 C calls over its bytes, once.
 What this gives up: a match is known to checkpoint precision (at most a quarter of the
 matched length is unaccounted for past 4 KB), which changes no routing decision that cache
 locality could make, since the runtimes' own caches are only estimated here anyway.
@@ -29,19 +27,20 @@ import bisect
 import collections
 import functools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import xxhash
 
 __all__ = [
+    "BLOCKS_AT",
     "CHECKPOINT_BLOCKS",
     "DEFAULT_BLOCK_BYTES",
     "DEFAULT_BLOCK_CHARS",
     "DEFAULT_MAX_BLOCKS",
     "PrefixIndex",
-    "PromptHashes",
     "blocks_at",
+    "checkpoint_hashes",
     "checkpoints_within",
     "prefix_block_hashes",
     "prompt_view",
@@ -78,9 +77,13 @@ def _ends(block_bytes: int) -> tuple[int, ...]:
     return tuple(blocks * block_bytes for blocks in CHECKPOINT_BLOCKS)
 
 
+BLOCKS_AT: tuple[int, ...] = (0, *CHECKPOINT_BLOCKS)
+"""``BLOCKS_AT[n]``: blocks covered by the first ``n`` checkpoints (``blocks_at`` as a table)."""
+
+
 def blocks_at(checkpoints: int) -> int:
     """Blocks covered by the first ``checkpoints`` checkpoints (0 for none)."""
-    return CHECKPOINT_BLOCKS[checkpoints - 1] if checkpoints > 0 else 0
+    return BLOCKS_AT[checkpoints] if checkpoints > 0 else 0
 
 
 def checkpoints_within(blocks: int) -> int:
@@ -106,78 +109,32 @@ def prompt_view(body: bytes | memoryview) -> memoryview:
     return view
 
 
-class PromptHashes(Sequence[int]):
-    """The checkpoint hashes of one prompt, computed on first access and kept.
+def checkpoint_hashes(view: memoryview | bytes, block_bytes: int = DEFAULT_BLOCK_BYTES) -> list[int]:
+    """The checkpoint hashes of a prompt's full blocks, shortest prefix first (a trailing
+    partial block is not hashed: runtimes only reuse full blocks either). Equal prompts give
+    equal hashes in any process.
 
-    ``len()`` is the number of checkpoints of the prompt's full blocks (a trailing partial
-    block is not hashed: runtimes only reuse full blocks either); ``[k]`` hashes up to
-    checkpoint ``k`` if it was not yet. Equal prompts give equal hashes in any process.
+    All of them, at once: a routed request's whole prompt is taught to the index
+    (:meth:`PrefixIndex.insert`), so every checkpoint is needed anyway, and a plain list is
+    the cheapest thing for the lookups to index (a lazy sequence cost a Python call per
+    ``len`` and per extension: 7 ``__len__`` calls a decision).
+
+    Raises ValueError when ``block_bytes`` is not positive.
     """
-
-    __slots__ = ("_block", "_done", "_hashes", "_n", "_view")
-
-    def __init__(self, view: memoryview | bytes, block_bytes: int = DEFAULT_BLOCK_BYTES) -> None:
-        """Raises ValueError when ``block_bytes`` is not positive."""
-        if block_bytes <= 0:
-            raise ValueError(f"block_bytes must be positive, got {block_bytes}")
-        self._view = memoryview(view)
-        self._block = block_bytes
-        self._n = checkpoints_within(len(self._view) // block_bytes)
-        self._hashes: list[int] = []
-        self._done = 0  # bytes hashed so far
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, k: int) -> int:  # type: ignore[override]
-        hashes = self._hashes
-        if k < len(hashes):
-            return hashes[k]
-        if k < 0 or k >= self._n:
-            raise IndexError(k)
-        return self._extend(k + 1)[k]
-
-    def __iter__(self) -> Iterator[int]:
-        hashes, k = self._hashes, 0
-        while k < self._n:
-            if k == len(hashes):
-                self._extend(min(self._n, k + 4))  # a few at a time: fewer Python calls
-            yield hashes[k]
-            k += 1
-
-    def upto(self, n: int) -> list[int]:
-        """The first ``n`` hashes (fewer if the prompt has fewer), hashing what is missing."""
-        n = min(n, self._n)
-        if len(self._hashes) < n:
-            self._extend(n)
-        return self._hashes if len(self._hashes) == n else self._hashes[:n]
-
-    def _extend(self, n: int) -> list[int]:
-        hashes, view, done = self._hashes, self._view, self._done
-        h = hashes[-1] if hashes else 0
-        append, xxh3 = hashes.append, _xxh3
-        for end in _ends(self._block)[len(hashes):n]:  # the loop is most of the cost: keep it bare
-            h = xxh3(view[done:end], h)
-            append(h)
-            done = end
-        self._done = done
-        return hashes
-
-    def freeze(self) -> None:
-        """Keep only the hashes computed so far and let go of the request's bytes (for
-        holding on to the hashes after the request, e.g. awaiting the runtime's report)."""
-        self._n = len(self._hashes)
-        self._view = memoryview(b"")
-
-    def hashed(self) -> int:
-        """Checkpoints hashed so far (for tests and benchmarks)."""
-        return len(self._hashes)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
+    if block_bytes <= 0:
+        raise ValueError(f"block_bytes must be positive, got {block_bytes}")
+    if type(view) is not memoryview:
+        view = memoryview(view)
+    ends = _ends(block_bytes)
+    n = checkpoints_within(len(view) // block_bytes)
+    hashes: list[int] = []
+    append, xxh3 = hashes.append, _xxh3
+    h = done = 0
+    for end in ends[:n]:  # the loop is all of the cost: keep it bare
+        h = xxh3(view[done:end], h)
+        append(h)
+        done = end
+    return hashes
 
 
 def prefix_block_hashes(text: str | bytes, block_chars: int = DEFAULT_BLOCK_BYTES) -> tuple[int, ...]:
@@ -189,22 +146,9 @@ def prefix_block_hashes(text: str | bytes, block_chars: int = DEFAULT_BLOCK_BYTE
     Raises:
         ValueError: ``block_chars`` is not positive.
     """
-    data = text.encode() if isinstance(text, str) else text
-    hashes = PromptHashes(data, block_chars)
-    return tuple(hashes[k] for k in range(len(hashes)))
+    return tuple(checkpoint_hashes(text.encode() if isinstance(text, str) else text, block_chars))
 
 
-def _known(hashes: Sequence[int], n: int) -> Sequence[int]:
-    """At least the first ``n`` of ``hashes`` as a plain sequence (cheap to index)."""
-    if type(hashes) is not PromptHashes:
-        return hashes
-    known = hashes._hashes
-    return known if len(known) >= n else hashes._extend(min(n, hashes._n))
-
-
-_FIRST_LOOK = 16
-"""Checkpoints hashed before the first lookup (all of them once these all matched): the
-dense part, 16 blocks, so a prompt of up to 4 KB is hashed in one call."""
 _NOBODY: tuple[str, ...] = ()
 
 
@@ -250,9 +194,8 @@ class PrefixIndex:
 
     def longest(self, hashes: Sequence[int]) -> tuple[int, Sequence[str]]:
         """``(n, holders)``: the longest prefix (in checkpoints) any endpoint holds, and the
-        endpoints holding all of it, each once (empty when ``n == 0``; do not modify it). Reads
-        ``hashes`` only as far as it must: the first few (``_FIRST_LOOK``), the rest only once
-        the last of those is held. O(log n) lookups, independent of the number of endpoints.
+        endpoints holding all of it, each once (empty when ``n == 0``; do not modify it).
+        O(log n) lookups, independent of the number of endpoints.
 
         By the class's invariant, "some endpoint holds checkpoint ``k``" holds for every ``k``
         below the answer and for none from it on, so the answer is a binary search, and a
@@ -264,56 +207,40 @@ class PrefixIndex:
         """
         get = self._holders.get
         total = len(hashes)
-        first = total if total <= _FIRST_LOOK else _FIRST_LOOK
-        if first == 0:
+        if not total:
             return 0, _NOBODY
-        known = _known(hashes, first)
-        top = get(known[first - 1])
+        top = get(hashes[total - 1])
         if top is not None:
-            lo = first
-            if first < total:
-                known = _known(hashes, total)
-                deepest = get(known[total - 1])
-                if deepest is not None:
-                    lo, top = total, deepest
-            hi = lo if lo == total else total - 1
+            lo = total
         else:
-            lo, hi = 0, first - 1
-        # checkpoint hi is held by nobody (unless hi == total), and lo - 1 (if lo) by ``top``
-        while lo < hi:
-            mid = (lo + hi) // 2
-            found = get(known[mid])
-            if found is None:
-                hi = mid
-            else:
-                lo, top = mid + 1, found
-        if not lo or top is None:
-            return 0, _NOBODY
+            lo, hi = 0, total - 1  # checkpoint hi is held by nobody, and lo - 1 (if lo) by ``top``
+            while lo < hi:
+                mid = (lo + hi) // 2
+                found = get(hashes[mid])
+                if found is None:
+                    hi = mid
+                else:
+                    lo, top = mid + 1, found
+            if top is None:
+                return 0, _NOBODY
         holes = self._holes
         if holes and holes.issuperset(top):
-            return self._walk(hashes, known, total)
+            return self._walk(hashes)
         return lo, top
 
-    def _walk(self, hashes: Sequence[int], known: Sequence[int], total: int) -> tuple[int, Sequence[str]]:
+    def _walk(self, hashes: Sequence[int]) -> tuple[int, Sequence[str]]:
         """:meth:`longest` without the invariant (some endpoint was truncated): the checkpoints
         up to the first one nobody holds, looked up at C speed (a few past it cost less than a loop)."""
-        get = self._holders.get
         # before the first None every entry is a holders list (never empty: an emptied one is deleted)
-        found: list[Any] = list(map(get, known))
+        found: list[Any] = list(map(self._holders.get, hashes))
         if None in found:
             n = found.index(None)
             return n, (found[n - 1] if n else _NOBODY)
-        if len(found) < total:  # all of the first look held: look at the rest
-            found += map(get, _known(hashes, total)[len(found):total])
-            if None in found:
-                n = found.index(None)
-                return n, found[n - 1]
-        return total, found[total - 1]
+        return len(found), found[-1]
 
     def matches(self, endpoint_ids: Sequence[str], hashes: Sequence[int], limit: int) -> list[int]:
         """:meth:`match` for each of ``endpoint_ids``, with ``limit`` = the depth :meth:`longest`
         returned for ``hashes`` (> 0): one call for the candidates of a decision."""
-        hashes = _known(hashes, limit)
         deepest = hashes[limit - 1]
         lru_of, holes = self._lru, self._holes
         out = []
@@ -327,12 +254,6 @@ class PrefixIndex:
                 out.append(self.match(endpoint_id, hashes, limit))
         return out
 
-    @staticmethod
-    def prefix(hashes: Sequence[int], n: int) -> Sequence[int]:
-        """The first ``n`` of ``hashes`` (at least) as a plain, cheaply indexed sequence:
-        hashes them if they were not yet. Pass it to :meth:`match` in a loop."""
-        return _known(hashes, n)
-
     def match(self, endpoint_id: str, hashes: Sequence[int], limit: int | None = None) -> int:
         """Checkpoints of ``hashes`` (at most ``limit``) held by ``endpoint_id``; read-only.
 
@@ -344,7 +265,6 @@ class PrefixIndex:
         hi = len(hashes) if limit is None else min(limit, len(hashes))
         if not lru or hi == 0:
             return 0
-        hashes = _known(hashes, hi)
         if endpoint_id in self._holes:
             n = 0
             while n < hi and hashes[n] in lru:
@@ -404,7 +324,6 @@ class PrefixIndex:
         n = min(n, checkpoints_within(cap))
         if n <= 0:
             return
-        hashes = _known(hashes, n)
         lru = self._lru.get(endpoint_id)
         if lru is None:
             lru = self._lru[endpoint_id] = OrderedDict()
@@ -444,7 +363,7 @@ class PrefixIndex:
         keep = max(0, min(keep, len(hashes)))
         lru = self._lru.get(endpoint_id)
         if lru is not None:
-            for h in _known(hashes, len(hashes))[keep:]:
+            for h in hashes[keep:]:
                 span = lru.pop(h, None)
                 if span is not None:
                     self._drop(endpoint_id, h, span)

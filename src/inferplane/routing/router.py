@@ -51,7 +51,7 @@ from inferplane.routing.breaker import Breaker, BreakerState
 from inferplane.routing.candidates import CandidatePools, Tier, TierView
 from inferplane.routing.held import HeldQueue, HeldTimeout, NoReplica
 from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_policy
-from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, PromptHashes, prompt_view
+from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, checkpoint_hashes, prompt_view
 from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
 from inferplane.routing.sessions import RecentSessions
 from inferplane.routing.types import Policy, RouteRequest
@@ -84,10 +84,10 @@ class RouteInfo:
 
     def request(self, policy: Policy) -> RouteRequest:
         if self._request is None:
-            hashes: PromptHashes | tuple[()] = ()
+            hashes: list[int] | tuple[()] = ()
             if policy.needs_prefix:
                 p = self.prompt
-                hashes = PromptHashes(prompt_view(p) if isinstance(p, (bytes, memoryview)) else p().encode())
+                hashes = checkpoint_hashes(prompt_view(p) if isinstance(p, (bytes, memoryview)) else p().encode())
             self._request = RouteRequest(self.model, prefix_hashes=hashes, session_key=self.session_key)
         return self._request
 
@@ -401,7 +401,7 @@ class Router:
         self.prefix_predicted_blocks[ep.deployment] += choice.predicted_cached_blocks
         self.prefix_observed_blocks[ep.deployment] += observed
         if isinstance(policy, PrefixPolicy):
-            policy.observe_cached(ep.id, info.request(policy), observed)
+            policy.observe_cached(ep.id, info.request(policy), observed, choice.predicted_cached_blocks)
 
     def load_changed(self, ep: Endpoint) -> None:
         """A request was acquired or released on ``ep``: if it has room, let one held request go."""

@@ -51,7 +51,7 @@ class RouteRequest:
     model: str
     prefix_hashes: Sequence[int] = ()
     """Chained hashes of the prompt's prefixes at its checkpoints, shortest first
-    (``routing.prefix.PromptHashes``, computed lazily); empty when the policy needs none."""
+    (``routing.prefix.checkpoint_hashes``); empty when the policy needs none."""
     session_key: str | None = None
     """From ``x-session-id`` or the body's ``user`` field."""
 

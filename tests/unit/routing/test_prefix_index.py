@@ -6,12 +6,13 @@ import itertools
 from collections import OrderedDict
 
 import pytest
+import xxhash
 
 from inferplane.routing.prefix import (
     CHECKPOINT_BLOCKS,
     PrefixIndex,
-    PromptHashes,
     blocks_at,
+    checkpoint_hashes,
     checkpoints_within,
     prefix_block_hashes,
     prompt_view,
@@ -47,17 +48,21 @@ def test_checkpoint_table(blocks: int, checkpoints: int, covered: int) -> None:
     assert all(s <= max(1, a // 4) for s, a in zip(steps, CHECKPOINT_BLOCKS, strict=False))
 
 
-def test_hashing_is_lazy_and_stops_where_asked() -> None:
-    hashes = PromptHashes(b"y" * 65_536, 256)
-    assert len(hashes) == 32 and hashes.hashed() == 0
-    assert hashes[2] == prefix_block_hashes(b"y" * 65_536, 256)[2]
-    assert hashes.hashed() == 3
+def test_checkpoint_hashes_chain_each_checkpoint_on_the_one_before() -> None:
+    data = bytes(range(256)) * 256 + b"partial"  # 64 KB and a partial block, which is not hashed
+    hashes = checkpoint_hashes(data, 256)
+    assert len(hashes) == 32
+    h, start, want = 0, 0, []
+    for blocks in CHECKPOINT_BLOCKS[:32]:
+        h = xxhash.xxh3_64_intdigest(data[start:blocks * 256], h)
+        want.append(h)
+        start = blocks * 256
+    assert hashes == want
+    assert checkpoint_hashes(memoryview(data), 256) == want
     index = PrefixIndex()
-    index.insert("e1", prefix_block_hashes(b"y" * 1024, 256))  # 4 blocks known anywhere
-    fresh = PromptHashes(b"y" * 65_536, 256)
-    depth, holders = index.longest(fresh)
+    index.insert("e1", prefix_block_hashes(data[:1024], 256))  # 4 blocks known anywhere
+    depth, holders = index.longest(hashes)
     assert (depth, set(holders)) == (4, {"e1"})
-    assert fresh.hashed() <= 16  # the dense first 4 KB at most, not the 32 checkpoints of 64 KB
 
 
 @pytest.mark.parametrize(

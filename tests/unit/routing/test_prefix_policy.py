@@ -143,7 +143,7 @@ def test_observe_cached_keeps_new_tail_when_prediction_held() -> None:
     decision = policy.choose(longer, pool(0, 0))
     policy.on_routed(longer, decision.endpoint_id)
     # runtime reports exactly the predicted prefix cached: the new tail it just computed stays
-    policy.observe_cached("e0", longer, decision.predicted_blocks)
+    policy.observe_cached("e0", longer, decision.predicted_blocks, decision.predicted_blocks)
     assert policy.index.match("e0", longer.prefix_hashes) == len(longer.prefix_hashes)
 
 

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -52,18 +51,15 @@ import xxhash
 
 from inferplane.routing.policies._load import RotatingTieBreak, as_candidates, load_ratio
 from inferplane.routing.prefix import (
+    BLOCKS_AT,
     DEFAULT_MAX_BLOCKS,
     PrefixIndex,
-    PromptHashes,
     blocks_at,
     checkpoints_within,
 )
 from inferplane.routing.types import Candidate, CandidateSet, Decision, RouteRequest
 
 __all__ = ["HomeRing", "PrefixDecision", "PrefixPolicy"]
-
-_PENDING_LIMIT = 4096
-"""Predictions kept for ``observe_cached``; older ones are dropped (never observed)."""
 
 _NOBODY: tuple[str, ...] = ()
 
@@ -209,8 +205,6 @@ class PrefixPolicy:
         self.index = PrefixIndex(max_blocks_per_endpoint)
         self._rng = random.Random(seed)
         self._ties = RotatingTieBreak()
-        self._pending: OrderedDict[tuple[str, int], tuple[RouteRequest, int]] = OrderedDict()
-        """(endpoint, id(request)) -> (request, predicted blocks), oldest first, for observe_cached."""
         self._last: PrefixDecision | None = None
         self.ring = HomeRing()
 
@@ -280,9 +274,9 @@ class PrefixPolicy:
                     home_at = len(ids)
                     ids.append(home.endpoint_id)
                     loads.append(load_ratio(home))
-        total = blocks_at(len(hashes))
+        total = BLOCKS_AT[len(hashes)]
         if depth:
-            matched = [blocks_at(m) for m in index.matches(ids, hashes, depth)]
+            matched = list(map(BLOCKS_AT.__getitem__, index.matches(ids, hashes, depth)))
             credit = matched
             if home_at >= 0 and self.home_share and 0 < matched[home_at] < self.home_share * total:
                 credit = list(matched)  # other gateways sent the rest of it there too (step 5)
@@ -311,43 +305,34 @@ class PrefixPolicy:
         return decision
 
     def on_routed(self, request: RouteRequest, endpoint_id: str) -> None:
-        """Record the whole prompt as cached on ``endpoint_id`` and remember the prediction."""
+        """Record the whole prompt as cached on ``endpoint_id``."""
         hashes = request.prefix_hashes
         if not hashes:
             return
         last = self._last
+        self._last = None
         if last is not None and last.endpoint_id == endpoint_id:
-            predicted = last.matched_blocks.get(endpoint_id, 0)
-            held = checkpoints_within(predicted)
+            held = checkpoints_within(last.matched_blocks.get(endpoint_id, 0))
         else:
             held = self.index.match(endpoint_id, hashes)
-            predicted = blocks_at(held)
-        self._last = None
         self.index.insert(endpoint_id, hashes, held=held)
-        if isinstance(hashes, PromptHashes):
-            hashes.freeze()  # the pending prediction must not keep the request body alive
-        pending = self._pending
-        key = (endpoint_id, id(request))  # the request is kept in the value: its id is not reused meanwhile
-        pending[key] = (request, predicted)
-        pending.move_to_end(key)
-        if len(pending) > _PENDING_LIMIT:
-            pending.popitem(last=False)
 
-    def observe_cached(self, endpoint_id: str, request: RouteRequest, cached_blocks: int) -> None:
+    def observe_cached(self, endpoint_id: str, request: RouteRequest, cached_blocks: int,
+                       predicted_blocks: int | None = None) -> None:
         """Correct the index from what the runtime reported for a request routed here.
 
         ``cached_blocks`` = the runtime's ``cached_tokens`` converted to this request's
-        blocks. If fewer than predicted, the endpoint did not hold what the index claimed
-        (it evicted, or it does not cache prefixes): the request's checkpoints past
-        ``cached_blocks`` are forgotten for that endpoint. If at least as many, nothing
-        changes (``on_routed`` recorded the whole prompt already). Call it once per routed
-        request; without a remembered prediction the whole request counts as predicted.
+        blocks; ``predicted_blocks`` = what the decision predicted cached there (the router
+        keeps it with its choice; None: the whole request counts as predicted). If fewer were
+        cached than predicted, the endpoint did not hold what the index claimed (it evicted,
+        or it does not cache prefixes): the request's checkpoints past ``cached_blocks`` are
+        forgotten for that endpoint. If at least as many, nothing changes (``on_routed``
+        recorded the whole prompt already).
         """
         hashes = request.prefix_hashes
         if not hashes:
             return
-        kept = self._pending.pop((endpoint_id, id(request)), None)
-        predicted = kept[1] if kept is not None and kept[0] is request else blocks_at(len(hashes))
+        predicted = blocks_at(len(hashes)) if predicted_blocks is None else predicted_blocks
         if cached_blocks < predicted:
             self.index.truncate(endpoint_id, hashes, checkpoints_within(cached_blocks))
 
@@ -360,8 +345,6 @@ class PrefixPolicy:
         self.ring.add(endpoint_id)
 
     def on_removed(self, endpoint_id: str) -> None:
-        """Forget the endpoint's cache estimate, pending predictions and ring share."""
+        """Forget the endpoint's cache estimate and ring share."""
         self.ring.remove(endpoint_id)
         self.index.remove(endpoint_id)
-        for key in [k for k in self._pending if k[0] == endpoint_id]:
-            del self._pending[key]
