@@ -6,13 +6,14 @@ deployment's :class:`Tier` (endpoints grouped by ``(priority, region rank)``), a
 acquire/release re-files its load. A tier keeps:
 
 - ``members`` + ``pos``: an array with O(1) add, swap-remove, random draw and rotation;
-- a lazy min-heap of ``(load_ratio, stamp, endpoint)``, built on first use: an entry is current while its stamp
-  is the endpoint's latest; stale entries are dropped when they surface, and the heap is
-  rebuilt once it holds more than twice as many entries as members (amortised O(1)). An
-  entry may be filed below its member's load (a release re-files at once, an acquire does
-  not; a metrics scrape moves loads either way): the top's load is checked when seen and
-  re-filed if it moved, and one member per question is re-filed in turn, so scraped loads
-  are never staler than one pass over the tier;
+- the members bucketed by load (``load_ratio``: an exact float, so equals share a bucket), each
+  bucket in filing order, and a min-heap of the loads, built on first use. The least loaded
+  member is the first of the lowest bucket, and taking ties in turn moves it to its bucket's
+  end (O(1), where a heap of members needed a push and a pop of a 1,000-entry heap per
+  decision). A member may be filed below its load (a release re-files at once, an acquire
+  does not; a metrics scrape moves loads either way): the first member's load is checked when
+  seen and re-filed if it moved, and one member per question is re-filed in turn, so scraped
+  loads are never staler than one pass over the tier;
 - running totals of outstanding requests and capacity (the session policy's bound).
 
 :class:`TierView` is a tier seen by one request attempt: it implements
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -61,20 +63,23 @@ def _load(ep: Endpoint) -> float:
 class Tier:
     """The routable endpoints of one deployment in one tier (see the module docstring).
 
-    The load heap is built the first time someone asks for the least loaded member and
+    The load buckets are built the first time someone asks for the least loaded member and
     kept from then on; until then a load change costs two dict updates.
     """
 
-    __slots__ = ("_filed", "_heap", "_out", "_refresh", "_seq", "capacity_total", "members",
+    __slots__ = ("_at", "_buckets", "_levels", "_out", "_refresh", "capacity_total", "members",
                  "outstanding_total", "pos")
 
     def __init__(self) -> None:
         self.members: list[Endpoint] = []
         self.pos: dict[str, int] = {}
-        self._heap: list[tuple[float, int, Endpoint]] | None = None
-        self._filed: dict[str, tuple[int, float]] = {}  # id -> (stamp, load), heap entries' truth
+        self._buckets: dict[float, OrderedDict[str, Endpoint]] | None = None
+        """load -> the members filed under it, in the order they were filed (never empty)."""
+        self._levels: list[float] = []
+        """A min-heap of the loads that have a bucket; also some that no longer do (dropped
+        when they surface, compacted once they outnumber the buckets)."""
+        self._at: dict[str, float] = {}  # id -> the load it is filed under
         self._out: dict[str, int] = {}
-        self._seq = 0
         self._refresh = 0
         self.outstanding_total = 0
         """Sum over members of ``in_flight + waiting`` as last filed."""
@@ -99,31 +104,25 @@ class Tier:
         if last is not ep:
             self.members[i] = last
             self.pos[last.id] = i
-        self._filed.pop(ep.id, None)
+        self._unfile(ep.id)
         self.outstanding_total -= self._out.pop(ep.id, 0)
         self.capacity_total -= max(ep.capacity, 1)
 
     def moved(self, ep: Endpoint) -> None:
         """``ep``'s in-flight count changed (an acquire or a release): keep the totals, and
-        the heap where its load fell. Where it rose, the heap keeps an entry filed too low,
-        which is re-filed when it surfaces at the top (``least_loaded`` checks the top's
-        load): one heap push per request instead of two."""
-        heap = self._heap
-        if heap is None:
-            eid = ep.id
-            out = ep.in_flight + int(ep.stats.waiting or 0)
-            self.outstanding_total += out - self._out.get(eid, 0)
-            self._out[eid] = out
+        the buckets where its load fell. Where it rose, it stays filed too low, and is
+        re-filed when it is the least loaded one's turn (``least_loaded`` checks its load):
+        one re-filing per request instead of two."""
+        eid = ep.id
+        out = ep.in_flight + int(ep.stats.waiting or 0)
+        self.outstanding_total += out - self._out.get(eid, 0)
+        self._out[eid] = out
+        if self._buckets is None:
             return
-        f = self._filed.get(ep.id)
+        at = self._at.get(eid)
         load = _load(ep)
-        if f is not None and load >= f[1]:
-            eid = ep.id
-            out = ep.in_flight + int(ep.stats.waiting or 0)
-            self.outstanding_total += out - self._out.get(eid, 0)
-            self._out[eid] = out
-            return
-        self.refile(ep, load)
+        if at is None or load < at:
+            self._file(ep, load)
 
     def refile(self, ep: Endpoint, load: float | None = None) -> None:
         """File ``ep`` under its current load (after its load changed); ``load``: that load, where
@@ -132,30 +131,46 @@ class Tier:
         out = ep.in_flight + int(ep.stats.waiting or 0)
         self.outstanding_total += out - self._out.get(eid, 0)
         self._out[eid] = out
-        heap = self._heap
-        if heap is None or eid not in self.pos:
+        if self._buckets is not None and eid in self.pos:
+            self._file(ep, _load(ep) if load is None else load)
+
+    def _file(self, ep: Endpoint, load: float) -> None:
+        buckets = self._buckets
+        assert buckets is not None
+        eid = ep.id
+        at = self._at.get(eid)
+        if at == load:
             return
-        self._seq += 1
-        if load is None:
-            load = _load(ep)
-        self._filed[eid] = (self._seq, load)
-        heapq.heappush(heap, (load, self._seq, ep))
-        if len(heap) > 2 * len(self.members) + 64:
-            self._build_heap()
+        if at is not None:
+            old = buckets[at]
+            del old[eid]
+            if not old:
+                del buckets[at]
+        bucket = buckets.get(load)
+        if bucket is None:
+            bucket = buckets[load] = OrderedDict()
+            levels = self._levels
+            heapq.heappush(levels, load)
+            if len(levels) > 2 * len(buckets) + 16:  # mostly emptied loads: compact
+                self._levels = sorted(buckets)
+        bucket[eid] = ep
+        self._at[eid] = load
 
-    def _build_heap(self) -> list[tuple[float, int, Endpoint]]:
-        filed = self._filed
-        heap = []
+    def _unfile(self, eid: str) -> None:
+        at = self._at.pop(eid, None)
+        if at is not None and self._buckets is not None:
+            old = self._buckets[at]
+            del old[eid]
+            if not old:
+                del self._buckets[at]
+
+    def _build(self) -> dict[float, OrderedDict[str, Endpoint]]:
+        self._buckets = {}
+        self._at.clear()
+        self._levels = []
         for e in self.members:
-            self._seq += 1
-            filed[e.id] = (self._seq, _load(e))
-            heap.append((filed[e.id][1], self._seq, e))
-        heapq.heapify(heap)
-        self._heap = heap
-        return heap
-
-    def _current_heap(self) -> list[tuple[float, int, Endpoint]]:
-        return self._heap if self._heap is not None else self._build_heap()
+            self._file(e, _load(e))
+        return self._buckets
 
     def any_member(self, skip: Skip | None) -> Endpoint | None:
         """Some member not skipped, or None: O(1) unless most members are skipped."""
@@ -170,40 +185,55 @@ class Tier:
     def least_loaded(self, skip: Skip | None, *, rotate: bool) -> Endpoint | None:
         """The least loaded member not skipped (None if all are); with ``rotate``, it goes
         behind its equals so that exact ties are taken in turn."""
-        heap = self._current_heap()
-        filed = self._filed
-        if self.members:  # re-file one member per question: scraped loads stay fresh
-            self._refresh = (self._refresh + 1) % len(self.members)
-            e = self.members[self._refresh]
-            now = _load(e)
-            if now != filed[e.id][1]:
-                self.refile(e, now)
-                heap = self._current_heap()
-        skipped = []
-        found = None
-        found_load = 0.0
-        while heap:
-            load, seq, ep = heap[0]
-            f = filed.get(ep.id)
-            if f is None or f[0] != seq:
-                heapq.heappop(heap)
+        buckets = self._buckets if self._buckets is not None else self._build()
+        members = self.members
+        if members:  # re-file one member per question: scraped loads stay fresh
+            self._refresh = (self._refresh + 1) % len(members)
+            e = members[self._refresh]
+            self._file(e, _load(e))
+        levels = self._levels
+        while levels:
+            level = levels[0]
+            bucket = buckets.get(level)
+            if bucket is None:  # emptied since
+                heapq.heappop(levels)
                 continue
+            ep = next(iter(bucket.values()))
             now = _load(ep)
-            if now != load:
-                heapq.heappop(heap)
-                self.refile(ep, now)
-                heap = self._current_heap()  # refile may have rebuilt it
+            if now != level:  # filed too low (acquired since) or moved by a scrape
+                self._file(ep, now)
+                levels = self._levels  # filing may have compacted it
                 continue
             if skip is not None and skip(ep.id):
-                skipped.append(heapq.heappop(heap))
-                continue
-            found, found_load = ep, load
-            break
-        for item in skipped:
-            heapq.heappush(heap, item)
-        if found is not None and rotate:
-            self.refile(found, found_load)
-        return found
+                return self._least_unskipped(skip, rotate=rotate)
+            if rotate:
+                bucket.move_to_end(ep.id)
+            return ep
+        return None
+
+    def _least_unskipped(self, skip: Skip, *, rotate: bool) -> Endpoint | None:
+        """``least_loaded`` once the first member it found is skipped: the buckets in order of
+        load, each member's load checked; one filed too low is re-filed and the look starts
+        again (O(members) at worst: only retries and open breakers are skipped, a few members
+        of a large tier)."""
+        buckets = self._buckets
+        assert buckets is not None
+        while True:
+            for level in sorted(buckets):
+                for ep in list(buckets[level].values()):
+                    now = _load(ep)
+                    if now != level:
+                        self._file(ep, now)
+                        break  # the order changed: look again
+                    if not skip(ep.id):
+                        if rotate:
+                            buckets[level].move_to_end(ep.id)
+                        return ep
+                else:
+                    continue
+                break
+            else:
+                return None
 
     def scan(self, skip: Skip | None) -> list[Endpoint]:
         """Every member not skipped: O(members), only for degenerate cases."""

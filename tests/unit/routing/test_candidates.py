@@ -101,6 +101,43 @@ def test_least_loaded_equals_a_scan_after_any_acquire_release_sequence(seed: int
         assert tier.outstanding_total == sum(ep.in_flight for ep in eps)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_least_loaded_with_members_skipped_equals_a_scan_of_the_others(seed: int) -> None:
+    rng = random.Random(seed)
+    reg = EndpointRegistry()
+    pools = CandidatePools(reg)
+    eps = [endpoint(f"e{i}", capacity=rng.choice([1, 2, 4])) for i in range(16)]
+    for ep in eps:
+        reg.add(ep)
+        reg.set_ready(ep, True)
+    tier = pools.tiers("m")[0]
+    held = []
+    for _ in range(300):
+        if held and rng.random() < 0.45:
+            held.pop(rng.randrange(len(held)))()
+        else:
+            held.append(reg.acquire(rng.choice(eps)))
+        skipped = {ep.id for ep in rng.sample(eps, rng.randrange(len(eps)))}
+        best = tier.least_loaded(lambda eid, skipped=skipped: eid in skipped, rotate=rng.random() < 0.5)
+        usable = [ep for ep in eps if ep.id not in skipped]
+        assert best is not None and best.id not in skipped
+        assert best.in_flight / best.capacity == min(ep.in_flight / ep.capacity for ep in usable)
+    everyone = {ep.id for ep in eps}
+    assert tier.least_loaded(lambda eid: eid in everyone, rotate=True) is None
+
+
+def test_exact_ties_are_taken_in_turn() -> None:
+    reg = EndpointRegistry()
+    pools = CandidatePools(reg)
+    for i in range(5):
+        ep = endpoint(f"e{i}")
+        reg.add(ep)
+        reg.set_ready(ep, True)
+    tier = pools.tiers("m")[0]
+    firsts = [tier.least_loaded(None, rotate=True).id for _ in range(10)]
+    assert sorted(firsts[:5]) == [f"e{i}" for i in range(5)] and firsts[5:] == firsts[:5]
+
+
 def test_skipped_members_are_never_returned() -> None:
     reg = EndpointRegistry()
     pools = CandidatePools(reg)
