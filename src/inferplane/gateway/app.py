@@ -314,7 +314,7 @@ class Gateway:
         _json(out, 200, queues_view(self.router, self.router.held))
 
     async def admin_routing(self, _request: Request, out: Responder) -> None:
-        _json(out, 200, {"decisions": list(self.router.decisions)})
+        _json(out, 200, {"decisions": self.router.decision_log()})
 
 
 def _default_surfaces() -> tuple[Surface, ...]:

@@ -268,7 +268,7 @@ class Dashboard:
         return _ratio(hits - h0, queries - q0)
 
     def _routing(self) -> dict[str, Any]:
-        decisions = list(self.router.decisions)[-_DECISIONS_SHOWN:]
+        decisions = self.router.decision_log()[-_DECISIONS_SHOWN:]
         counts = [{"deployment": d, "policy": p, "decisions": n}
                   for (d, p), n in sorted(self.router.decision_counts.items())]
         return {"decisions": decisions[::-1], "counts": counts}

@@ -321,7 +321,8 @@ class PrefixIndex:
         """
         cap = self._capacity.get(endpoint_id, self.max_blocks)
         n = len(hashes) if upto is None else min(upto, len(hashes))
-        n = min(n, checkpoints_within(cap))
+        if n >= len(BLOCKS_AT) or BLOCKS_AT[n] > cap:  # a table lookup, not a bisect, for what fits
+            n = checkpoints_within(cap)
         if n <= 0:
             return
         lru = self._lru.get(endpoint_id)

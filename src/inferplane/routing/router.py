@@ -54,11 +54,16 @@ from inferplane.routing.policies import PrefixDecision, PrefixPolicy, make_polic
 from inferplane.routing.prefix import DEFAULT_BLOCK_BYTES, checkpoint_hashes, prompt_view
 from inferplane.routing.registry import Endpoint, EndpointRegistry, EndpointState
 from inferplane.routing.sessions import RecentSessions
-from inferplane.routing.types import Policy, RouteRequest
+from inferplane.routing.types import Decision, Policy, RouteRequest
 
 __all__ = ["Choice", "RouteInfo", "Router"]
 
 log = logging.getLogger(__name__)
+
+_NO_IDS: list[str] = []
+_Logged = tuple[float, str, Endpoint, Decision, bool, int, list[str], int | None]
+"""One ``Router.decision_log`` entry as kept: time, model, endpoint, decision, fallback, tier
+size, excluded ids, predicted cached blocks."""
 
 _CHARS_PER_TOKEN = 4
 """Rough characters per token, to turn reported cached tokens into prompt blocks."""
@@ -113,7 +118,7 @@ class Router:
         self.policies: dict[str, Policy] = {d.name: make_policy(d.policy) for d in deployments}
         self.preferred_region = preferred_region
         self.breakers: dict[str, Breaker] = {}
-        self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=log_size)
+        self._decisions: collections.deque[_Logged] = collections.deque(maxlen=log_size)
         self.decision_counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.prefix_predicted_blocks: collections.Counter[str] = collections.Counter()
         self.prefix_observed_blocks: collections.Counter[str] = collections.Counter()
@@ -356,17 +361,24 @@ class Router:
             policy.on_routed(rr, decision.endpoint_id)
             predicted = decision.predicted_blocks if isinstance(decision, PrefixDecision) else None
             choice = Choice(ep, decision.policy, fallback, predicted)
-            self.decisions.append({
-                "time": time.time(), "model": info.model, "endpoint": ep.id, "policy": decision.policy,
-                "fallback": fallback, "scores": decision.scores,
-                "tier": {"priority": ep.priority, "region": ep.region, "size": len(tier)},
-                "excluded": sorted(tried), "predicted_cached_blocks": predicted,
-            })
+            # what the log shows, as a tuple: its dicts are made when someone reads it (decision_log)
+            self._decisions.append((time.time(), info.model, ep, decision, fallback, len(tier),
+                                    sorted(tried) if tried else _NO_IDS, predicted))
         b = self.breakers.get(ep.id)
         if b is not None:
             b.allow(now)  # takes the half-open trial slot
         self.decision_counts[(owner, choice.policy)] += 1
         return choice
+
+    def decision_log(self) -> list[dict[str, Any]]:
+        """The last ``log_size`` routing decisions among several replicas, oldest first: when,
+        which model, the endpoint, the policy and every scored candidate's score, whether it
+        fell back to another deployment, the tier it chose in, the replicas a retry excluded,
+        and the blocks predicted cached (prefix policy)."""
+        return [{"time": t, "model": model, "endpoint": ep.id, "policy": decision.policy, "fallback": fallback,
+                 "scores": decision.scores, "tier": {"priority": ep.priority, "region": ep.region, "size": size},
+                 "excluded": excluded, "predicted_cached_blocks": predicted}
+                for t, model, ep, decision, fallback, size, excluded, predicted in self._decisions]
 
     def prefix_index_blocks(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(deployment, endpoint) -> (blocks the prefix index remembers, its bound): for metrics."""

@@ -193,7 +193,7 @@ def test_a_decision_among_1000_replicas_looks_at_a_handful(policy: str, monkeypa
         if len(held) > 50:
             held.pop(0)()
     assert looked["n"] / 200 <= 8  # snapshots built per decision, out of 1,000 endpoints
-    assert all(len(d["scores"]) <= 8 for d in router.decisions)
+    assert all(len(d["scores"]) <= 8 for d in router.decision_log())
 
 
 def test_prefix_finds_the_one_replica_of_1000_that_holds_the_prompt() -> None:

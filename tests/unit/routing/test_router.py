@@ -74,7 +74,7 @@ def test_prefix_policy_sticks_a_shared_prefix_and_records_its_decision() -> None
     again = [router.pick(info("m", system + f"question {i}"), set()) for i in range(2, 6)]
     assert {c.endpoint.id for c in again} == {first.endpoint.id}
     assert all(c.predicted_cached_blocks and c.predicted_cached_blocks > 0 for c in again)
-    d = router.decisions[-1]
+    d = router.decision_log()[-1]
     assert d["policy"] == "prefix" and set(d["scores"]) == {"a", "b", "c"}
     router.observed(again[-1], info("m", system + "question 5"), cached_tokens=300)
     assert router.prefix_observed_blocks["m"] == 300 * 4 // 256
