@@ -45,7 +45,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import xxhash
 
@@ -129,17 +129,19 @@ class HomeRing:
 class PrefixDecision(Decision):
     """A Decision that also says how many prompt blocks were predicted cached."""
 
-    matched_blocks: dict[str, int] = field(default_factory=dict)
-    """endpoint_id -> predicted cached blocks, for every candidate that was scored."""
+    matched: Sequence[int] = ()
+    """Predicted cached blocks of every candidate that was scored, in the order of ``scores``."""
+    predicted_blocks: int = 0
+    """Predicted cached blocks on the chosen endpoint (to compare with observed)."""
     total_blocks: int = 0
     """Blocks of the request the index can know of (up to its last checkpoint)."""
     fell_back: bool = False
     """True when the load-imbalance guard overrode cache locality."""
 
     @property
-    def predicted_blocks(self) -> int:
-        """Predicted cached blocks on the chosen endpoint (to compare with observed)."""
-        return self.matched_blocks.get(self.endpoint_id, 0)
+    def matched_blocks(self) -> dict[str, int]:
+        """endpoint_id -> predicted cached blocks, for every candidate that was scored."""
+        return dict(zip(self.scores, self.matched, strict=True))
 
 
 class PrefixPolicy:
@@ -299,8 +301,8 @@ class PrefixPolicy:
         if fell_back:
             scores = loads
             best = ties.argmin(loads)
-        decision = PrefixDecision(ids[best], self.name, dict(zip(ids, scores, strict=True)),
-                                  dict(zip(ids, matched, strict=True)), total, fell_back)
+        decision = PrefixDecision(ids[best], self.name, dict(zip(ids, scores, strict=True)), matched, matched[best],
+                                  total, fell_back)
         self._last = decision
         return decision
 
@@ -312,7 +314,7 @@ class PrefixPolicy:
         last = self._last
         self._last = None
         if last is not None and last.endpoint_id == endpoint_id:
-            held = checkpoints_within(last.matched_blocks.get(endpoint_id, 0))
+            held = checkpoints_within(last.predicted_blocks)
         else:
             held = self.index.match(endpoint_id, hashes)
         self.index.insert(endpoint_id, hashes, held=held)
