@@ -187,7 +187,10 @@ class Attempts:
             data = {**data, "model": upstream_name}
         strip_usage = req.stream and not req.include_usage and self._streams_usage(ep.runtime)
         if strip_usage:  # ask for usage anyway (for the token metrics); the client won't see it
-            data = {**data, "stream_options": {**(data.get("stream_options") or {}), "include_usage": True}}
+            if data is req.data and "stream_options" not in data:
+                body = _asking_usage(body)
+            else:
+                data = {**data, "stream_options": {**(data.get("stream_options") or {}), "include_usage": True}}
         if data is not req.data:  # re-encoding the parsed request beats any byte search (docs/gateway.md)
             body = orjson.dumps(data)
         if dialect.passthrough:
@@ -350,6 +353,19 @@ class Attempts:
         x.observers.attempt(x, Attempt(ep.id, ep.deployment, ep.runtime, choice.policy,
                                            "" if blocks is None else f"prefix {blocks} blocks", outcome, t_start,
                                            time.perf_counter(), status, detail))
+
+
+_ASK_USAGE = b'"stream_options":{"include_usage":true},'
+
+
+def _asking_usage(body: bytes) -> bytes:
+    """``body``, a JSON object with members and no ``stream_options``, asking for usage: the
+    member written in after its opening brace (no search: JSON whitespace holds no ``{``). Its
+    bytes copied rather than the request re-encoded (two dict copies and ``orjson.dumps``):
+    1.3k instructions fewer for a short request (``stream_phases.py``), and for a long prompt a
+    copy of its bytes instead of an encode."""
+    i = body.find(b"{") + 1
+    return b"".join((body[:i], _ASK_USAGE, body[i:]))
 
 
 def _excused(a: Attempt) -> Attempt:
