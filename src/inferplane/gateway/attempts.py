@@ -200,9 +200,14 @@ class Attempts:
                 path, body = dialect.request(req.route, data, body)
             except UnsupportedRequest as exc:
                 raise Rejection(400, f"{ep.runtime}: {exc}", param=exc.param, code="unsupported_parameter") from exc
+        tp = x.upstream_traceparent  # set only when tracing is on
+        extra = b"traceparent: %s\r\n" % tp.encode() if tp is not None and self._traces(ep.runtime) else b""
+        sent = self.pool.post_idle(ep.url, path, body, extra)  # most requests: on a pooled connection, at once
+        # counted in flight after the write, which nothing waited for since the pick: another request
+        # picks with this one counted all the same, and the upstream has it ~5k instructions sooner
         release = self.registry.acquire(ep)
         try:
-            resp = await self._open(x, choice, path, body, tried)
+            resp = await self._open(x, choice, path, body, tried, extra, sent)
             try:  # what ``with resp`` does, less its __enter__/__exit__ calls (1.6k instructions a request)
                 if not (req.stream and resp.status == 200):
                     return await self.relay.read(resp, ep, x)
@@ -222,16 +227,19 @@ class Attempts:
         finally:
             release()
 
-    async def _open(self, x: Exchange, choice: Choice, path: str, body: bytes, tried: set[str]) -> UpstreamResponse:
-        """Send the request; return once the response status arrived. Raises Failure."""
+    async def _open(self, x: Exchange, choice: Choice, path: str, body: bytes, tried: set[str], extra: bytes,
+                    sent: UpstreamResponse | None) -> UpstreamResponse:
+        """Send the request (unless ``sent``: already written on a pooled connection); return once
+        the response status arrived. Raises Failure."""
         ep = choice.endpoint
-        tp = x.upstream_traceparent  # set only when tracing is on
-        extra = b"traceparent: %s\r\n" % tp.encode() if tp is not None and self._traces(ep.runtime) else b""
-        for fresh in (False, True, True):
-            try:
-                resp = await self.pool.post(ep.url, path, body, fresh=fresh, extra_headers=extra)
-            except ConnectFailed as exc:
-                raise Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
+        for _ in range(3):
+            if sent is not None:
+                resp, sent = sent, None
+            else:
+                try:
+                    resp = await self.pool.post(ep.url, path, body, fresh=True, extra_headers=extra)
+                except ConnectFailed as exc:
+                    raise Failure("connect", f"cannot reach {ep.id}: {exc}") from exc
             try:
                 try:
                     await resp.headers(self._first_wait_s)  # most answers: the status within a probe period
