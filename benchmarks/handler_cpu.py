@@ -215,7 +215,8 @@ def _instructions(one: list[str], env: dict[str, str], requests: int) -> float:
     env = {**env, "PYTHONHASHSEED": "0"}
     # once without valgrind first: a tree run for the first time compiles its modules in the
     # shorter run only (a tree without __pycache__ yet), which the subtraction would not cancel
-    subprocess.run([sys.executable, *one[:4], "1", *one[5:]], env=env, check=True, capture_output=True)
+    # (as many requests as the concurrency: fewer than that, and the run fails)
+    subprocess.run([sys.executable, *one[:4], one[5], *one[5:]], env=env, check=True, capture_output=True)
     counts = []
     for n in (requests, 2 * requests):
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,

@@ -493,6 +493,11 @@ class _HostPool:
         self.idle.clear()
 
 
+_POST = (b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nAccept: */*\r\n"
+         b"%sContent-Length: %d\r\n\r\n%s")
+"""A JSON request's head and body: the prefix, path, host header, extra header lines, length, body."""
+
+
 class UpstreamPool:
     """Keep-alive connections per upstream base URL. Event-loop bound; not thread-safe."""
 
@@ -534,13 +539,22 @@ class UpstreamPool:
         they are (e.g. ``traceparent``). Await ``resp.headers()`` for the status. Raises
         ConnectFailed.
         """
+        if not fresh and (resp := self.post_idle(base_url, path, body, extra_headers)) is not None:
+            return resp
         h = self._hosts.get(base_url) or self._host(base_url)
-        conn = None if fresh else h.take_idle()  # the common case, without a coroutine
+        conn = await h.get(True)  # nothing idle was fit to reuse: a new connection
+        return conn.send(_POST % (h.prefix, path.encode("latin-1"), h.host_header, extra_headers, len(body), body),
+                         self.max_body_bytes)
+
+    def post_idle(self, base_url: str, path: str, body: bytes, extra_headers: bytes = b"") -> UpstreamResponse | None:
+        """``post`` on a pooled connection, written before this returns; None when none is fit to
+        reuse (then ``post`` connects). Not a coroutine: a caller can do its bookkeeping after the
+        write, and knows nothing else ran in between."""
+        h = self._hosts.get(base_url) or self._host(base_url)
+        conn = h.take_idle()
         if conn is None:
-            conn = await h.get(True)  # nothing idle was fit to reuse: a new connection
-        return conn.send(b"POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                         b"Accept: */*\r\n%sContent-Length: %d\r\n\r\n%s"
-                         % (h.prefix, path.encode("latin-1"), h.host_header, extra_headers, len(body), body),
+            return None
+        return conn.send(_POST % (h.prefix, path.encode("latin-1"), h.host_header, extra_headers, len(body), body),
                          self.max_body_bytes)
 
     async def probe(self, base_url: str, method: str, path: str, body: bytes | None, timeout_s: float) -> bool:

@@ -265,6 +265,7 @@ def test_a_stream_that_did_not_ask_for_usage_is_sent_asking_for_it_and_the_clien
 
     async def main() -> None:
         for sent in (b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true} \n',
+                     b' \r\n\t{ "messages":[{"role":"user","content":"{hi}"}],"model":"m","stream":true}',
                      b'{"model":"m","stream":true,"stream_options":null,"messages":[{"role":"user","content":"x"}]}',
                      b'{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user",'
                      b'"content":"x"}]}'):

@@ -102,3 +102,38 @@ def test_idle_connections_are_closed_after_the_timeout() -> None:
     data, waited = run(go())
     assert data.endswith(b"GET /x  0")
     assert 0.2 < waited < 3
+
+
+def test_requests_sent_one_after_another_are_served_and_a_closed_idle_connection_leaves_no_task() -> None:
+    async def go() -> tuple[list[bytes], bytes, int, int]:
+        server = await http1.serve(_handler, "127.0.0.1", 0, max_body_bytes=1000)
+        port = server.sockets[0].getsockname()[1]
+        before = len(asyncio.all_tasks())
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            answers = []
+            for i, path in enumerate((b"/a", b"/stream", b"/b", b"/stream", b"/c")):
+                writer.write(b"GET %s?n=%d HTTP/1.1\r\nHost: h\r\n\r\n" % (path, i))
+                ends = b"0\r\n\r\n" if path == b"/stream" else b"%s n=%d 0" % (path, i)
+                answers.append(await asyncio.wait_for(reader.readuntil(ends), 5))
+            # a body announced with Expect after requests were served: the 100 comes at once
+            writer.write(b"POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+            cont = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.write(b"ok")
+            await asyncio.wait_for(reader.readuntil(b"POST /d  2"), 5)
+            serving = len(asyncio.all_tasks())  # this connection's serving task, waiting for the next request
+            writer.close()
+            await writer.wait_closed()
+            for _ in range(50):  # the server sees the close a loop iteration or two later
+                if len(asyncio.all_tasks()) == before:
+                    break
+                await asyncio.sleep(0.01)
+            return answers, cont, serving - before, len(asyncio.all_tasks()) - before
+        finally:
+            server.close()
+
+    answers, cont, serving, left = run(go())
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 5
+    assert answers[1].count(b"data: ") == 3 and answers[2].endswith(b"GET /b n=2 0")
+    assert cont == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert serving <= 1 and left == 0  # at most one task for an idle connection, none once it closed
