@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
 from inferplane.config.models import parse_config
-from inferplane.routing.candidates import CandidatePools, TierView
+from inferplane.routing.candidates import CandidatePools, Tier, TierView
 from inferplane.routing.policies import POLICY_NAMES
 from inferplane.routing.registry import Endpoint, EndpointRegistry
 from inferplane.routing.router import RouteInfo, Router
@@ -75,22 +76,29 @@ def test_preferred_region_is_its_own_better_tier() -> None:
     assert members(pools) == [{"eu-1", "eu-2"}, {"us-1"}]
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_least_loaded_equals_a_scan_after_any_acquire_release_sequence(seed: int) -> None:
-    rng = random.Random(seed)
+def _random_loads(rng: random.Random, n: int, steps: int) -> Iterator[tuple[EndpointRegistry, Tier, list[Endpoint]]]:
+    """A tier of ``n`` endpoints of mixed capacity; yields after each of ``steps`` random
+    acquires and releases."""
     reg = EndpointRegistry()
     pools = CandidatePools(reg)
-    eps = [endpoint(f"e{i}", capacity=rng.choice([1, 2, 4])) for i in range(12)]
+    eps = [endpoint(f"e{i}", capacity=rng.choice([1, 2, 4])) for i in range(n)]
     for ep in eps:
         reg.add(ep)
         reg.set_ready(ep, True)
     tier = pools.tiers("m")[0]
     held = []
-    for _ in range(300):
+    for _ in range(steps):
         if held and rng.random() < 0.45:
             held.pop(rng.randrange(len(held)))()
         else:
             held.append(reg.acquire(rng.choice(eps)))
+        yield reg, tier, eps
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_least_loaded_equals_a_scan_after_any_acquire_release_sequence(seed: int) -> None:
+    rng = random.Random(seed)
+    for reg, tier, eps in _random_loads(rng, 12, 300):
         if rng.random() < 0.1:  # a leaving and returning endpoint
             ep = rng.choice(eps)
             reg.set_ready(ep, False)
@@ -104,19 +112,7 @@ def test_least_loaded_equals_a_scan_after_any_acquire_release_sequence(seed: int
 @pytest.mark.parametrize("seed", range(4))
 def test_least_loaded_with_members_skipped_equals_a_scan_of_the_others(seed: int) -> None:
     rng = random.Random(seed)
-    reg = EndpointRegistry()
-    pools = CandidatePools(reg)
-    eps = [endpoint(f"e{i}", capacity=rng.choice([1, 2, 4])) for i in range(16)]
-    for ep in eps:
-        reg.add(ep)
-        reg.set_ready(ep, True)
-    tier = pools.tiers("m")[0]
-    held = []
-    for _ in range(300):
-        if held and rng.random() < 0.45:
-            held.pop(rng.randrange(len(held)))()
-        else:
-            held.append(reg.acquire(rng.choice(eps)))
+    for _, tier, eps in _random_loads(rng, 16, 300):
         skipped = {ep.id for ep in rng.sample(eps, rng.randrange(len(eps)))}
         best = tier.least_loaded(lambda eid, skipped=skipped: eid in skipped, rotate=rng.random() < 0.5)
         usable = [ep for ep in eps if ep.id not in skipped]
@@ -126,27 +122,26 @@ def test_least_loaded_with_members_skipped_equals_a_scan_of_the_others(seed: int
     assert tier.least_loaded(lambda eid: eid in everyone, rotate=True) is None
 
 
-def test_exact_ties_are_taken_in_turn() -> None:
+def _ready_tier(n: int) -> Tier:
+    """The one tier of ``n`` ready endpoints ``e0``..., of capacity 1, nothing in flight."""
     reg = EndpointRegistry()
     pools = CandidatePools(reg)
-    for i in range(5):
+    for i in range(n):
         ep = endpoint(f"e{i}")
         reg.add(ep)
         reg.set_ready(ep, True)
-    tier = pools.tiers("m")[0]
+    return pools.tiers("m")[0]
+
+
+def test_exact_ties_are_taken_in_turn() -> None:
+    tier = _ready_tier(5)
     firsts = [tier.least_loaded(None, rotate=True).id for _ in range(10)]
     assert sorted(firsts[:5]) == [f"e{i}" for i in range(5)] and firsts[5:] == firsts[:5]
 
 
 def test_skipped_members_are_never_returned() -> None:
-    reg = EndpointRegistry()
-    pools = CandidatePools(reg)
-    for i in range(50):
-        ep = endpoint(f"e{i}")
-        reg.add(ep)
-        reg.set_ready(ep, True)
     usable = {"e7", "e31"}
-    view = TierView(pools.tiers("m")[0], lambda eid: eid not in usable)
+    view = TierView(_ready_tier(50), lambda eid: eid not in usable)
     rng = random.Random(0)
     for _ in range(20):
         assert {c.endpoint_id for c in view.sample(2, rng)} == usable
