@@ -94,7 +94,7 @@ class Tier:
         self.pos[ep.id] = len(self.members)
         self.members.append(ep)
         self.capacity_total += max(ep.capacity, 1)
-        self.refile(ep)
+        self.moved(ep)  # counted, and filed if the buckets are built (it is filed nowhere yet)
 
     def remove(self, ep: Endpoint) -> None:
         i = self.pos.pop(ep.id, None)
@@ -123,16 +123,6 @@ class Tier:
         load = _load(ep)
         if at is None or load < at:
             self._file(ep, load)
-
-    def refile(self, ep: Endpoint, load: float | None = None) -> None:
-        """File ``ep`` under its current load (after its load changed); ``load``: that load, where
-        the caller has just computed it."""
-        eid = ep.id
-        out = ep.in_flight + int(ep.stats.waiting or 0)
-        self.outstanding_total += out - self._out.get(eid, 0)
-        self._out[eid] = out
-        if self._buckets is not None and eid in self.pos:
-            self._file(ep, _load(ep) if load is None else load)
 
     def _file(self, ep: Endpoint, load: float) -> None:
         buckets = self._buckets
