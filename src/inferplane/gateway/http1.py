@@ -231,6 +231,7 @@ class HttpServerProtocol(asyncio.Protocol):
         if size > self._max_line or self._header_bytes > self._max_fields_bytes:
             self._header_over_limit(name, size)
         key = name.decode("latin-1").lower()
+        value = value.rstrip(b" \t")  # llhttp drops the whitespace before a value, not after it (RFC 9110 5.5)
         headers = self._headers
         if key in headers:
             if key in _SINGLE:
