@@ -23,7 +23,12 @@ Deterministic: another process's load changes nothing but how long it takes, and
 collector is off while streams are measured (it would run in whichever leg crossed its threshold).
 
     python benchmarks/stream_phases.py [--surface openai anthropic ollama] [--streams 20] [--chunks 10]
-        [--compare-src PATH] [--keep DIR]
+        [--compare-src PATH] [--keep DIR] [--sdk-headers]
+
+``--sdk-headers``: the request carries the header fields the installed ``openai`` client sends
+(captured from it at start, against a socket on 127.0.0.1: its ``User-Agent``, ``X-Stainless-*``,
+``Authorization``... 17 fields), not only ``Host``, ``Content-Type`` and ``Content-Length``: what
+a real client's way up costs. The fields are printed.
 
 ``--keep DIR`` keeps the dumps (``DIR/<src>-<surface>/cg.out.N``, the leg in each one's trigger line)
 for ``callgrind_annotate --inclusive=yes``.
@@ -57,7 +62,44 @@ _REQUESTS = {
 }
 
 
-async def _run(surface: str, streams: int, chunks: int, helper: str) -> None:
+def capture_sdk_headers() -> bytes:
+    """The header lines (``Name: value\\r\\n`` each) the installed ``openai`` client sends with a
+    streamed chat request, less ``Host``, ``Content-Type`` and ``Content-Length`` (the request
+    has its own)."""
+    import socket
+    import threading
+
+    import openai
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    head: list[bytes] = []
+
+    def answer() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(65536)
+            head.append(buf.split(b"\r\n\r\n", 1)[0])
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n"
+                         b"Connection: close\r\n\r\ndata: [DONE]\n\n")
+
+    t = threading.Thread(target=answer)
+    t.start()
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.getsockname()[1]}/v1", api_key="sk-bench", max_retries=0,
+                           timeout=5)
+    try:
+        for _ in client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True):
+            pass
+    finally:
+        t.join(5)
+        srv.close()
+    lines = head[0].split(b"\r\n")[1:]
+    own = (b"host:", b"content-type:", b"content-length:")
+    return b"".join(line + b"\r\n" for line in lines if not line.lower().startswith(own))
+
+
+async def _run(surface: str, streams: int, chunks: int, helper: str, headers: bytes = b"") -> None:
     """Serve ``streams`` streams (after a warm-up), dumping callgrind's counters at each leg's end."""
     import handler_cpu
 
@@ -141,8 +183,8 @@ async def _run(surface: str, streams: int, chunks: int, helper: str) -> None:
     proto = HttpServerProtocol(gw.handle, ServerState(gw.http_limits()))
     proto.connection_made(Client())
     path, extra, body = _REQUESTS[surface]
-    raw = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
-           % (path, extra, len(body), body))
+    raw = (b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s%sContent-Length: %d\r\n\r\n%s"
+           % (path, extra, headers, len(body), body))
 
     async def one() -> None:
         nonlocal done, reads, seen_first
@@ -185,7 +227,8 @@ def _legs(out_dir: Path, streams: int, chunks: int) -> dict[str, float]:
     return out
 
 
-def _measure(src: str | None, surface: str, streams: int, chunks: int, helper: str, out_dir: Path) -> dict[str, float]:
+def _measure(src: str | None, surface: str, streams: int, chunks: int, helper: str, out_dir: Path,
+             headers_file: str) -> dict[str, float]:
     env = dict(os.environ, PYTHONHASHSEED="0")
     if src:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
@@ -193,7 +236,7 @@ def _measure(src: str | None, surface: str, streams: int, chunks: int, helper: s
     for old in out_dir.glob("cg.out*"):
         old.unlink()
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir / 'cg.out'}", sys.executable,
-                    __file__, "--one", surface, str(streams), str(chunks), helper],
+                    __file__, "--one", surface, str(streams), str(chunks), helper, headers_file],
                    env=env, check=True, capture_output=True)
     return _legs(out_dir, streams, chunks)
 
@@ -205,12 +248,15 @@ def main() -> int:
     ap.add_argument("--chunks", type=int, default=10)
     ap.add_argument("--compare-src", help="a second src tree, measured too")
     ap.add_argument("--keep", help="keep the callgrind dumps under this folder")
-    ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--sdk-headers", action="store_true", help="send the header fields the installed openai "
+                    "client sends (captured from it at start)")
+    ap.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         import uvloop
-        surface, streams, chunks, helper = args.one
-        uvloop.run(_run(surface, int(streams), int(chunks), helper))
+        surface, streams, chunks, helper, headers_file = args.one
+        headers = Path(headers_file).read_bytes() if headers_file else b""
+        uvloop.run(_run(surface, int(streams), int(chunks), helper, headers))
         return 0
     srcs: list[tuple[str, str | None]] = [("compare", str(Path(args.compare_src).resolve()))] if args.compare_src else []
     srcs.append(("this", None))
@@ -219,12 +265,21 @@ def main() -> int:
         (Path(tmp) / "cgdump.c").write_bytes(_HELPER)
         subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", helper, str(Path(tmp) / "cgdump.c")], check=True)
         keep = Path(args.keep) if args.keep else Path(tmp)
+        headers_file = ""
+        if args.sdk_headers:
+            headers = capture_sdk_headers()
+            headers_file = str(Path(tmp) / "headers.bin")
+            Path(headers_file).write_bytes(headers)
+            fields = headers.count(b"\r\n") + 3
+            print(f"{fields} header fields, as the installed openai client sends them:")
+            print(headers.decode("latin-1").replace("\r\n", "\n").rstrip("\n"))
         print(f"streams={args.streams} chunks={args.chunks}; thousands of instructions per stream "
               "(chunk: per chunk)")
         print(f"{'surface':>9} {'src':>8} " + " ".join(f"{leg:>11}" for leg in _LEGS))
         for surface in args.surface:
             for label, src in srcs:
-                legs = _measure(src, surface, args.streams, args.chunks, helper, keep / f"{label}-{surface}")
+                legs = _measure(src, surface, args.streams, args.chunks, helper, keep / f"{label}-{surface}",
+                                headers_file)
                 print(f"{surface:>9} {label:>8} " + " ".join(f"{legs[leg]:>11.1f}" for leg in _LEGS), flush=True)
     return 0
 
