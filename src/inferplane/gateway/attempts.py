@@ -205,7 +205,12 @@ class Attempts:
         sent = self.pool.post_idle(ep.url, path, body, extra)  # most requests: on a pooled connection, at once
         # counted in flight after the write, which nothing waited for since the pick: another request
         # picks with this one counted all the same, and the upstream has it ~5k instructions sooner
-        release = self.registry.acquire(ep)
+        try:
+            release = self.registry.acquire(ep)
+        except BaseException:
+            if sent is not None:  # written already: close it, or the runtime generates for nobody
+                sent.close()
+            raise
         try:
             resp = await self._open(x, choice, path, body, tried, extra, sent)
             try:  # what ``with resp`` does, less its __enter__/__exit__ calls (1.6k instructions a request)

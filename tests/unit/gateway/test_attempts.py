@@ -277,3 +277,25 @@ def test_a_stream_that_did_not_ask_for_usage_is_sent_asking_for_it_and_the_clien
             assert upstream.count(b"stream_options") == 1
             assert rec.outcome().usage is not None and rec.outcome().usage.completion_tokens == 2
     run(main())
+
+
+def test_a_request_written_upstream_is_not_left_open_when_counting_it_in_flight_fails() -> None:
+    """The request goes out on a pooled connection before it is counted in flight; if counting
+    raises (a bug in a load listener), the written request's connection is closed, so the
+    runtime stops generating for an answer nobody reads."""
+
+    async def main() -> None:
+        gw, conn, _ = memory_gateway(ok)
+        assert (await call(gw, chat())).status == 200  # leaves an idle pooled connection
+
+        def broken(_ep: object) -> None:
+            raise RuntimeError("listener bug")
+
+        gw.registry.on_load(broken)
+        try:
+            await call(gw, chat())
+        except RuntimeError:
+            pass  # the HTTP server answers 500; the handler itself raises it
+        assert len(conn.requests) == 2  # it was written, on the pooled connection
+        assert conn.closed == 1
+    run(main())
