@@ -23,7 +23,12 @@ between costs on this machine (its wake-ups and two more socket hops), the least
 
     python benchmarks/stream_overhead.py [--surface openai anthropic ollama] [--concurrency 1 16]
         [--streams 40] [--chunks 30] [--itl-ms 10] [--rounds 3] [--compare-ref REF | --compare-src PATH]
-        [--floor]
+        [--floor] [--cpu-awake]
+
+``--cpu-awake`` runs a spinner per core at the idle scheduling class for the whole run: any other
+task takes its core at once, and no core ever halts. On a VM whose idle vCPUs halt (a host wake-up
+for every chunk and request), it separates what the processes' code costs from what waking an
+idle core costs: compare a run with it to one without.
 
 ``--plain`` measures non-streamed requests instead (one connection, one at a time, ``--streams``
 x 5 per measurement), back to back and after ``--itl-ms`` of silence each: what the same gateway
@@ -391,9 +396,15 @@ def main() -> int:
                     "(uvloop, its own process): the least a process in between adds on this machine")
     ap.add_argument("--plain", action="store_true", help="measure non-streamed requests instead, back to back and "
                     "after --itl-ms of silence: the round trip and the way up, direct and through each gateway")
+    ap.add_argument("--cpu-awake", action="store_true", help="keep every core busy with a spinner at the idle "
+                    "scheduling class (SCHED_IDLE: it runs only when nothing else can) for the whole run, so that no "
+                    "core halts between chunks: what the processes add when their CPU never goes idle")
     ap.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--tcp-relay", type=int, nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--spin", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.spin:
+        spin()
     if args.upstream:
         serve_upstream(args.upstream, args.chunks, args.itl_ms / 1e3)
         return 0
@@ -404,6 +415,8 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     up_port = free_port()
     try:
+        if args.cpu_awake:
+            procs += [subprocess.Popen([sys.executable, __file__, "--spin"]) for _ in range(os.cpu_count() or 1)]
         procs.append(subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port), "--chunks",
                                        str(args.chunks), "--itl-ms", str(args.itl_ms)]))
         upstream = f"http://127.0.0.1:{up_port}"
@@ -422,7 +435,8 @@ def main() -> int:
             run_plain(upstream, gateways, args)
             return 0
         print(f"chunks={args.chunks} itl={args.itl_ms} ms streams/conn={args.streams} rounds={args.rounds} "
-              f"cores={os.cpu_count()} load(1m)={os.getloadavg()[0]:.2f}")
+              f"cores={os.cpu_count()} load(1m)={os.getloadavg()[0]:.2f}"
+              + (" cpu-awake (the load counts the spinners)" if args.cpu_awake else ""))
         print(f"{'conc':>4} {'rnd':>3} {'src':>8} {'surface':>9} {'load':>5} " + " ".join(f"{c:>{max(len(c), 6)}}"
                                                                                     for c in _COLS))
         rows: dict[tuple[int, str, str], list[tuple[float, ...]]] = {}
@@ -449,6 +463,13 @@ def main() -> int:
         stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def spin() -> None:
+    """``--cpu-awake``'s spinner: busy forever at SCHED_IDLE, so any other runnable task takes the core at once."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    while True:
+        pass
 
 
 def _cell(heading: str, v: float) -> str:

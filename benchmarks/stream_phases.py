@@ -23,12 +23,17 @@ Deterministic: another process's load changes nothing but how long it takes, and
 collector is off while streams are measured (it would run in whichever leg crossed its threshold).
 
     python benchmarks/stream_phases.py [--surface openai anthropic ollama] [--streams 20] [--chunks 10]
-        [--compare-src PATH] [--keep DIR] [--sdk-headers]
+        [--compare-src PATH] [--keep DIR] [--sdk-headers] [--calls]
 
 ``--sdk-headers``: the request carries the header fields the installed ``openai`` client sends
 (captured from it at start, against a socket on 127.0.0.1: its ``User-Agent``, ``X-Stainless-*``,
 ``Authorization``... 17 fields), not only ``Host``, ``Content-Type`` and ``Content-Length``: what
 a real client's way up costs. The fields are printed.
+
+``--calls`` lists the calls instead (no valgrind): every Python function and C function called on one
+stream's way up, nested as they ran (``sys.setprofile``), then how many of each. Each costs ~1k
+instructions or more on this interpreter, so the list is where the way up can get shorter.
+With ``--compare-src`` it lists that tree's calls instead of this one's.
 
 ``--keep DIR`` keeps the dumps (``DIR/<src>-<surface>/cg.out.N``, the leg in each one's trigger line)
 for ``callgrind_annotate --inclusive=yes``.
@@ -112,8 +117,11 @@ async def _run(surface: str, streams: int, chunks: int, helper: str, headers: by
     from inferplane.routing.registry import Endpoint, EndpointRegistry
     from inferplane.runtimes.registry import get_adapter
 
-    dump = ctypes.CDLL(helper).dump
-    dump.argtypes = [ctypes.c_char_p]
+    if helper:
+        dump = ctypes.CDLL(helper).dump
+        dump.argtypes = [ctypes.c_char_p]
+    else:  # --calls
+        dump = trace = _WayUpCalls()
     on = False
     reads = 0  # the current stream's upstream reads so far (0: its head)
     seen_first = False
@@ -208,6 +216,44 @@ async def _run(surface: str, streams: int, chunks: int, helper: str, headers: by
     on = False
     gc.enable()
     gw.close()
+    if not helper:
+        trace.print()
+
+
+class _WayUpCalls:
+    """``--calls``: the Python and C calls on a stream's way up (its ``idle`` mark to its ``up`` mark), nested
+    as they ran; the last stream's are kept. This script's own calls (the marks) are left out."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._stack: list[bool] = []  # per Python frame entered: whether it was listed
+
+    def __call__(self, leg: bytes) -> None:
+        if leg == b"idle":
+            self.calls, self._stack = [], []
+            sys.setprofile(self._event)
+        elif leg == b"up":
+            sys.setprofile(None)
+
+    def _event(self, frame: Any, event: str, arg: Any) -> None:
+        depth = sum(self._stack)
+        if event == "call":
+            code = frame.f_code
+            listed = code.co_filename != __file__
+            if listed:
+                self.calls.append("  " * depth + f"{code.co_qualname}  {Path(code.co_filename).name}:"
+                                  f"{code.co_firstlineno}")
+            self._stack.append(listed)
+        elif event == "return":
+            if self._stack:
+                self._stack.pop()
+        elif event == "c_call" and (not self._stack or self._stack[-1]):
+            self.calls.append("  " * depth + f"[C] {getattr(arg, '__qualname__', arg)}")
+
+    def print(self) -> None:
+        c = sum(line.lstrip().startswith("[C]") for line in self.calls)
+        print("\n".join(self.calls))
+        print(f"{len(self.calls) - c} Python calls, {c} C calls on the way up")
 
 
 def _legs(out_dir: Path, streams: int, chunks: int) -> dict[str, float]:
@@ -250,6 +296,8 @@ def main() -> int:
     ap.add_argument("--keep", help="keep the callgrind dumps under this folder")
     ap.add_argument("--sdk-headers", action="store_true", help="send the header fields the installed openai "
                     "client sends (captured from it at start)")
+    ap.add_argument("--calls", action="store_true", help="instead of counting, list the Python and C calls on one "
+                    "stream's way up, as they nest (sys.setprofile; no valgrind), for each --surface")
     ap.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -273,6 +321,14 @@ def main() -> int:
             fields = headers.count(b"\r\n") + 3
             print(f"{fields} header fields, as the installed openai client sends them:")
             print(headers.decode("latin-1").replace("\r\n", "\n").rstrip("\n"))
+        if args.calls:
+            for surface in args.surface:
+                print(f"-- {surface}", flush=True)
+                subprocess.run([sys.executable, __file__, "--one", surface, "1", str(args.chunks), "", headers_file],
+                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                   [*([str(Path(args.compare_src).resolve())] if args.compare_src else []),
+                                    os.environ.get("PYTHONPATH", "")])), check=True)
+            return 0
         print(f"streams={args.streams} chunks={args.chunks}; thousands of instructions per stream "
               "(chunk: per chunk)")
         print(f"{'surface':>9} {'src':>8} " + " ".join(f"{leg:>11}" for leg in _LEGS))
