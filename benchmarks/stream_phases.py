@@ -273,16 +273,22 @@ def _legs(out_dir: Path, streams: int, chunks: int) -> dict[str, float]:
     return out
 
 
-def _measure(src: str | None, surface: str, streams: int, chunks: int, helper: str, out_dir: Path,
-             headers_file: str) -> dict[str, float]:
+def _child(src: str | None, surface: str, streams: int, chunks: int, helper: str,
+           headers_file: str) -> tuple[list[str], dict[str, str]]:
+    """The ``--one`` process's command and environment: ``src`` first on its path; ``helper`` "" lists calls."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     if src:
-        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return [sys.executable, __file__, "--one", surface, str(streams), str(chunks), helper, headers_file], env
+
+
+def _measure(src: str | None, surface: str, streams: int, chunks: int, helper: str, out_dir: Path,
+             headers_file: str) -> dict[str, float]:
+    cmd, env = _child(src, surface, streams, chunks, helper, headers_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("cg.out*"):
         old.unlink()
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir / 'cg.out'}", sys.executable,
-                    __file__, "--one", surface, str(streams), str(chunks), helper, headers_file],
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir / 'cg.out'}", *cmd],
                    env=env, check=True, capture_output=True)
     return _legs(out_dir, streams, chunks)
 
@@ -310,8 +316,9 @@ def main() -> int:
     srcs.append(("this", None))
     with tempfile.TemporaryDirectory() as tmp:
         helper = str(Path(tmp) / "libcgdump.so")
-        (Path(tmp) / "cgdump.c").write_bytes(_HELPER)
-        subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", helper, str(Path(tmp) / "cgdump.c")], check=True)
+        if not args.calls:  # the dumps' helper: only callgrind's counts need it
+            (Path(tmp) / "cgdump.c").write_bytes(_HELPER)
+            subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", helper, str(Path(tmp) / "cgdump.c")], check=True)
         keep = Path(args.keep) if args.keep else Path(tmp)
         headers_file = ""
         if args.sdk_headers:
@@ -324,10 +331,8 @@ def main() -> int:
         if args.calls:
             for surface in args.surface:
                 print(f"-- {surface}", flush=True)
-                subprocess.run([sys.executable, __file__, "--one", surface, "1", str(args.chunks), "", headers_file],
-                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                                   [*([str(Path(args.compare_src).resolve())] if args.compare_src else []),
-                                    os.environ.get("PYTHONPATH", "")])), check=True)
+                cmd, env = _child(srcs[0][1], surface, 1, args.chunks, "", headers_file)
+                subprocess.run(cmd, env=env, check=True)
             return 0
         print(f"streams={args.streams} chunks={args.chunks}; thousands of instructions per stream "
               "(chunk: per chunk)")
